@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything effcam needs to build, test and benchmark, from Debian's apt. Idempotent.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libxtensor-dev libxsimd-dev libstb-dev doctest-dev      # engine, ops, tests
+  libhdf5-dev libzip-dev nlohmann-json3-dev               # converter
+  clang libclang-rt-14-dev                                # libFuzzer and sanitizer runtimes
+  python3 python3-numpy python3-h5py python3-pil python3-torch  # test models and the reference
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
