@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -58,6 +60,7 @@ class EffcamBuilder {
 
   format::DType kernel_dtype_;
   std::string strings_;
+  std::map<std::string, format::StringRef, std::less<>> interned_;  // strings_ contents, deduplicated
   std::vector<format::ActivationTensor> tensors_;
   std::vector<format::Op> ops_;
   std::vector<format::Tap> taps_;

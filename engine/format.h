@@ -180,6 +180,7 @@ enum class TapKind : uint32_t {
   BeforeAffine = 4,    // the raw conv output before a folded BatchNorm: (conv + bias - shift) / scale,
                        // shift/scale = the weight ids below (per output channel, F32 Vector)
   ScaledInput = 5,     // the op's input times its input_scale (a squeeze-excite Multiply folded into Conv)
+  SecondOutput = 6,    // the op's outputs[1] (a squeeze-excite mean computed by a Depthwise op)
 };
 
 struct Tap {

@@ -1,0 +1,36 @@
+// Image input: decode JPEG / PNG / BMP / GIF into 8-bit interleaved pixels with the channel conversions of
+// PIL's Image.convert("RGB") / convert("L"), so the engine sees what the users' PIL pipeline saw.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace effcam {
+
+// 8-bit pixels, row-major, channels interleaved (HWC). channels is 1 (L) or 3 (RGB) after decoding.
+struct Image {
+  uint32_t width = 0;
+  uint32_t height = 0;
+  uint32_t channels = 0;
+  std::vector<uint8_t> pixels;  // width * height * channels
+};
+
+// Inputs beyond these are refused before any pixel buffer is allocated.
+inline constexpr uint64_t kMaxImagePixels = 50'000'000;
+inline constexpr uint64_t kMaxImageFileBytes = uint64_t{256} << 20;
+
+// Decodes an in-memory JPEG, PNG, BMP or GIF (first frame) to wanted_channels (1 = L, 3 = RGB), the way PIL's
+// Image.open(...).convert("L" / "RGB") does: alpha is dropped (not composited), L = ITU-R 601-2 luma with PIL's
+// rounding, 16-bit RGB(A) keeps the high byte and 16-bit grayscale is clipped to 255 (PIL's "I" -> "L").
+// `name` only labels error messages. Throws effcam::Error on empty, unknown, truncated, corrupt or oversized input.
+Image decode_image(std::span<const uint8_t> bytes, uint32_t wanted_channels, const std::string& name = "<memory>");
+
+// Reads the file (at most kMaxImageFileBytes) and decodes it as decode_image does.
+Image load_image(const std::string& path, uint32_t wanted_channels);
+
+// The pixels as fp32 HWC in 0..255 (no scaling: the model's own preprocessing is applied later).
+std::vector<float> to_float_hwc(const Image& image);
+
+}  // namespace effcam

@@ -1,0 +1,31 @@
+#include "engine/process_memory.h"
+
+#include <cstdio>
+#include <cstring>
+
+namespace effcam {
+
+namespace {
+// Reads a "Name:   1234 kB" line of /proc/self/status; 0 when unavailable.
+uint64_t status_kib(const char* name) {
+  std::FILE* file = std::fopen("/proc/self/status", "r");
+  if (!file) return 0;
+  char line[256];
+  uint64_t value = 0;
+  const size_t length = std::strlen(name);
+  while (std::fgets(line, sizeof line, file)) {
+    if (std::strncmp(line, name, length) == 0 && line[length] == ':') {
+      unsigned long long kib = 0;
+      if (std::sscanf(line + length + 1, "%llu", &kib) == 1) value = kib;
+      break;
+    }
+  }
+  std::fclose(file);
+  return value * 1024;
+}
+}  // namespace
+
+uint64_t peak_rss_bytes() { return status_kib("VmHWM"); }
+uint64_t current_rss_bytes() { return status_kib("VmRSS"); }
+
+}  // namespace effcam

@@ -1,0 +1,11 @@
+// The kernel's own memory figures for this process (what the memory bars are measured in).
+#pragma once
+
+#include <cstdint>
+
+namespace effcam {
+
+uint64_t peak_rss_bytes();     // VmHWM: the high-water mark of resident memory
+uint64_t current_rss_bytes();  // VmRSS
+
+}  // namespace effcam

@@ -1,0 +1,365 @@
+#include "engine/session.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/error.h"
+#include "engine/resize.h"
+#include "ops/kernels.h"
+
+namespace effcam {
+
+using format::kNone;
+using format::OpKind;
+using format::TapKind;
+
+namespace {
+
+ops::Activation to_ops(format::Activation act) { return static_cast<ops::Activation>(static_cast<uint32_t>(act)); }
+
+float* allocate_arena(uint64_t bytes) {
+  const uint64_t size = std::max<uint64_t>(kArenaAlignment, bytes);
+  void* memory = std::aligned_alloc(kArenaAlignment, size);
+  if (!memory) throw Error("cannot allocate the " + std::to_string(size) + "-byte activation arena");
+  return static_cast<float*>(memory);
+}
+
+// The tensors a tap needs after the run: its own tensor, or the op's inputs when the layer is recomputed.
+std::vector<uint32_t> tensors_for(const format::Tap& tap, const format::Op& op) {
+  switch (tap.kind) {
+    case TapKind::Output:
+      return {op.outputs[0]};
+    case TapKind::SecondOutput:
+      return {op.outputs[1]};
+    default: {
+      std::vector<uint32_t> keep;
+      for (uint32_t t : op.inputs) {
+        if (t != kNone) keep.push_back(t);
+      }
+      return keep;
+    }
+  }
+}
+
+}  // namespace
+
+Session::Session(const Model& model, const SessionOptions& options)
+    : model_(model), pool_(options.threads), arena_(nullptr, std::free) {
+  PlanRequest request;
+  request.threads = pool_.size();
+  for (const std::string& layer : options.probes) {
+    const format::Tap* tap = model_.find_tap(layer);
+    if (!tap) throw Error("layer '" + layer + "' is not in the model, or was folded away (e.g. into the preprocessing)");
+    const format::Op& op = model_.file().ops()[tap->op];
+    for (uint32_t t : tensors_for(*tap, op)) request.keep_alive.push_back(t);
+    Probe probe{layer, tap, model_.tap_shape(*tap), {}};
+    if (tap->kind != TapKind::Output && tap->kind != TapKind::SecondOutput) probe.values.resize(probe.shape.elements());
+    probes_.push_back(std::move(probe));
+  }
+  plan_ = plan_memory(model_.file().ops(), model_.graph(), request);
+  arena_.reset(allocate_arena(plan_.arena_bytes));
+  if (model_.has_logits()) logits_.resize(model_.classes());
+}
+
+float* Session::tensor(uint32_t id) const {
+  return reinterpret_cast<float*>(reinterpret_cast<char*>(arena_.get()) + plan_.tensor_offset[id]);
+}
+
+const float* Session::weight(uint32_t id) const {
+  return id == kNone ? nullptr : static_cast<const float*>(model_.file().weight_data(id));
+}
+
+void Session::set_input(const Image& image) {
+  if (image.channels != model_.input_channels()) {
+    throw Error("image has " + std::to_string(image.channels) + " channels, the model takes " +
+                std::to_string(model_.input_channels()));
+  }
+  const format::Preprocess& pre = model_.file().preprocess();
+  const Image resized = image.width == pre.width && image.height == pre.height
+                            ? Image{}
+                            : resize_lanczos(image, pre.width, pre.height);
+  const Image& source = resized.pixels.empty() ? image : resized;
+  float* x = tensor(model_.graph().input);
+  const uint32_t c = pre.channels;
+  const size_t pixels = size_t{pre.width} * pre.height;
+  for (size_t p = 0; p < pixels; ++p) {
+    for (uint32_t k = 0; k < c; ++k) x[p * c + k] = source.pixels[p * c + k] * pre.scale[k] + pre.offset[k];
+  }
+}
+
+void Session::set_input_pixels(std::span<const float> hwc) {
+  const format::Preprocess& pre = model_.file().preprocess();
+  const size_t expected = size_t{pre.width} * pre.height * pre.channels;
+  if (hwc.size() != expected) {
+    throw Error("input has " + std::to_string(hwc.size()) + " values, the model takes " + std::to_string(expected));
+  }
+  float* x = tensor(model_.graph().input);
+  for (size_t i = 0; i < expected; ++i) {
+    const uint32_t k = static_cast<uint32_t>(i % pre.channels);
+    x[i] = hwc[i] * pre.scale[k] + pre.offset[k];
+  }
+}
+
+void Session::run() {
+  const size_t count = model_.file().ops().size();
+  for (uint32_t i = 0; i < count; ++i) run_op(i, Variant{});
+  for (Probe& probe : probes_) compute_probe(probe);
+}
+
+void Session::run_op(uint32_t index, const Variant& variant) {
+  const format::Op& op = model_.file().ops()[index];
+  const OpGeometry& g = model_.graph().ops[index];
+  const ModelFile& file = model_.file();
+  const bool softmax = op.activation == format::Activation::Softmax;
+  const ops::Activation act = variant.linear || softmax ? ops::Activation::Linear : to_ops(op.activation);
+  float* y = variant.output ? variant.output : tensor(op.outputs[0]);
+  const float* x = tensor(op.inputs[0]);
+  const float* residual = op.inputs[1] == kNone || variant.skip_residual ? nullptr : tensor(op.inputs[1]);
+  auto kernel = [&](uint32_t id) {
+    return ops::WeightView{file.weight_data(id), file.weight_records()[id].dtype == format::DType::F16};
+  };
+  const uint32_t pixels = g.output.h * g.output.w;
+
+  switch (op.kind) {
+    case OpKind::Conv: {
+      ops::ConvArgs a;
+      a.x = x;
+      a.in_h = g.input.h;
+      a.in_w = g.input.w;
+      a.cin = g.input.c;
+      a.y = y;
+      a.out_h = g.output.h;
+      a.out_w = g.output.w;
+      a.cout = g.output.c;
+      a.kh = op.kernel_h;
+      a.kw = op.kernel_w;
+      a.stride_h = op.stride_h;
+      a.stride_w = op.stride_w;
+      a.pad_top = g.pad_top;
+      a.pad_left = g.pad_left;
+      a.kernel = kernel(op.weight);
+      a.bias = weight(op.bias);
+      a.input_scale = op.inputs[2] == kNone ? nullptr : tensor(op.inputs[2]);
+      a.residual = residual;
+      a.act = act;
+      a.act_max = op.act_max;
+      pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::conv2d(a, b, e); });
+      break;
+    }
+    case OpKind::Depthwise: {
+      ops::DepthwiseArgs a;
+      a.x = x;
+      a.in_h = g.input.h;
+      a.in_w = g.input.w;
+      a.cin = g.input.c;
+      a.y = y;
+      a.out_h = g.output.h;
+      a.out_w = g.output.w;
+      a.cout = g.output.c;
+      a.kh = op.kernel_h;
+      a.kw = op.kernel_w;
+      a.stride_h = op.stride_h;
+      a.stride_w = op.stride_w;
+      a.pad_top = g.pad_top;
+      a.pad_left = g.pad_left;
+      a.kernel = kernel(op.weight);
+      a.bias = weight(op.bias);
+      a.act = act;
+      a.act_max = op.act_max;
+      const bool means = op.outputs[1] != kNone && !variant.output;
+      if (!means) {
+        pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::depthwise2d(a, b, e); });
+        break;
+      }
+      float* mean = tensor(op.outputs[1]);
+      const uint32_t c = a.cout;
+      if (pool_.size() == 1) {
+        std::fill(mean, mean + c, 0.0f);
+        a.channel_sums = mean;
+        ops::depthwise2d(a, 0, a.out_h);
+      } else {
+        float* sums = reinterpret_cast<float*>(reinterpret_cast<char*>(arena_.get()) + plan_.scratch_offset[index]);
+        std::fill(sums, sums + size_t{pool_.size()} * c, 0.0f);
+        pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t worker) {
+          ops::DepthwiseArgs mine = a;
+          mine.channel_sums = sums + size_t{worker} * c;
+          ops::depthwise2d(mine, b, e);
+        });
+        std::copy(sums, sums + c, mean);
+        for (uint32_t w = 1; w < pool_.size(); ++w) {
+          for (uint32_t k = 0; k < c; ++k) mean[k] += sums[size_t{w} * c + k];
+        }
+      }
+      const float inv = 1.0f / static_cast<float>(pixels);
+      for (uint32_t k = 0; k < c; ++k) mean[k] *= inv;
+      break;
+    }
+    case OpKind::SqueezeExcite: {
+      ops::SqueezeExciteArgs a;
+      a.means = x;
+      a.channels = g.input.c;
+      a.reduced = op.out_channels;
+      a.w1 = kernel(op.weight);
+      a.b1 = weight(op.bias);
+      a.act = to_ops(op.activation);
+      a.act_max = op.act_max;
+      a.w2 = kernel(op.weight2);
+      a.b2 = weight(op.bias2);
+      a.act2 = variant.linear ? ops::Activation::Linear : to_ops(op.activation2);
+      a.act2_max = op.act_max;
+      a.hidden = reinterpret_cast<float*>(reinterpret_cast<char*>(arena_.get()) + plan_.scratch_offset[index]);
+      a.gate = y;
+      ops::squeeze_excite(a);
+      break;
+    }
+    case OpKind::Dense: {
+      ops::DenseArgs a;
+      a.x = x;
+      a.inputs = static_cast<uint32_t>(g.input.elements());
+      a.y = y;
+      a.units = op.out_channels;
+      a.kernel = kernel(op.weight);
+      a.bias = weight(op.bias);
+      a.act = act;
+      a.act_max = op.act_max;
+      pool_.parallel_for(a.units, [&](uint32_t b, uint32_t e, uint32_t) { ops::dense(a, b, e); });
+      break;
+    }
+    case OpKind::ChannelAffine: {
+      ops::ChannelAffineArgs a;
+      a.x = x;
+      a.y = y;
+      a.pixels = pixels;
+      a.channels = g.output.c;
+      a.scale = weight(op.weight);
+      a.bias = weight(op.bias);
+      a.residual = residual;
+      a.act = act;
+      a.act_max = op.act_max;
+      pool_.parallel_for(pixels, [&](uint32_t b, uint32_t e, uint32_t) { ops::channel_affine(a, b, e); });
+      break;
+    }
+    case OpKind::Add:
+    case OpKind::Multiply: {
+      ops::ElementwiseArgs a;
+      a.a = x;
+      a.b = tensor(op.inputs[1]);
+      a.y = y;
+      a.pixels = pixels;
+      a.channels = g.output.c;
+      a.b_broadcast = model_.graph().tensors[op.inputs[1]].elements() != g.output.elements();
+      a.act = act;
+      a.act_max = op.act_max;
+      const bool is_add = op.kind == OpKind::Add;
+      pool_.parallel_for(pixels, [&](uint32_t b, uint32_t e, uint32_t) {
+        is_add ? ops::add(a, b, e) : ops::multiply(a, b, e);
+      });
+      break;
+    }
+    case OpKind::GlobalAvgPool: {
+      ops::GlobalPoolArgs a{x, g.input.h, g.input.w, g.input.c, y};
+      pool_.parallel_for(g.input.c, [&](uint32_t b, uint32_t e, uint32_t) { ops::global_avg_pool(a, b, e); });
+      if (act != ops::Activation::Linear) ops::activate(y, y, 0, g.input.c, act, op.act_max);
+      break;
+    }
+    case OpKind::MaxPool:
+    case OpKind::AvgPool: {
+      ops::PoolArgs a;
+      a.x = x;
+      a.in_h = g.input.h;
+      a.in_w = g.input.w;
+      a.channels = g.input.c;
+      a.y = y;
+      a.out_h = g.output.h;
+      a.out_w = g.output.w;
+      a.kh = op.kernel_h;
+      a.kw = op.kernel_w;
+      a.stride_h = op.stride_h;
+      a.stride_w = op.stride_w;
+      a.pad_top = g.pad_top;
+      a.pad_left = g.pad_left;
+      const bool is_max = op.kind == OpKind::MaxPool;
+      pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) {
+        is_max ? ops::max_pool2d(a, b, e) : ops::avg_pool2d(a, b, e);
+      });
+      if (act != ops::Activation::Linear) ops::activate(y, y, 0, g.output.elements(), act, op.act_max);
+      break;
+    }
+    case OpKind::ZeroPad: {
+      ops::ZeroPadArgs a{x, g.input.h, g.input.w, g.input.c, y, op.pad_top, op.pad_bottom, op.pad_left, op.pad_right};
+      pool_.parallel_for(g.output.h, [&](uint32_t b, uint32_t e, uint32_t) { ops::zero_pad(a, b, e); });
+      break;
+    }
+    case OpKind::Reshape:
+      if (y != x) std::memcpy(y, x, g.output.elements() * sizeof(float));
+      break;
+  }
+
+  if (softmax && !variant.linear) {
+    if (op.outputs[0] == model_.graph().output && !variant.output) std::copy(y, y + g.output.c, logits_.begin());
+    ops::softmax(y, g.output.elements());
+  }
+}
+
+void Session::compute_probe(Probe& probe) {
+  const format::Tap& tap = *probe.tap;
+  if (probe.values.empty()) return;  // read in place
+  const format::Op& op = model_.file().ops()[tap.op];
+  float* out = probe.values.data();
+  switch (tap.kind) {
+    case TapKind::BeforeResidual:
+      run_op(tap.op, Variant{false, true, out});
+      break;
+    case TapKind::BeforeActivation:
+      run_op(tap.op, Variant{true, true, out});
+      break;
+    case TapKind::BeforeAffine: {
+      run_op(tap.op, Variant{true, true, out});
+      const float* scale = weight(tap.scale);
+      const float* shift = weight(tap.shift);
+      const uint32_t c = probe.shape.c;
+      for (size_t i = 0; i < probe.values.size(); ++i) {
+        const size_t k = i % c;
+        out[i] = (out[i] - shift[k]) / scale[k];
+      }
+      break;
+    }
+    case TapKind::ScaledInput: {
+      ops::ElementwiseArgs a;
+      a.a = tensor(op.inputs[0]);
+      a.b = tensor(op.inputs[2]);
+      a.y = out;
+      a.pixels = probe.shape.h * probe.shape.w;
+      a.channels = probe.shape.c;
+      a.b_broadcast = true;
+      ops::multiply(a, 0, a.pixels);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+const Session::Probe& Session::find_probe(std::string_view layer) const {
+  for (const Probe& probe : probes_) {
+    if (probe.layer == layer) return probe;
+  }
+  throw Error("layer '" + std::string(layer) + "' was not requested as a probe when the session was made");
+}
+
+std::span<const float> Session::probe(std::string_view layer) const {
+  const Probe& probe = find_probe(layer);
+  if (!probe.values.empty()) return probe.values;
+  const format::Op& op = model_.file().ops()[probe.tap->op];
+  const uint32_t t = probe.tap->kind == TapKind::SecondOutput ? op.outputs[1] : op.outputs[0];
+  return {tensor(t), probe.shape.elements()};
+}
+
+Shape Session::probe_shape(std::string_view layer) const { return find_probe(layer).shape; }
+
+std::span<const float> Session::probabilities() const { return {tensor(model_.graph().output), model_.classes()}; }
+
+std::span<const float> Session::logits() const { return logits_; }
+
+}  // namespace effcam

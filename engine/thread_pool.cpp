@@ -1,0 +1,74 @@
+#include "engine/thread_pool.h"
+
+namespace effcam {
+
+namespace {
+// Chunk k of `count` items split into `chunks` near-equal parts.
+void chunk_bounds(uint32_t count, uint32_t chunks, uint32_t k, uint32_t& begin, uint32_t& end) {
+  begin = static_cast<uint32_t>(uint64_t{count} * k / chunks);
+  end = static_cast<uint32_t>(uint64_t{count} * (k + 1) / chunks);
+}
+}  // namespace
+
+ThreadPool::ThreadPool(uint32_t threads) : threads_(threads == 0 ? 1 : threads) {
+  workers_.reserve(threads_ - 1);
+  for (uint32_t w = 1; w < threads_; ++w) workers_.emplace_back([this, w] { worker_loop(w); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+void ThreadPool::parallel_for(uint32_t count, const RangeFn& fn) {
+  const uint32_t chunks = count < threads_ ? count : threads_;
+  if (chunks <= 1) {
+    if (count > 0) fn(0, count, 0);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = &fn;
+    job_count_ = count;
+    chunks_ = chunks;
+    pending_ = chunks - 1;
+    ++generation_;
+  }
+  wake_.notify_all();
+  uint32_t begin = 0, end = 0;
+  chunk_bounds(count, chunks, 0, begin, end);
+  fn(begin, end, 0);
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_.wait(lock, [this] { return pending_ == 0; });
+  job_ = nullptr;
+}
+
+void ThreadPool::worker_loop(uint32_t worker) {
+  uint64_t seen = 0;
+  for (;;) {
+    const RangeFn* job = nullptr;
+    uint32_t count = 0, chunks = 0;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      job = job_;
+      count = job_count_;
+      chunks = chunks_;
+    }
+    if (worker < chunks) {
+      uint32_t begin = 0, end = 0;
+      chunk_bounds(count, chunks, worker, begin, end);
+      (*job)(begin, end, worker);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+}
+
+}  // namespace effcam

@@ -1,0 +1,43 @@
+// A small fixed pool: the caller plus (threads - 1) workers that sleep on a condition variable between jobs
+// (no spinning when idle). With one thread nothing is started and work runs inline.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace effcam {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(uint32_t threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  uint32_t size() const { return threads_; }
+
+  // Splits [0, count) into at most size() contiguous chunks and runs fn(begin, end, worker) on each, the caller
+  // taking chunk 0; returns when all are done. `worker` < size() identifies per-thread scratch.
+  using RangeFn = std::function<void(uint32_t begin, uint32_t end, uint32_t worker)>;
+  void parallel_for(uint32_t count, const RangeFn& fn);
+
+ private:
+  void worker_loop(uint32_t worker);
+
+  uint32_t threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const RangeFn* job_ = nullptr;
+  uint32_t job_count_ = 0;
+  uint32_t chunks_ = 0;
+  uint64_t generation_ = 0;
+  uint32_t pending_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace effcam

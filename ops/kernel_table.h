@@ -1,0 +1,26 @@
+// Internal: one SIMD path's kernels, as the dispatcher (kernels.cpp) sees them. Each table is defined in a
+// translation unit compiled for its instruction set (kernels_avx512.cpp, kernels_avx2.cpp, kernels_scalar.cpp).
+#pragma once
+
+#include "ops/kernels.h"
+
+namespace effcam::ops::detail {
+
+struct KernelTable {
+  void (*conv2d)(const ConvArgs&, uint32_t, uint32_t);
+  void (*depthwise2d)(const DepthwiseArgs&, uint32_t, uint32_t);
+  void (*dense)(const DenseArgs&, uint32_t, uint32_t);
+  void (*channel_affine)(const ChannelAffineArgs&, uint32_t, uint32_t);
+  void (*add)(const ElementwiseArgs&, uint32_t, uint32_t);
+  void (*multiply)(const ElementwiseArgs&, uint32_t, uint32_t);
+  void (*activate)(const float*, float*, size_t, size_t, Activation, float);
+  void (*global_avg_pool)(const GlobalPoolArgs&, uint32_t, uint32_t);
+  void (*max_pool2d)(const PoolArgs&, uint32_t, uint32_t);
+  void (*avg_pool2d)(const PoolArgs&, uint32_t, uint32_t);
+};
+
+const KernelTable& avx512_kernels();  // AVX-512 F/BW/DQ/VL + F16C
+const KernelTable& avx2_kernels();    // AVX2 + FMA + F16C
+const KernelTable& scalar_kernels();  // SSE2 (the x86-64 baseline)
+
+}  // namespace effcam::ops::detail

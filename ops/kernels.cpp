@@ -1,0 +1,220 @@
+// The public kernels: argument checks, then the chosen SIMD path. Also the kernels no SIMD path needs
+// (zero_pad copies rows, softmax runs once per image on a handful of values).
+#include "ops/kernels.h"
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <xsimd/xsimd.hpp>
+
+#include "engine/error.h"
+#include "ops/kernel_table.h"
+
+namespace effcam::ops {
+namespace {
+
+struct Path {
+  std::string_view name;
+  const detail::KernelTable& (*kernels)();
+  bool (*supported)();
+};
+
+// xsimd reports the instruction sets; F16C and AVX-512 VL it does not track, and __builtin_cpu_supports also
+// checks that the OS saves the wide registers.
+bool cpu_has_avx512() {
+  auto arch = xsimd::available_architectures();
+  return arch.avx512f && arch.avx512bw && arch.avx512dq && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") &&
+         __builtin_cpu_supports("fma");
+}
+
+bool cpu_has_avx2() {
+  auto arch = xsimd::available_architectures();
+  return arch.fma3_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+}
+
+bool always() { return true; }
+
+constexpr Path kPaths[] = {  // best first
+    {"avx512", detail::avx512_kernels, cpu_has_avx512},
+    {"avx2", detail::avx2_kernels, cpu_has_avx2},
+    {"scalar", detail::scalar_kernels, always},
+};
+
+const Path& find_path(std::string_view name) {
+  for (const Path& path : kPaths) {
+    if (path.name != name) continue;
+    if (!path.supported()) throw Error("ops: dispatch path '" + std::string(name) + "' is not supported by this CPU");
+    return path;
+  }
+  throw Error("ops: unknown dispatch path '" + std::string(name) + "' (avx512, avx2 or scalar)");
+}
+
+const Path& startup_path() {
+  static const Path& chosen = []() -> const Path& {
+    if (const char* forced = std::getenv("EFFCAM_DISPATCH"); forced && *forced) return find_path(forced);
+    for (const Path& path : kPaths)
+      if (path.supported()) return path;
+    return kPaths[std::size(kPaths) - 1];
+  }();
+  return chosen;
+}
+
+std::atomic<const Path*> g_forced{nullptr};
+
+const Path& current_path() {
+  const Path* forced = g_forced.load(std::memory_order_acquire);
+  return forced ? *forced : startup_path();
+}
+
+const detail::KernelTable& kernels() { return current_path().kernels(); }
+
+void require(bool condition, const char* kernel, const char* what) {
+  if (!condition) throw Error(std::string("ops::") + kernel + ": " + what);
+}
+
+void check_activation(const char* kernel, Activation act) {
+  require(static_cast<uint32_t>(act) <= static_cast<uint32_t>(Activation::Tanh), kernel,
+          "activation is not elementwise (softmax has its own kernel) or unknown");
+}
+
+void check_window(const char* kernel, uint32_t kh, uint32_t kw, uint32_t stride_h, uint32_t stride_w) {
+  require(kh > 0 && kw > 0, kernel, "kernel size is zero");
+  require(stride_h > 0 && stride_w > 0, kernel, "stride is zero");
+}
+
+void check_range(const char* kernel, size_t begin, size_t end, size_t limit) {
+  require(begin <= end && end <= limit, kernel, "range is outside the output");
+}
+
+}  // namespace
+
+void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
+  require(a.x && a.y && a.kernel.data, "conv2d", "null tensor");
+  require(a.cin > 0 && a.cout > 0, "conv2d", "zero channels");
+  check_window("conv2d", a.kh, a.kw, a.stride_h, a.stride_w);
+  check_activation("conv2d", a.act);
+  check_range("conv2d", row_begin, row_end, a.out_h);
+  kernels().conv2d(a, row_begin, row_end);
+}
+
+void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
+  require(a.x && a.y && a.kernel.data, "depthwise2d", "null tensor");
+  require(a.cin > 0 && a.cout > 0 && a.cout % a.cin == 0, "depthwise2d", "cout is not a multiple of cin");
+  check_window("depthwise2d", a.kh, a.kw, a.stride_h, a.stride_w);
+  check_activation("depthwise2d", a.act);
+  check_range("depthwise2d", row_begin, row_end, a.out_h);
+  kernels().depthwise2d(a, row_begin, row_end);
+}
+
+void dense(const DenseArgs& a, uint32_t unit_begin, uint32_t unit_end) {
+  require(a.x && a.y && a.kernel.data, "dense", "null tensor");
+  check_activation("dense", a.act);
+  check_range("dense", unit_begin, unit_end, a.units);
+  kernels().dense(a, unit_begin, unit_end);
+}
+
+void squeeze_excite(const SqueezeExciteArgs& a) {
+  require(a.means && a.hidden && a.gate && a.w1.data && a.w2.data, "squeeze_excite", "null tensor");
+  check_activation("squeeze_excite", a.act);
+  check_activation("squeeze_excite", a.act2);
+  const detail::KernelTable& k = kernels();
+  k.dense({a.means, a.channels, a.hidden, a.reduced, a.w1, a.b1, a.act, a.act_max}, 0, a.reduced);
+  k.dense({a.hidden, a.reduced, a.gate, a.channels, a.w2, a.b2, a.act2, a.act2_max}, 0, a.channels);
+}
+
+void channel_affine(const ChannelAffineArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  require(a.x && a.y, "channel_affine", "null tensor");
+  check_activation("channel_affine", a.act);
+  check_range("channel_affine", pixel_begin, pixel_end, a.pixels);
+  kernels().channel_affine(a, pixel_begin, pixel_end);
+}
+
+void add(const ElementwiseArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  require(a.a && a.b && a.y, "add", "null tensor");
+  check_activation("add", a.act);
+  check_range("add", pixel_begin, pixel_end, a.pixels);
+  kernels().add(a, pixel_begin, pixel_end);
+}
+
+void multiply(const ElementwiseArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  require(a.a && a.b && a.y, "multiply", "null tensor");
+  check_activation("multiply", a.act);
+  check_range("multiply", pixel_begin, pixel_end, a.pixels);
+  kernels().multiply(a, pixel_begin, pixel_end);
+}
+
+void activate(const float* x, float* y, size_t begin, size_t end, Activation act, float act_max) {
+  require(x && y, "activate", "null tensor");
+  check_activation("activate", act);
+  require(begin <= end, "activate", "range is reversed");
+  kernels().activate(x, y, begin, end, act, act_max);
+}
+
+void global_avg_pool(const GlobalPoolArgs& a, uint32_t channel_begin, uint32_t channel_end) {
+  require(a.x && a.y, "global_avg_pool", "null tensor");
+  check_range("global_avg_pool", channel_begin, channel_end, a.channels);
+  kernels().global_avg_pool(a, channel_begin, channel_end);
+}
+
+void max_pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end) {
+  require(a.x && a.y, "max_pool2d", "null tensor");
+  check_window("max_pool2d", a.kh, a.kw, a.stride_h, a.stride_w);
+  check_range("max_pool2d", row_begin, row_end, a.out_h);
+  kernels().max_pool2d(a, row_begin, row_end);
+}
+
+void avg_pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end) {
+  require(a.x && a.y, "avg_pool2d", "null tensor");
+  check_window("avg_pool2d", a.kh, a.kw, a.stride_h, a.stride_w);
+  check_range("avg_pool2d", row_begin, row_end, a.out_h);
+  kernels().avg_pool2d(a, row_begin, row_end);
+}
+
+void zero_pad(const ZeroPadArgs& a, uint32_t row_begin, uint32_t row_end) {
+  require(a.x && a.y, "zero_pad", "null tensor");
+  check_range("zero_pad", row_begin, row_end, size_t{a.in_h} + a.pad_top + a.pad_bottom);
+  const size_t c = a.channels;
+  const size_t out_w = size_t{a.in_w} + a.pad_left + a.pad_right;
+  for (uint32_t oy = row_begin; oy < row_end; ++oy) {
+    float* row = a.y + oy * out_w * c;
+    if (oy < a.pad_top || oy >= a.pad_top + a.in_h) {
+      std::memset(row, 0, out_w * c * sizeof(float));
+      continue;
+    }
+    std::memset(row, 0, a.pad_left * c * sizeof(float));
+    std::memcpy(row + a.pad_left * c, a.x + size_t{oy - a.pad_top} * a.in_w * c, a.in_w * c * sizeof(float));
+    std::memset(row + (a.pad_left + size_t{a.in_w}) * c, 0, a.pad_right * c * sizeof(float));
+  }
+}
+
+void softmax(float* x, size_t n) {
+  require(x || n == 0, "softmax", "null tensor");
+  if (n == 0) return;
+  float top = x[0];
+  for (size_t i = 1; i < n; ++i) top = x[i] > top ? x[i] : top;
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - top);
+    sum += x[i];
+  }
+  const float inverse = static_cast<float>(1.0 / sum);
+  for (size_t i = 0; i < n; ++i) x[i] *= inverse;
+}
+
+void set_dispatch(std::string_view name) { g_forced.store(&find_path(name), std::memory_order_release); }
+
+std::string_view dispatch_name() { return current_path().name; }
+
+std::vector<std::string_view> available_dispatches() {
+  std::vector<std::string_view> names;
+  for (const Path& path : kPaths)
+    if (path.supported()) names.push_back(path.name);
+  return names;
+}
+
+}  // namespace effcam::ops

@@ -1,0 +1,182 @@
+// The compute kernels the engine runs: fp32 NHWC activations at batch 1, weights viewed in place (fp16 or fp32)
+// in the layouts of ops/weight_layout.h. Every kernel here dispatches at run time to the best SIMD path of the CPU
+// (AVX-512, AVX2+FMA, scalar/SSE2); ops/reference.h has the plain loops with the same semantics.
+//
+// Argument structs hold raw, non-owning pointers. Sizes are trusted: the caller (the engine's plan) gives buffers
+// of the documented lengths. Kernels that can be split take a range ([begin, end) of output rows, pixels,
+// channels or units) so a thread pool can divide one call; the union of the ranges gives the same bytes as one
+// whole call. Unless a kernel says otherwise, outputs must not overlap inputs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace effcam::ops {
+
+// Same numeric values as format::Activation, so the engine can cast.
+enum class Activation : uint32_t {
+  Linear = 0,
+  Relu = 1,               // min(max(x, 0), act_max); act_max = +inf for plain relu, 6 for relu6
+  Sigmoid = 2,
+  Swish = 3,              // x * sigmoid(x)
+  HardSigmoid = 4,        // relu6(x + 3) / 6            (Keras 3)
+  HardSigmoidKeras2 = 5,  // clip(0.2 x + 0.5, 0, 1)     (Keras 2)
+  HardSwish = 6,          // x * relu6(x + 3) / 6
+  Tanh = 7,
+  Softmax = 8,            // not elementwise: only softmax() computes it; the other kernels reject it
+};
+
+// A weight tensor in place: fp16 (uint16_t elements) or fp32.
+struct WeightView {
+  const void* data = nullptr;
+  bool fp16 = false;
+};
+
+// y = act(conv(x * input_scale) + bias) + residual, dense (groups = 1) convolution.
+// x: in_h x in_w x cin; y, residual: out_h x out_w x cout; kernel: BlockedOHWI {cout, kh, kw, cin}.
+// Input positions outside the image (pad_top / pad_left before, whatever is needed after) read as 0.
+// bias (cout), input_scale (cin, the squeeze-excite gate) and residual are optional (nullptr).
+// Aliasing: y == residual is allowed (the residual add in place); y must not overlap x.
+struct ConvArgs {
+  const float* x = nullptr;
+  uint32_t in_h = 0, in_w = 0, cin = 0;
+  float* y = nullptr;
+  uint32_t out_h = 0, out_w = 0, cout = 0;
+  uint32_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0;
+  WeightView kernel;
+  const float* bias = nullptr;
+  const float* input_scale = nullptr;
+  const float* residual = nullptr;
+  Activation act = Activation::Linear;
+  float act_max = 0;  // Relu's upper clip
+};
+// Computes output rows [row_begin, row_end).
+void conv2d(const ConvArgs& args, uint32_t row_begin, uint32_t row_end);
+
+// y = act(depthwise(x) + bias); output channel o reads input channel o / (cout / cin).
+// kernel: DepthwiseHWC {cout, kh, kw}. channel_sums (optional, cout floats): the call ADDS the per-channel sums
+// of the output rows it computes (the engine turns them into the squeeze-excite means; give each thread its own
+// buffer). y must not overlap x.
+struct DepthwiseArgs {
+  const float* x = nullptr;
+  uint32_t in_h = 0, in_w = 0, cin = 0;
+  float* y = nullptr;
+  uint32_t out_h = 0, out_w = 0, cout = 0;  // cout = cin * multiplier
+  uint32_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0;
+  WeightView kernel;
+  const float* bias = nullptr;
+  Activation act = Activation::Linear;
+  float act_max = 0;
+  float* channel_sums = nullptr;
+};
+void depthwise2d(const DepthwiseArgs& args, uint32_t row_begin, uint32_t row_end);
+
+// y = act(W . x + bias): x has `inputs` floats (NHWC flatten order), y has `units`;
+// kernel: BlockedOHWI {units, 1, 1, inputs}. y must not overlap x.
+struct DenseArgs {
+  const float* x = nullptr;
+  uint32_t inputs = 0;
+  float* y = nullptr;
+  uint32_t units = 0;
+  WeightView kernel;
+  const float* bias = nullptr;
+  Activation act = Activation::Linear;
+  float act_max = 0;
+};
+// Computes units [unit_begin, unit_end).
+void dense(const DenseArgs& args, uint32_t unit_begin, uint32_t unit_end);
+
+// gate = act2(W2 . act(W1 . means + b1) + b2): channels -> reduced -> channels, both kernels BlockedOHWI with
+// kh = kw = 1. hidden is caller scratch of `reduced` floats. gate must not overlap means or hidden.
+struct SqueezeExciteArgs {
+  const float* means = nullptr;
+  uint32_t channels = 0, reduced = 0;
+  WeightView w1;
+  const float* b1 = nullptr;
+  Activation act = Activation::Linear;
+  float act_max = 0;
+  WeightView w2;
+  const float* b2 = nullptr;
+  Activation act2 = Activation::Linear;
+  float act2_max = 0;
+  float* hidden = nullptr;
+  float* gate = nullptr;
+};
+void squeeze_excite(const SqueezeExciteArgs& args);
+
+// y = act(x * scale[c] + bias[c]) + residual over pixels x channels; scale, bias, residual optional.
+// Aliasing: y == x and y == residual are allowed.
+struct ChannelAffineArgs {
+  const float* x = nullptr;
+  float* y = nullptr;
+  uint32_t pixels = 0, channels = 0;
+  const float* scale = nullptr;
+  const float* bias = nullptr;
+  const float* residual = nullptr;
+  Activation act = Activation::Linear;
+  float act_max = 0;
+};
+void channel_affine(const ChannelAffineArgs& args, uint32_t pixel_begin, uint32_t pixel_end);
+
+// y = act(a + b) or act(a * b) over pixels x channels; b_broadcast: b is one pixel (1x1xC) used for every pixel.
+// (A flat tensor is pixels = n, channels = 1.) Aliasing: y == a and y == b are allowed.
+struct ElementwiseArgs {
+  const float* a = nullptr;
+  const float* b = nullptr;
+  float* y = nullptr;
+  uint32_t pixels = 0, channels = 0;
+  bool b_broadcast = false;
+  Activation act = Activation::Linear;
+  float act_max = 0;
+};
+void add(const ElementwiseArgs& args, uint32_t pixel_begin, uint32_t pixel_end);
+void multiply(const ElementwiseArgs& args, uint32_t pixel_begin, uint32_t pixel_end);
+
+// y[i] = act(x[i]) for i in [begin, end). Aliasing: y == x is allowed.
+void activate(const float* x, float* y, size_t begin, size_t end, Activation act, float act_max);
+
+// y[c] = mean over h x w of x[., ., c], for channels [channel_begin, channel_end). y must not overlap x.
+struct GlobalPoolArgs {
+  const float* x = nullptr;
+  uint32_t h = 0, w = 0, channels = 0;
+  float* y = nullptr;
+};
+void global_avg_pool(const GlobalPoolArgs& args, uint32_t channel_begin, uint32_t channel_end);
+
+// Max / average over a kh x kw window with stride; windows start at -pad_top / -pad_left. Positions outside the
+// image are not counted (TF semantics); a window with no position inside gives 0. y must not overlap x.
+struct PoolArgs {
+  const float* x = nullptr;
+  uint32_t in_h = 0, in_w = 0, channels = 0;
+  float* y = nullptr;
+  uint32_t out_h = 0, out_w = 0;
+  uint32_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0;
+};
+void max_pool2d(const PoolArgs& args, uint32_t row_begin, uint32_t row_end);
+void avg_pool2d(const PoolArgs& args, uint32_t row_begin, uint32_t row_end);
+
+// y = x surrounded by zeros: (in_h + pad_top + pad_bottom) x (in_w + pad_left + pad_right) x channels.
+// y must not overlap x.
+struct ZeroPadArgs {
+  const float* x = nullptr;
+  uint32_t in_h = 0, in_w = 0, channels = 0;
+  float* y = nullptr;
+  uint32_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+};
+// Computes output rows [row_begin, row_end).
+void zero_pad(const ZeroPadArgs& args, uint32_t row_begin, uint32_t row_end);
+
+// In place, numerically stable (the maximum is subtracted before exp).
+void softmax(float* x, size_t n);
+
+// Dispatch: the path is chosen once, on first use, as the best the CPU supports, or the one named by the
+// environment variable EFFCAM_DISPATCH. Names: "avx512" (F/BW/DQ/VL + F16C), "avx2" (AVX2 + FMA + F16C), "scalar".
+// set_dispatch forces a path (throws effcam::Error when the name is unknown or the CPU lacks it); call it while
+// no kernel is running.
+void set_dispatch(std::string_view name);
+std::string_view dispatch_name();
+std::vector<std::string_view> available_dispatches();  // the paths this CPU can run, best first
+
+}  // namespace effcam::ops

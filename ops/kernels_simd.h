@@ -1,0 +1,458 @@
+// Internal: the SIMD kernels as templates on the xsimd architecture. Included ONLY by the per-architecture
+// translation units (kernels_avx512.cpp, kernels_avx2.cpp, kernels_scalar.cpp), each compiled with its -m flags.
+// Everything sits in an anonymous namespace so no out-of-line copy compiled for a wider instruction set can be
+// picked by the linker for another path; for the same reason this code avoids std:: function templates.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <xsimd/xsimd.hpp>
+
+#include "ops/half.h"
+#include "ops/kernel_table.h"
+#include "ops/weight_layout.h"
+
+namespace effcam::ops::detail {
+namespace {
+
+template <class A>
+using Vec = xsimd::batch<float, A>;
+template <class A>
+inline constexpr uint32_t kLanes = static_cast<uint32_t>(Vec<A>::size);
+template <class A>
+inline constexpr uint32_t kVecsPerBlock = kChannelBlock / kLanes<A>;
+
+// Register tile of the dense convolution: kPixels output pixels x kBlocks 16-channel blocks in accumulators.
+template <class A>
+struct ConvTileShape {  // SSE2: 16 xmm registers
+  static constexpr int kPixels = 3;
+  static constexpr int kBlocks = 1;
+};
+template <>
+struct ConvTileShape<xsimd::fma3<xsimd::avx2>> {  // 16 ymm registers: 12 accumulators + 2 weights + input
+  static constexpr int kPixels = 6;
+  static constexpr int kBlocks = 1;
+};
+template <>
+struct ConvTileShape<xsimd::avx512bw> {  // 32 zmm registers: 24 accumulators + 2 weights + input
+  static constexpr int kPixels = 7;
+  static constexpr int kBlocks = 4;
+};
+
+constexpr uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+constexpr int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
+constexpr int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// kLanes<A> weights starting at element `index`, widened from fp16 in the register when the view is fp16.
+template <class A, bool F16>
+Vec<A> load_weights(const void* data, size_t index) {
+  if constexpr (!F16) {
+    return Vec<A>::load_unaligned(static_cast<const float*>(data) + index);
+  } else {
+    const uint16_t* halves = static_cast<const uint16_t*>(data) + index;
+    if constexpr (std::is_same_v<A, xsimd::avx512bw>) {
+      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(halves)));
+    } else if constexpr (std::is_same_v<A, xsimd::fma3<xsimd::avx2>>) {
+      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(halves)));
+    } else {
+      alignas(64) float widened[kLanes<A>];
+      for (uint32_t i = 0; i < kLanes<A>; ++i) widened[i] = half_to_float(halves[i]);
+      return Vec<A>::load_aligned(widened);
+    }
+  }
+}
+
+// The first `count` (<= lanes) floats at p, zeros after: never reads past p + count.
+template <class A>
+Vec<A> load_partial(const float* p, uint32_t count) {
+  if (count == kLanes<A>) return Vec<A>::load_unaligned(p);
+  alignas(64) float part[kLanes<A>] = {};
+  for (uint32_t i = 0; i < count; ++i) part[i] = p[i];
+  return Vec<A>::load_aligned(part);
+}
+
+template <class A>
+void store_partial(float* p, const Vec<A>& v, uint32_t count) {
+  if (count == kLanes<A>) return v.store_unaligned(p);
+  alignas(64) float part[kLanes<A>];
+  v.store_aligned(part);
+  for (uint32_t i = 0; i < count; ++i) p[i] = part[i];
+}
+
+template <class A>
+Vec<A> sigmoid(const Vec<A>& x) {
+  return Vec<A>(1.0f) / (Vec<A>(1.0f) + xsimd::exp(-x));
+}
+
+template <class A>
+Vec<A> relu6(const Vec<A>& x) {
+  return xsimd::min(xsimd::max(x, Vec<A>(0.0f)), Vec<A>(6.0f));
+}
+
+// The elementwise activations (the public wrappers have rejected Softmax).
+template <class A>
+Vec<A> activate(const Vec<A>& x, Activation act, float act_max) {
+  switch (act) {
+    case Activation::Relu: return xsimd::min(xsimd::max(x, Vec<A>(0.0f)), Vec<A>(act_max));
+    case Activation::Sigmoid: return sigmoid<A>(x);
+    case Activation::Swish: return x * sigmoid<A>(x);
+    case Activation::HardSigmoid: return relu6<A>(x + Vec<A>(3.0f)) / Vec<A>(6.0f);
+    case Activation::HardSigmoidKeras2:
+      return xsimd::min(xsimd::max(xsimd::fma(x, Vec<A>(0.2f), Vec<A>(0.5f)), Vec<A>(0.0f)), Vec<A>(1.0f));
+    case Activation::HardSwish: return x * relu6<A>(x + Vec<A>(3.0f)) / Vec<A>(6.0f);
+    case Activation::Tanh: return xsimd::tanh(x);
+    case Activation::Linear:
+    case Activation::Softmax: break;
+  }
+  return x;
+}
+
+// ---- dense convolution -------------------------------------------------------------------------------------
+
+// Where one register tile of output pixels reads and writes.
+struct ConvTile {
+  int64_t in_origin;      // offset of pixel 0's input at tap (0, 0) (may lie in the padding)
+  int64_t in_step;        // input offset between consecutive pixels of the tile
+  uint32_t ky0, ky1;      // the taps [ky0, ky1) x [kx0, kx1) that fall inside the image for every pixel
+  uint32_t kx0, kx1;
+  size_t out_offset;      // offset of pixel 0's output (channel 0); consecutive pixels are cout apart
+};
+
+// P pixels x NB channel blocks (from block0): accumulate over the valid taps and cin, then the epilogue.
+// Accumulation order per output (taps, then cin) is the same for every P, so any tiling gives the same bytes.
+template <class A, bool F16, int P, int NB>
+void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
+  constexpr uint32_t V = kVecsPerBlock<A>;
+  Vec<A> acc[P][NB * V];
+  for (int p = 0; p < P; ++p)
+    for (uint32_t j = 0; j < NB * V; ++j) acc[p][j] = Vec<A>(0.0f);
+
+  const size_t cin = a.cin;
+  const size_t block_stride = size_t{a.kh} * a.kw * cin * kChannelBlock;
+  const int64_t row_step = int64_t{a.in_w} * a.cin;
+  for (uint32_t ky = t.ky0; ky < t.ky1; ++ky) {
+    for (uint32_t kx = t.kx0; kx < t.kx1; ++kx) {
+      const float* xp = a.x + (t.in_origin + ky * row_step + int64_t{kx} * a.cin);
+      size_t w_tap = ((size_t{block0} * a.kh + ky) * a.kw + kx) * cin * kChannelBlock;
+      for (size_t c = 0; c < cin; ++c) {
+        Vec<A> w[NB * V];
+        for (int b = 0; b < NB; ++b)
+          for (uint32_t v = 0; v < V; ++v)
+            w[b * V + v] = load_weights<A, F16>(a.kernel.data, w_tap + b * block_stride + c * kChannelBlock + v * kLanes<A>);
+        if (a.input_scale) {
+          Vec<A> s(a.input_scale[c]);
+          for (uint32_t j = 0; j < NB * V; ++j) w[j] *= s;
+        }
+        for (int p = 0; p < P; ++p) {
+          Vec<A> in(xp[p * t.in_step + static_cast<int64_t>(c)]);
+          for (uint32_t j = 0; j < NB * V; ++j) acc[p][j] = xsimd::fma(in, w[j], acc[p][j]);
+        }
+      }
+    }
+  }
+
+  for (int p = 0; p < P; ++p) {
+    size_t out = t.out_offset + size_t(p) * a.cout;
+    for (uint32_t j = 0; j < NB * V; ++j) {
+      uint32_t o = block0 * kChannelBlock + j * kLanes<A>;
+      if (o >= a.cout) break;
+      uint32_t n = min_u32(kLanes<A>, a.cout - o);
+      Vec<A> v = acc[p][j];
+      if (a.bias) v += load_partial<A>(a.bias + o, n);
+      v = activate<A>(v, a.act, a.act_max);
+      if (a.residual) v += load_partial<A>(a.residual + out + o, n);  // read before the write: y == residual is fine
+      store_partial<A>(a.y + out + o, v, n);
+    }
+  }
+}
+
+// `count` (1..P) pixels: the tile of exactly that width.
+template <class A, bool F16, int P, int NB>
+void conv_pixels(const ConvArgs& a, const ConvTile& t, uint32_t block0, uint32_t count) {
+  if constexpr (P > 1) {
+    if (count < P) return conv_pixels<A, F16, P - 1, NB>(a, t, block0, count);
+  }
+  conv_tile<A, F16, P, NB>(a, t, block0);
+}
+
+// `blocks` (1..NB) channel blocks from block0, `count` pixels.
+template <class A, bool F16, int NB>
+void conv_blocks(const ConvArgs& a, const ConvTile& t, uint32_t block0, uint32_t blocks, uint32_t count) {
+  if constexpr (NB > 1) {
+    if (blocks < NB) return conv_blocks<A, F16, NB - 1>(a, t, block0, blocks, count);
+  }
+  conv_pixels<A, F16, ConvTileShape<A>::kPixels, NB>(a, t, block0, count);
+}
+
+template <class A, bool F16>
+void conv2d_typed(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
+  constexpr uint32_t P = ConvTileShape<A>::kPixels;
+  constexpr uint32_t NB = ConvTileShape<A>::kBlocks;
+  const uint32_t blocks = (a.cout + kChannelBlock - 1) / kChannelBlock;
+
+  bool pointwise = a.kh == 1 && a.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 &&
+                   a.pad_left == 0 && a.in_h == a.out_h && a.in_w == a.out_w;
+  if (pointwise) {
+    // A GEMM over the rows' pixels (contiguous in NHWC): chunks of pixels whose inputs stay in L1 while every
+    // channel block sweeps them.
+    size_t begin = size_t{row_begin} * a.out_w, end = size_t{row_end} * a.out_w;
+    size_t chunk = (16384 / (size_t{a.cin} * sizeof(float)) / P + 1) * P;
+    for (size_t c0 = begin; c0 < end; c0 += chunk) {
+      size_t c1 = c0 + chunk < end ? c0 + chunk : end;
+      for (uint32_t b = 0; b < blocks; b += NB)
+        for (size_t p = c0; p < c1; p += P) {
+          ConvTile t{static_cast<int64_t>(p * a.cin), a.cin, 0, 1, 0, 1, p * a.cout};
+          conv_blocks<A, F16, NB>(a, t, b, min_u32(NB, blocks - b), static_cast<uint32_t>(c1 - p < P ? c1 - p : P));
+        }
+    }
+    return;
+  }
+
+  // Direct convolution: interior output columns [ox_lo, ox_hi) read every kx tap inside the image and go through
+  // full-width tiles; the border columns go one pixel at a time with their tap range clipped.
+  const int64_t sw = a.stride_w, pl = a.pad_left;
+  int64_t ox_lo = (pl + sw - 1) / sw;
+  int64_t ox_hi = int64_t{a.in_w} + pl >= a.kw ? (int64_t{a.in_w} + pl - a.kw) / sw + 1 : 0;
+  ox_hi = min_i64(ox_hi, a.out_w);
+  ox_lo = min_i64(ox_lo, a.out_w);
+  if (ox_hi < ox_lo) ox_hi = ox_lo;
+
+  for (uint32_t oy = row_begin; oy < row_end; ++oy) {
+    int64_t iy = int64_t{oy} * a.stride_h - a.pad_top;
+    uint32_t ky0 = static_cast<uint32_t>(min_i64(max_i64(0, -iy), a.kh));
+    uint32_t ky1 = static_cast<uint32_t>(max_i64(min_i64(a.kh, int64_t{a.in_h} - iy), ky0));
+    size_t row_out = size_t{oy} * a.out_w * a.cout;
+    auto border_pixel = [&](uint32_t b, uint32_t ox) {
+      int64_t ix = int64_t{ox} * sw - pl;
+      uint32_t kx0 = static_cast<uint32_t>(min_i64(max_i64(0, -ix), a.kw));
+      uint32_t kx1 = static_cast<uint32_t>(max_i64(min_i64(a.kw, int64_t{a.in_w} - ix), kx0));
+      ConvTile t{(iy * a.in_w + ix) * a.cin, 0, ky0, ky1, kx0, kx1, row_out + size_t{ox} * a.cout};
+      conv_blocks<A, F16, NB>(a, t, b, min_u32(NB, blocks - b), 1);
+    };
+    for (uint32_t b = 0; b < blocks; b += NB) {
+      for (int64_t ox = 0; ox < ox_lo; ++ox) border_pixel(b, static_cast<uint32_t>(ox));
+      for (int64_t ox = ox_lo; ox < ox_hi; ox += P) {
+        ConvTile t{(iy * a.in_w + ox * sw - pl) * a.cin, sw * a.cin, ky0, ky1, 0, a.kw,
+                   row_out + size_t(ox) * a.cout};
+        conv_blocks<A, F16, NB>(a, t, b, min_u32(NB, blocks - b), static_cast<uint32_t>(min_i64(P, ox_hi - ox)));
+      }
+      for (int64_t ox = ox_hi; ox < a.out_w; ++ox) border_pixel(b, static_cast<uint32_t>(ox));
+    }
+  }
+}
+
+template <class A>
+void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
+  if (a.kernel.fp16) return conv2d_typed<A, true>(a, row_begin, row_end);
+  conv2d_typed<A, false>(a, row_begin, row_end);
+}
+
+// ---- depthwise convolution ---------------------------------------------------------------------------------
+
+template <class A, bool F16>
+void depthwise2d_typed(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
+  const uint32_t multiplier = a.cout / a.cin;
+  const size_t padded = round_up_to_block(a.cout);
+  for (uint32_t oy = row_begin; oy < row_end; ++oy) {
+    int64_t iy = int64_t{oy} * a.stride_h - a.pad_top;
+    uint32_t ky0 = static_cast<uint32_t>(min_i64(max_i64(0, -iy), a.kh));
+    uint32_t ky1 = static_cast<uint32_t>(max_i64(min_i64(a.kh, int64_t{a.in_h} - iy), ky0));
+    for (uint32_t ox = 0; ox < a.out_w; ++ox) {
+      int64_t ix = int64_t{ox} * a.stride_w - a.pad_left;
+      uint32_t kx0 = static_cast<uint32_t>(min_i64(max_i64(0, -ix), a.kw));
+      uint32_t kx1 = static_cast<uint32_t>(max_i64(min_i64(a.kw, int64_t{a.in_w} - ix), kx0));
+      float* out = a.y + (size_t{oy} * a.out_w + ox) * a.cout;
+      for (uint32_t o = 0; o < a.cout; o += kLanes<A>) {
+        uint32_t n = min_u32(kLanes<A>, a.cout - o);
+        Vec<A> acc(0.0f);
+        for (uint32_t ky = ky0; ky < ky1; ++ky)
+          for (uint32_t kx = kx0; kx < kx1; ++kx) {
+            const float* in = a.x + ((iy + ky) * a.in_w + ix + kx) * a.cin;
+            Vec<A> x;
+            if (multiplier == 1) {
+              x = load_partial<A>(in + o, n);
+            } else {
+              alignas(64) float spread[kLanes<A>] = {};
+              for (uint32_t i = 0; i < n; ++i) spread[i] = in[(o + i) / multiplier];
+              x = Vec<A>::load_aligned(spread);
+            }
+            acc = xsimd::fma(x, load_weights<A, F16>(a.kernel.data, (size_t{ky} * a.kw + kx) * padded + o), acc);
+          }
+        if (a.bias) acc += load_partial<A>(a.bias + o, n);
+        acc = activate<A>(acc, a.act, a.act_max);
+        store_partial<A>(out + o, acc, n);
+        if (a.channel_sums) store_partial<A>(a.channel_sums + o, load_partial<A>(a.channel_sums + o, n) + acc, n);
+      }
+    }
+  }
+}
+
+template <class A>
+void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
+  if (a.kernel.fp16) return depthwise2d_typed<A, true>(a, row_begin, row_end);
+  depthwise2d_typed<A, false>(a, row_begin, row_end);
+}
+
+// ---- dense -------------------------------------------------------------------------------------------------
+
+// Units in blocks of 16; inputs are summed in kChains interleaved chains (fixed order, so splits do not matter)
+// to hide the FMA latency of a single output vector.
+template <class A, bool F16>
+void dense_typed(const DenseArgs& a, uint32_t unit_begin, uint32_t unit_end) {
+  constexpr uint32_t V = kVecsPerBlock<A>;
+  constexpr uint32_t kChains = V >= 4 ? 1 : 4 / V;
+  for (uint32_t b = unit_begin / kChannelBlock; b * kChannelBlock < unit_end; ++b) {
+    Vec<A> acc[kChains][V];
+    for (uint32_t k = 0; k < kChains; ++k)
+      for (uint32_t v = 0; v < V; ++v) acc[k][v] = Vec<A>(0.0f);
+    size_t w_block = size_t{b} * a.inputs * kChannelBlock;
+    uint32_t i = 0;
+    for (; i + kChains <= a.inputs; i += kChains)
+      for (uint32_t k = 0; k < kChains; ++k) {
+        Vec<A> x(a.x[i + k]);
+        for (uint32_t v = 0; v < V; ++v)
+          acc[k][v] = xsimd::fma(x, load_weights<A, F16>(a.kernel.data, w_block + size_t{i + k} * kChannelBlock + v * kLanes<A>), acc[k][v]);
+      }
+    for (; i < a.inputs; ++i) {
+      Vec<A> x(a.x[i]);
+      for (uint32_t v = 0; v < V; ++v)
+        acc[0][v] = xsimd::fma(x, load_weights<A, F16>(a.kernel.data, w_block + size_t{i} * kChannelBlock + v * kLanes<A>), acc[0][v]);
+    }
+    alignas(64) float result[kChannelBlock];
+    for (uint32_t v = 0; v < V; ++v) {
+      Vec<A> sum = acc[0][v];
+      for (uint32_t k = 1; k < kChains; ++k) sum += acc[k][v];
+      uint32_t o = b * kChannelBlock + v * kLanes<A>;
+      if (a.bias && o < a.units) sum += load_partial<A>(a.bias + o, min_u32(kLanes<A>, a.units - o));
+      activate<A>(sum, a.act, a.act_max).store_aligned(result + v * kLanes<A>);
+    }
+    uint32_t first = b * kChannelBlock > unit_begin ? b * kChannelBlock : unit_begin;
+    uint32_t last = min_u32(unit_end, (b + 1) * kChannelBlock);
+    for (uint32_t u = first; u < last; ++u) a.y[u] = result[u - b * kChannelBlock];
+  }
+}
+
+template <class A>
+void dense(const DenseArgs& a, uint32_t unit_begin, uint32_t unit_end) {
+  if (a.kernel.fp16) return dense_typed<A, true>(a, unit_begin, unit_end);
+  dense_typed<A, false>(a, unit_begin, unit_end);
+}
+
+// ---- elementwise -------------------------------------------------------------------------------------------
+
+template <class A>
+void channel_affine(const ChannelAffineArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  for (uint32_t p = pixel_begin; p < pixel_end; ++p) {
+    size_t base = size_t{p} * a.channels;
+    for (uint32_t c = 0; c < a.channels; c += kLanes<A>) {
+      uint32_t n = min_u32(kLanes<A>, a.channels - c);
+      Vec<A> v = load_partial<A>(a.x + base + c, n);
+      if (a.scale) v *= load_partial<A>(a.scale + c, n);
+      if (a.bias) v += load_partial<A>(a.bias + c, n);
+      v = activate<A>(v, a.act, a.act_max);
+      if (a.residual) v += load_partial<A>(a.residual + base + c, n);
+      store_partial<A>(a.y + base + c, v, n);
+    }
+  }
+}
+
+template <class A, bool Multiply>
+void binary(const ElementwiseArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  auto combine = [&](const float* pa, const float* pb, float* py, uint32_t n) {
+    Vec<A> x = load_partial<A>(pa, n), y = load_partial<A>(pb, n);
+    store_partial<A>(py, activate<A>(Multiply ? x * y : x + y, a.act, a.act_max), n);
+  };
+  if (a.b_broadcast) {
+    for (uint32_t p = pixel_begin; p < pixel_end; ++p)
+      for (uint32_t c = 0; c < a.channels; c += kLanes<A>) {
+        size_t at = size_t{p} * a.channels + c;
+        combine(a.a + at, a.b + c, a.y + at, min_u32(kLanes<A>, a.channels - c));
+      }
+    return;
+  }
+  size_t end = size_t{pixel_end} * a.channels;
+  for (size_t i = size_t{pixel_begin} * a.channels; i < end; i += kLanes<A>)
+    combine(a.a + i, a.b + i, a.y + i, static_cast<uint32_t>(end - i < kLanes<A> ? end - i : kLanes<A>));
+}
+
+template <class A>
+void add(const ElementwiseArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  binary<A, false>(a, pixel_begin, pixel_end);
+}
+
+template <class A>
+void multiply(const ElementwiseArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  binary<A, true>(a, pixel_begin, pixel_end);
+}
+
+template <class A>
+void activate_range(const float* x, float* y, size_t begin, size_t end, Activation act, float act_max) {
+  for (size_t i = begin; i < end; i += kLanes<A>) {
+    uint32_t n = static_cast<uint32_t>(end - i < kLanes<A> ? end - i : kLanes<A>);
+    store_partial<A>(y + i, activate<A>(load_partial<A>(x + i, n), act, act_max), n);
+  }
+}
+
+// ---- pooling -----------------------------------------------------------------------------------------------
+
+template <class A>
+void global_avg_pool(const GlobalPoolArgs& a, uint32_t channel_begin, uint32_t channel_end) {
+  size_t pixels = size_t{a.h} * a.w;
+  for (uint32_t c = channel_begin; c < channel_end; c += kLanes<A>) {
+    uint32_t n = min_u32(kLanes<A>, channel_end - c);
+    Vec<A> sum(0.0f);
+    for (size_t p = 0; p < pixels; ++p) sum += load_partial<A>(a.x + p * a.channels + c, n);
+    store_partial<A>(a.y + c, pixels ? sum / Vec<A>(static_cast<float>(pixels)) : sum, n);
+  }
+}
+
+template <class A, bool Max>
+void pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end) {
+  for (uint32_t oy = row_begin; oy < row_end; ++oy) {
+    int64_t iy = int64_t{oy} * a.stride_h - a.pad_top;
+    uint32_t ky0 = static_cast<uint32_t>(min_i64(max_i64(0, -iy), a.kh));
+    uint32_t ky1 = static_cast<uint32_t>(max_i64(min_i64(a.kh, int64_t{a.in_h} - iy), ky0));
+    for (uint32_t ox = 0; ox < a.out_w; ++ox) {
+      int64_t ix = int64_t{ox} * a.stride_w - a.pad_left;
+      uint32_t kx0 = static_cast<uint32_t>(min_i64(max_i64(0, -ix), a.kw));
+      uint32_t kx1 = static_cast<uint32_t>(max_i64(min_i64(a.kw, int64_t{a.in_w} - ix), kx0));
+      uint32_t count = (ky1 - ky0) * (kx1 - kx0);
+      float* out = a.y + (size_t{oy} * a.out_w + ox) * a.channels;
+      for (uint32_t c = 0; c < a.channels; c += kLanes<A>) {
+        uint32_t n = min_u32(kLanes<A>, a.channels - c);
+        Vec<A> acc(Max ? -INFINITY : 0.0f);
+        for (uint32_t ky = ky0; ky < ky1; ++ky)
+          for (uint32_t kx = kx0; kx < kx1; ++kx) {
+            Vec<A> x = load_partial<A>(a.x + ((iy + ky) * a.in_w + ix + kx) * a.channels + c, n);
+            acc = Max ? xsimd::max(acc, x) : acc + x;
+          }
+        if (count == 0) acc = Vec<A>(0.0f);
+        else if (!Max) acc /= Vec<A>(static_cast<float>(count));
+        store_partial<A>(out + c, acc, n);
+      }
+    }
+  }
+}
+
+template <class A>
+void max_pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end) {
+  pool2d<A, true>(a, row_begin, row_end);
+}
+
+template <class A>
+void avg_pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end) {
+  pool2d<A, false>(a, row_begin, row_end);
+}
+
+template <class A>
+constexpr KernelTable make_kernel_table() {
+  return {conv2d<A>,   depthwise2d<A>, dense<A>,           channel_affine<A>, add<A>,
+          multiply<A>, activate_range<A>, global_avg_pool<A>, max_pool2d<A>,     avg_pool2d<A>};
+}
+
+}  // namespace
+}  // namespace effcam::ops::detail

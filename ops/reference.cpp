@@ -1,0 +1,202 @@
+#include "ops/reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "engine/error.h"
+#include "ops/half.h"
+#include "ops/weight_layout.h"
+
+namespace effcam::ops::reference {
+namespace {
+
+float weight_at(const WeightView& w, size_t index) {
+  return w.fp16 ? half_to_float(static_cast<const uint16_t*>(w.data)[index])
+                : static_cast<const float*>(w.data)[index];
+}
+
+// BlockedOHWI element (o, ky, kx, c): [o / 16][ky][kx][c][o % 16].
+float blocked_at(const WeightView& w, uint32_t kh, uint32_t kw, uint32_t cin, uint32_t o, uint32_t ky, uint32_t kx,
+                 uint32_t c) {
+  size_t index = ((static_cast<size_t>(o / kChannelBlock) * kh + ky) * kw + kx) * cin + c;
+  return weight_at(w, index * kChannelBlock + o % kChannelBlock);
+}
+
+// DepthwiseHWC element (o, ky, kx): [ky][kx][round_up(cout)].
+float depthwise_at(const WeightView& w, uint32_t kw, uint32_t cout, uint32_t o, uint32_t ky, uint32_t kx) {
+  return weight_at(w, (static_cast<size_t>(ky) * kw + kx) * round_up_to_block(cout) + o);
+}
+
+// The input coordinate of output coordinate `out` at tap `k`, or -1 when it falls in the padding.
+int64_t input_coord(uint32_t out, uint32_t stride, uint32_t pad, uint32_t k, uint32_t size) {
+  int64_t at = static_cast<int64_t>(out) * stride - pad + k;
+  return at >= 0 && at < size ? at : -1;
+}
+
+size_t pixel_offset(uint32_t y, uint32_t x, uint32_t w, uint32_t channels) {
+  return (static_cast<size_t>(y) * w + x) * channels;
+}
+
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+double relu6(double x) { return std::min(std::max(x, 0.0), 6.0); }
+
+template <class Pick>
+void pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end, Pick pick) {
+  for (uint32_t oy = row_begin; oy < row_end; ++oy)
+    for (uint32_t ox = 0; ox < a.out_w; ++ox)
+      for (uint32_t c = 0; c < a.channels; ++c) {
+        std::vector<double> window;
+        for (uint32_t ky = 0; ky < a.kh; ++ky)
+          for (uint32_t kx = 0; kx < a.kw; ++kx) {
+            int64_t iy = input_coord(oy, a.stride_h, a.pad_top, ky, a.in_h);
+            int64_t ix = input_coord(ox, a.stride_w, a.pad_left, kx, a.in_w);
+            if (iy >= 0 && ix >= 0)
+              window.push_back(a.x[pixel_offset(static_cast<uint32_t>(iy), static_cast<uint32_t>(ix), a.in_w,
+                                                a.channels) + c]);
+          }
+        a.y[pixel_offset(oy, ox, a.out_w, a.channels) + c] = window.empty() ? 0.0f : static_cast<float>(pick(window));
+      }
+}
+
+}  // namespace
+
+float activate(float x, Activation act, float act_max) {
+  double v = x;
+  switch (act) {
+    case Activation::Linear: return x;
+    case Activation::Relu: return std::min(std::max(x, 0.0f), act_max);
+    case Activation::Sigmoid: return static_cast<float>(sigmoid(v));
+    case Activation::Swish: return static_cast<float>(v * sigmoid(v));
+    case Activation::HardSigmoid: return static_cast<float>(relu6(v + 3.0) / 6.0);
+    case Activation::HardSigmoidKeras2: return static_cast<float>(std::min(std::max(0.2 * v + 0.5, 0.0), 1.0));
+    case Activation::HardSwish: return static_cast<float>(v * relu6(v + 3.0) / 6.0);
+    case Activation::Tanh: return static_cast<float>(std::tanh(v));
+    case Activation::Softmax: break;
+  }
+  throw Error("ops: activation " + std::to_string(static_cast<uint32_t>(act)) + " is not elementwise");
+}
+
+void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
+  for (uint32_t oy = row_begin; oy < row_end; ++oy)
+    for (uint32_t ox = 0; ox < a.out_w; ++ox)
+      for (uint32_t o = 0; o < a.cout; ++o) {
+        double sum = a.bias ? a.bias[o] : 0.0;
+        for (uint32_t ky = 0; ky < a.kh; ++ky)
+          for (uint32_t kx = 0; kx < a.kw; ++kx) {
+            int64_t iy = input_coord(oy, a.stride_h, a.pad_top, ky, a.in_h);
+            int64_t ix = input_coord(ox, a.stride_w, a.pad_left, kx, a.in_w);
+            if (iy < 0 || ix < 0) continue;
+            const float* px = a.x + pixel_offset(static_cast<uint32_t>(iy), static_cast<uint32_t>(ix), a.in_w, a.cin);
+            for (uint32_t c = 0; c < a.cin; ++c) {
+              double in = static_cast<double>(px[c]) * (a.input_scale ? a.input_scale[c] : 1.0f);
+              sum += in * blocked_at(a.kernel, a.kh, a.kw, a.cin, o, ky, kx, c);
+            }
+          }
+        size_t out = pixel_offset(oy, ox, a.out_w, a.cout) + o;
+        float v = activate(static_cast<float>(sum), a.act, a.act_max);
+        a.y[out] = a.residual ? v + a.residual[out] : v;
+      }
+}
+
+void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
+  uint32_t multiplier = a.cout / a.cin;
+  for (uint32_t oy = row_begin; oy < row_end; ++oy)
+    for (uint32_t ox = 0; ox < a.out_w; ++ox)
+      for (uint32_t o = 0; o < a.cout; ++o) {
+        double sum = a.bias ? a.bias[o] : 0.0;
+        for (uint32_t ky = 0; ky < a.kh; ++ky)
+          for (uint32_t kx = 0; kx < a.kw; ++kx) {
+            int64_t iy = input_coord(oy, a.stride_h, a.pad_top, ky, a.in_h);
+            int64_t ix = input_coord(ox, a.stride_w, a.pad_left, kx, a.in_w);
+            if (iy < 0 || ix < 0) continue;
+            float in = a.x[pixel_offset(static_cast<uint32_t>(iy), static_cast<uint32_t>(ix), a.in_w, a.cin) +
+                           o / multiplier];
+            sum += static_cast<double>(in) * depthwise_at(a.kernel, a.kw, a.cout, o, ky, kx);
+          }
+        float v = activate(static_cast<float>(sum), a.act, a.act_max);
+        a.y[pixel_offset(oy, ox, a.out_w, a.cout) + o] = v;
+        if (a.channel_sums) a.channel_sums[o] += v;
+      }
+}
+
+void dense(const DenseArgs& a, uint32_t unit_begin, uint32_t unit_end) {
+  for (uint32_t u = unit_begin; u < unit_end; ++u) {
+    double sum = a.bias ? a.bias[u] : 0.0;
+    for (uint32_t i = 0; i < a.inputs; ++i)
+      sum += static_cast<double>(a.x[i]) * blocked_at(a.kernel, 1, 1, a.inputs, u, 0, 0, i);
+    a.y[u] = activate(static_cast<float>(sum), a.act, a.act_max);
+  }
+}
+
+void squeeze_excite(const SqueezeExciteArgs& a) {
+  dense({a.means, a.channels, a.hidden, a.reduced, a.w1, a.b1, a.act, a.act_max}, 0, a.reduced);
+  dense({a.hidden, a.reduced, a.gate, a.channels, a.w2, a.b2, a.act2, a.act2_max}, 0, a.channels);
+}
+
+void channel_affine(const ChannelAffineArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  for (size_t i = static_cast<size_t>(pixel_begin) * a.channels; i < static_cast<size_t>(pixel_end) * a.channels;
+       ++i) {
+    size_t c = i % a.channels;
+    double v = static_cast<double>(a.x[i]) * (a.scale ? a.scale[c] : 1.0f) + (a.bias ? a.bias[c] : 0.0f);
+    float out = activate(static_cast<float>(v), a.act, a.act_max);
+    a.y[i] = a.residual ? out + a.residual[i] : out;
+  }
+}
+
+void add(const ElementwiseArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  for (size_t i = static_cast<size_t>(pixel_begin) * a.channels; i < static_cast<size_t>(pixel_end) * a.channels; ++i)
+    a.y[i] = activate(a.a[i] + a.b[a.b_broadcast ? i % a.channels : i], a.act, a.act_max);
+}
+
+void multiply(const ElementwiseArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  for (size_t i = static_cast<size_t>(pixel_begin) * a.channels; i < static_cast<size_t>(pixel_end) * a.channels; ++i)
+    a.y[i] = activate(a.a[i] * a.b[a.b_broadcast ? i % a.channels : i], a.act, a.act_max);
+}
+
+void activate(const float* x, float* y, size_t begin, size_t end, Activation act, float act_max) {
+  for (size_t i = begin; i < end; ++i) y[i] = activate(x[i], act, act_max);
+}
+
+void global_avg_pool(const GlobalPoolArgs& a, uint32_t channel_begin, uint32_t channel_end) {
+  size_t pixels = static_cast<size_t>(a.h) * a.w;
+  for (uint32_t c = channel_begin; c < channel_end; ++c) {
+    double sum = 0;
+    for (size_t p = 0; p < pixels; ++p) sum += a.x[p * a.channels + c];
+    a.y[c] = pixels ? static_cast<float>(sum / static_cast<double>(pixels)) : 0.0f;
+  }
+}
+
+void max_pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end) {
+  pool2d(a, row_begin, row_end, [](const std::vector<double>& w) { return *std::max_element(w.begin(), w.end()); });
+}
+
+void avg_pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end) {
+  pool2d(a, row_begin, row_end, [](const std::vector<double>& w) {
+    double sum = 0;
+    for (double v : w) sum += v;
+    return sum / static_cast<double>(w.size());
+  });
+}
+
+void zero_pad(const ZeroPadArgs& a, uint32_t row_begin, uint32_t row_end) {
+  uint32_t out_w = a.in_w + a.pad_left + a.pad_right;
+  for (uint32_t oy = row_begin; oy < row_end; ++oy)
+    for (uint32_t ox = 0; ox < out_w; ++ox)
+      for (uint32_t c = 0; c < a.channels; ++c) {
+        bool inside = oy >= a.pad_top && oy < a.pad_top + a.in_h && ox >= a.pad_left && ox < a.pad_left + a.in_w;
+        a.y[pixel_offset(oy, ox, out_w, a.channels) + c] =
+            inside ? a.x[pixel_offset(oy - a.pad_top, ox - a.pad_left, a.in_w, a.channels) + c] : 0.0f;
+      }
+}
+
+void softmax(float* x, size_t n) {
+  if (n == 0) return;
+  double top = *std::max_element(x, x + n);
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += std::exp(x[i] - top);
+  for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(std::exp(x[i] - top) / sum);
+}
+
+}  // namespace effcam::ops::reference

@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""Writes image fixtures and PIL's own answers for test_image (run with Debian's /usr/bin/python3).
+
+Usage: make_pil_fixtures.py OUT_DIR [EXTRA_IMAGE...]
+
+OUT_DIR receives source images of several kinds, PIL's decode+convert of each and PIL's LANCZOS resizes, as raw
+uint8 HWC files, plus manifest.txt with one case per line:
+  decode SOURCE CHANNELS WIDTH HEIGHT EXPECTED_RAW LOSSY(0|1)
+  resize SOURCE_RAW IN_W IN_H CHANNELS OUT_W OUT_H EXPECTED_RAW
+EXTRA_IMAGEs (e.g. the real samples in shared/) get decode cases and resizes to two sizes, in place.
+The C++ test recomputes every case and compares with these answers.
+"""
+import io
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+CONVERT_MODES = {1: "L", 3: "RGB"}
+
+
+def scene(width, height, seed):
+    """Smooth gradients, sharp edges and noise: enough structure to exercise every filter lobe and clipping."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = 127.5 + 127.5 * np.sin(x / 7.0 + y / 23.0)
+    g = 255.0 * ((x // 16 + y // 16) % 2)  # checkerboard: hard 0/255 edges make Lanczos ring and clip
+    b = 255.0 * x / max(width - 1, 1)
+    image = np.stack([r, g, b], axis=-1) + rng.normal(0.0, 12.0, (height, width, 3))
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def png_bytes(width, height, bit_depth, color_type, rows):
+    """A PNG written by hand, for bit depths and colour types PIL's writer does not produce from arrays."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def write_sources(out):
+    """name -> lossy flag, for every source image written."""
+    rgb = scene(640, 480, 1)
+    small = scene(100, 80, 2)
+    sources = {}
+
+    def save(name, image, lossy=False, **options):
+        image.save(out / name, **options)
+        sources[name] = lossy
+
+    save("rgb.png", Image.fromarray(rgb, "RGB"))
+    save("small.png", Image.fromarray(small, "RGB"))
+    alpha = scene(640, 480, 3)[..., 1]
+    save("rgba.png", Image.fromarray(np.dstack([rgb, alpha]), "RGBA"))
+    save("gray.png", Image.fromarray(rgb[..., 0], "L"))
+    save("gray_alpha.png", Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA"))
+    save("palette.png", Image.fromarray(rgb, "RGB").quantize(colors=200))
+    save("palette.bmp", Image.fromarray(rgb, "RGB").quantize(colors=200))
+    save("palette_trns.png", Image.fromarray(rgb, "RGB").quantize(colors=64), transparency=5)
+    save("rgb_trns.png", Image.fromarray(rgb, "RGB"), transparency=tuple(int(v) for v in rgb[0, 0]))
+    save("rgb.bmp", Image.fromarray(rgb, "RGB"))
+    save("rgba.bmp", Image.fromarray(np.dstack([rgb, alpha]), "RGBA"))
+    save("rgb_trns.gif", Image.fromarray(rgb, "RGB").quantize(colors=64), transparency=5)
+    save("rgb.gif", Image.fromarray(rgb, "RGB").quantize(colors=256))
+    save("rgb.jpg", Image.fromarray(rgb, "RGB"), lossy=True, quality=90)
+    save("rgb444.jpg", Image.fromarray(rgb, "RGB"), lossy=True, quality=95, subsampling=0)
+    save("gray.jpg", Image.fromarray(rgb[..., 1], "L"), lossy=True, quality=90)
+
+    rng = np.random.default_rng(4)
+    # Values on both sides of 255: PIL clips 16-bit grayscale, and keeps the high byte of 16-bit colour.
+    gray16 = rng.integers(0, 1024, (48, 64)).astype(">u2")
+    (out / "gray16.png").write_bytes(png_bytes(64, 48, 16, 0, gray16))
+    sources["gray16.png"] = False
+    rgb16 = rng.integers(0, 65536, (48, 64, 3)).astype(">u2")
+    (out / "rgb16.png").write_bytes(png_bytes(64, 48, 16, 2, rgb16.reshape(48, -1)))
+    sources["rgb16.png"] = False
+    rgba16 = rng.integers(0, 65536, (48, 64, 4)).astype(">u2")
+    (out / "rgba16.png").write_bytes(png_bytes(64, 48, 16, 6, rgba16.reshape(48, -1)))
+    sources["rgba16.png"] = False
+    return sources
+
+
+RESIZES = [  # (source, out_w, out_h)
+    ("rgb.png", 300, 300),
+    ("rgb.png", 224, 224),
+    ("rgb.png", 123, 77),
+    ("rgb.png", 640, 211),   # vertical pass only
+    ("rgb.png", 257, 480),   # horizontal pass only
+    ("rgb.png", 1000, 999),  # upsample both axes
+    ("rgb.png", 2, 1),
+    ("small.png", 300, 300),
+    ("small.png", 257, 263),
+    ("small.png", 1, 1),
+    ("gray.png", 224, 224),
+    ("gray.png", 97, 301),
+]
+
+
+def main():
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    sources = {name: (out / name, lossy) for name, lossy in write_sources(out).items()}
+    resizes = list(RESIZES)
+    for extra in map(Path, sys.argv[2:]):
+        name = "extra_" + extra.name
+        with Image.open(extra) as image:
+            sources[name] = (extra.resolve(), image.format == "JPEG")
+        resizes += [(name, 300, 300), (name, 160, 171)]
+    lines = []
+    for name, (path, lossy) in sources.items():
+        for channels, mode in CONVERT_MODES.items():
+            with Image.open(path) as image:
+                converted = image.convert(mode)
+            expected = f"{name}.{mode}.raw"
+            (out / expected).write_bytes(np.asarray(converted).tobytes())
+            lines.append(f"decode {path} {channels} {converted.width} {converted.height} {expected} {int(lossy)}")
+    for name, out_w, out_h in resizes:
+        with Image.open(sources[name][0]) as image:
+            source = image.convert("L" if image.mode == "L" else "RGB")
+        channels = 1 if source.mode == "L" else 3
+        source_raw = f"{name}.{source.mode}.raw"
+        resized = source.resize((out_w, out_h), Image.LANCZOS)
+        expected = f"{name}.{out_w}x{out_h}.raw"
+        (out / expected).write_bytes(np.asarray(resized).tobytes())
+        lines.append(f"resize {source_raw} {source.width} {source.height} {channels} {out_w} {out_h} {expected}")
+    (out / "manifest.txt").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
