@@ -18,7 +18,8 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: effcam-predict --model MODEL.effcam IMAGE... [--top-k K] [--json] [--threads N] [--stats]\n";
+    "usage: effcam-predict --model MODEL.effcam IMAGE... [--top-k K] [--json] [--threads N] [--stats]\n"
+    "                      [--dump-layer KERAS_LAYER]...   (with --json: that layer's activations per image)\n";
 
 struct Arguments {
   std::string model;
@@ -27,6 +28,7 @@ struct Arguments {
   uint32_t threads = 1;
   bool json = false;
   bool stats = false;
+  std::vector<std::string> dump_layers;
 };
 
 uint32_t parse_count(const std::string& option, const std::string& text, uint32_t max) {
@@ -56,6 +58,8 @@ Arguments parse_arguments(int argc, char** argv) {
       args.json = true;
     } else if (arg == "--stats") {
       args.stats = true;
+    } else if (arg == "--dump-layer") {
+      args.dump_layers.push_back(value());
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -67,6 +71,7 @@ Arguments parse_arguments(int argc, char** argv) {
   }
   if (args.model.empty()) throw effcam::Error("--model is required");
   if (args.images.empty()) throw effcam::Error("no images given");
+  if (!args.dump_layers.empty() && !args.json) throw effcam::Error("--dump-layer needs --json");
   return args;
 }
 
@@ -90,6 +95,7 @@ int main(int argc, char** argv) {
     const effcam::Model model = effcam::Model::load(args.model);
     effcam::SessionOptions options;
     options.threads = args.threads;
+    options.probes = args.dump_layers;
     effcam::Session session(model, options);
     const effcam::MemoryPlan& plan = session.plan();
     const uint32_t classes = model.classes();
@@ -128,9 +134,17 @@ int main(int argc, char** argv) {
               {"timing_ms", {{"decode", decode_ms}, {"preprocess", preprocess_ms}, {"forward", forward_ms},
                              {"total", total_ms}}},
               {"peak_rss_bytes", effcam::peak_rss_bytes()},
-              {"arena_bytes", plan.arena_bytes}};
+              {"rss_bytes", effcam::current_rss_bytes()},
+              {"arena_bytes", plan.arena_bytes},
+              {"arena_lower_bound_bytes", plan.lower_bound_bytes}};
           if (model.has_logits()) {
             line["logits"] = std::vector<float>(session.logits().begin(), session.logits().end());
+          }
+          for (const std::string& layer : args.dump_layers) {
+            const effcam::Shape shape = session.probe_shape(layer);
+            const std::span<const float> values = session.probe(layer);
+            line["layers"][layer] = {{"shape", {shape.h, shape.w, shape.c}},
+                                     {"values", std::vector<float>(values.begin(), values.end())}};
           }
           std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
         } else {

@@ -52,10 +52,10 @@ std::string last_error() {
   return innermost;
 }
 
-File File::open_path(const std::string& path) {
+File File::open_path(const std::string& path, const std::string& label) {
   QuietErrors quiet;
   File file;
-  file.label_ = path;
+  file.label_ = label;
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   if (fapl.valid()) H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG);
   file.file_ = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.valid() ? fapl.get() : H5P_DEFAULT), H5Fclose);
@@ -109,19 +109,19 @@ bool File::is_dataset(const std::string& path) const {
 std::vector<std::string> File::children(const std::string& group) const {
   QuietErrors quiet;
   Handle g(H5Gopen2(file_.get(), group.c_str(), H5P_DEFAULT), H5Gclose);
-  if (!g.valid()) throw Error(with_reason(label_ + ": cannot open group " + group));
+  if (!g.valid()) throw Error(with_reason(prefix() + "cannot open group " + group));
   H5G_info_t info;
-  if (H5Gget_info(g.get(), &info) < 0) throw Error(with_reason(label_ + ": cannot list group " + group));
-  if (info.nlinks > kMaxLinks) throw Error(label_ + ": group " + group + " has too many members");
+  if (H5Gget_info(g.get(), &info) < 0) throw Error(with_reason(prefix() + "cannot list group " + group));
+  if (info.nlinks > kMaxLinks) throw Error(prefix() + "group " + group + " has too many members");
   std::vector<std::string> names;
   names.reserve(static_cast<size_t>(info.nlinks));
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     const ssize_t length = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (length < 0) throw Error(with_reason(label_ + ": cannot list group " + group));
+    if (length < 0) throw Error(with_reason(prefix() + "cannot list group " + group));
     std::string name(static_cast<size_t>(length), '\0');
     if (H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1,
                            H5P_DEFAULT) < 0) {
-      throw Error(with_reason(label_ + ": cannot list group " + group));
+      throw Error(with_reason(prefix() + "cannot list group " + group));
     }
     names.push_back(std::move(name));
   }
@@ -195,7 +195,7 @@ std::optional<std::vector<std::string>> File::string_list_attr(const std::string
   auto read_one = [&](const std::string& attr_name) {
     Handle attr(H5Aopen_by_name(file_.get(), object.c_str(), attr_name.c_str(), H5P_DEFAULT, H5P_DEFAULT),
                 H5Aclose);
-    const std::string what = label_ + ": attribute " + attr_name + " of " + object;
+    const std::string what = prefix() + "attribute " + attr_name + " of " + object;
     if (!attr.valid()) throw Error(with_reason(what + ": cannot open"));
     return read_strings(attr.get(), what);
   };
@@ -218,7 +218,7 @@ std::optional<std::string> File::string_attr(const std::string& object, const st
   if (!exists(object)) return std::nullopt;
   if (H5Aexists_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT) <= 0) return std::nullopt;
   Handle attr(H5Aopen_by_name(file_.get(), object.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  const std::string what = label_ + ": attribute " + name + " of " + object;
+  const std::string what = prefix() + "attribute " + name + " of " + object;
   if (!attr.valid()) throw Error(with_reason(what + ": cannot open"));
   std::vector<std::string> values = read_strings(attr.get(), what);
   if (values.size() != 1) {
@@ -229,7 +229,7 @@ std::optional<std::string> File::string_attr(const std::string& object, const st
 
 keras::Array File::read_array(const std::string& path) const {
   QuietErrors quiet;
-  const std::string what = label_ + ": dataset " + path;
+  const std::string what = prefix() + "dataset " + path;
   if (!exists(path)) throw Error(what + " is missing");
   Handle ds(H5Dopen2(file_.get(), path.c_str(), H5P_DEFAULT), H5Dclose);
   if (!ds.valid()) throw Error(with_reason(what + ": cannot open (not a dataset?)"));

@@ -68,8 +68,8 @@ inline constexpr uint64_t kMaxDatasetElements = uint64_t{1} << 30;
 
 class File {
  public:
-  // Opens an HDF5 file on disk read-only.
-  static File open_path(const std::string& path);
+  // Opens an HDF5 file on disk read-only; `label` starts error messages ("" for none).
+  static File open_path(const std::string& path, const std::string& label);
   // Opens HDF5 bytes held in memory (the `model.weights.h5` member of a `.keras` zip), without copying
   // them; `label` names the file in error messages.
   static File open_image(std::vector<uint8_t> image, const std::string& label);
@@ -79,6 +79,8 @@ class File {
   ~File();
 
   const std::string& label() const { return label_; }
+  // label + ": ", or "" without a label.
+  std::string prefix() const { return label_.empty() ? std::string() : label_ + ": "; }
 
   // Paths are absolute inside the file ("/layers/conv2d/vars").
   bool exists(const std::string& path) const;

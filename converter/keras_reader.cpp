@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -114,10 +116,16 @@ bool bool_field(const json& object, const char* key, bool fallback, const std::s
 }
 
 int64_t positive_int(const json& value, const std::string& what) {
-  if (value.is_number_integer() && value.get<int64_t>() > 0) return value.get<int64_t>();
-  if (value.is_number_unsigned() && value.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX) &&
-      value.get<uint64_t>() > 0) {
-    return static_cast<int64_t>(value.get<uint64_t>());
+  if (value.is_number_unsigned()) {
+    if (value.get<uint64_t>() > 0 && value.get<uint64_t>() <= static_cast<uint64_t>(INT32_MAX)) {
+      return static_cast<int64_t>(value.get<uint64_t>());
+    }
+  } else if (value.is_number_integer()) {
+    if (value.get<int64_t>() > 0 && value.get<int64_t>() <= INT32_MAX) return value.get<int64_t>();
+  } else if (value.is_number_float()) {
+    // Python configs occasionally carry 4.0 where Keras itself casts to int.
+    const double d = value.get<double>();
+    if (d >= 1 && d <= INT32_MAX && d == std::floor(d)) return static_cast<int64_t>(d);
   }
   throw Error(what + " must be a positive integer, not " +
               (value.is_number() ? value.dump() : type_name(value)));
@@ -402,8 +410,8 @@ struct ModelContext {
 
 class GraphBuilder {
  public:
-  GraphBuilder(Format format, bool keras2, const h5::File& weights, std::string label)
-      : format_(format), keras2_(keras2), weights_(weights), label_(std::move(label)) {}
+  GraphBuilder(Format format, bool keras2, const h5::File& weights)
+      : format_(format), keras2_(keras2), weights_(weights) {}
 
   // model_object: {"class_name": "Functional"|"Sequential", "config": {...}}.
   std::string expand(const json& model_object, const ModelContext& context) {
@@ -741,7 +749,6 @@ class GraphBuilder {
   Format format_;
   bool keras2_;
   const h5::File& weights_;
-  std::string label_;
   std::set<std::string> names_;
 };
 
@@ -818,12 +825,21 @@ std::pair<std::string, std::string> split_weight_name(const std::string& full) {
 
 class LegacyWeights {
  public:
-  explicit LegacyWeights(const h5::File& file) : file_(file) {}
+  explicit LegacyWeights(const h5::File& file) : file_(file) {
+    // layer_names (or its chunks layer_names0..N) lists every top-level layer that owns a group.
+    if (std::optional<std::vector<std::string>> names = file_.string_list_attr("/model_weights", "layer_names")) {
+      layer_names_.insert(names->begin(), names->end());
+      have_layer_names_ = true;
+    }
+  }
 
   void load(Pending& pending) {
     Layer& layer = pending.layer;
     const std::string what = "layer " + quote_name(layer.name) + " (" + layer.class_name + ")";
     const std::string group = "/model_weights/" + pending.legacy_top;
+    if (have_layer_names_ && !layer_names_.count(pending.legacy_top)) {
+      throw Error(what + ": " + quote_name(pending.legacy_top) + " is not listed in model_weights/layer_names");
+    }
     const std::vector<std::string>& names = weight_names(group, what);
     // Select this layer's variables by name, never by position (§3.2).
     std::vector<std::pair<std::string, std::string>> selected;  // (variable, dataset path)
@@ -857,8 +873,7 @@ class LegacyWeights {
     }
     for (const std::string& var : expected) {
       if (!layer.weights.count(var)) {
-        throw Error(what + ": variable " + quote_name(var) + " is missing from " + file_.label() + " (group " + group +
-                    ")");
+        throw Error(what + ": variable " + quote_name(var) + " is missing from weight group " + group);
       }
     }
   }
@@ -879,6 +894,8 @@ class LegacyWeights {
 
   const h5::File& file_;
   std::map<std::string, std::vector<std::string>> cache_;
+  std::set<std::string> layer_names_;
+  bool have_layer_names_ = false;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -891,13 +908,20 @@ Model finish(GraphBuilder& builder, std::string output, Format format, const h5:
   Model model;
   model.output = std::move(output);
   model.input_shape = builder.input_shape;
-  LegacyWeights legacy(weights);
+  std::optional<LegacyWeights> legacy;
+  if (format == Format::LegacyH5) legacy.emplace(weights);
   for (Pending& pending : builder.layers) {
     if (pending.layer.class_name != "InputLayer") {
-      if (format == Format::KerasZip) load_keras3_weights(pending, weights);
-      else legacy.load(pending);
-      check_weight_shapes(pending.layer,
-                          "layer " + quote_name(pending.layer.name) + " (" + pending.layer.class_name + ")");
+      const std::string what = "layer " + quote_name(pending.layer.name) + " (" + pending.layer.class_name + ")";
+      try {
+        if (legacy) legacy->load(pending);
+        else load_keras3_weights(pending, weights);
+        check_weight_shapes(pending.layer, what);
+      } catch (const Error& e) {
+        // Name the layer in every weight problem (a missing dataset, a bad dtype...).
+        if (starts_with(e.what(), what)) throw;
+        throw Error(what + ": " + e.what());
+      }
     }
     model.layers.push_back(std::move(pending.layer));
   }
@@ -938,7 +962,7 @@ Model read_keras_zip(const std::string& path) {
     throw Error(path + ": the archive has no model.weights.h5");
   }
   const h5::File weights = h5::File::open_image(zip.read("model.weights.h5", kMaxWeightsBytes), "model.weights.h5");
-  GraphBuilder builder(Format::KerasZip, is_keras2(keras_version), weights, path);
+  GraphBuilder builder(Format::KerasZip, is_keras2(keras_version), weights);
   ModelContext context;
   context.what = "model " + quote_name(model_name(top));
   if (weights.is_group("/_layer_checkpoint_dependencies")) context.container = "/_layer_checkpoint_dependencies";
@@ -952,10 +976,10 @@ Model read_keras_zip(const std::string& path) {
 }
 
 Model read_legacy_h5(const std::string& path) {
-  const h5::File file = h5::File::open_path(path);
+  const h5::File file = h5::File::open_path(path, "");  // read_model() prefixes messages with the path
   const std::optional<std::string> model_config = file.string_attr("/", "model_config");
   if (!model_config) {
-    if (file.has_attr("/", "layer_names") || file.has_attr("/model_weights", "layer_names")) {
+    if (file.string_list_attr("/", "layer_names") || file.string_list_attr("/model_weights", "layer_names")) {
       throw Error(path + ": a weights-only HDF5 file (no model_config attribute); save the full model with "
                          "model.save()");
     }
@@ -965,7 +989,7 @@ Model read_legacy_h5(const std::string& path) {
   const json top = parse_json(*model_config, path + ": model_config");
   require_object(top, path + ": model_config");
   if (!file.is_group("/model_weights")) throw Error(path + ": the HDF5 file has no model_weights group");
-  GraphBuilder builder(Format::LegacyH5, is_keras2(keras_version), file, path);
+  GraphBuilder builder(Format::LegacyH5, is_keras2(keras_version), file);
   ModelContext context;
   context.what = "model " + quote_name(model_name(top));
   std::string output = builder.expand(top, context);

@@ -219,7 +219,11 @@ void Lowering::check_no_dilation(const keras::Layer& layer) const {
 
 std::pair<Activation, float> Lowering::activation_of(const keras::Layer& layer, const json& value) const {
   if (value.is_null()) return {Activation::Linear, kInf};
-  if (!value.is_string()) fail(layer, "activation " + value.dump() + " is not supported (custom activation)");
+  if (!value.is_string()) {
+    const bool named = value.is_object() && value.contains("class_name") && value["class_name"].is_string();
+    fail(layer, "activation " + (named ? value["class_name"].get<std::string>() : value.dump()) +
+                    " is not supported (a layer or custom object as activation)");
+  }
   const std::string name = value.get<std::string>();
   if (name == "linear") return {Activation::Linear, kInf};
   if (name == "relu") return {Activation::Relu, kInf};
@@ -696,6 +700,16 @@ void Lowering::fold_batchnorm_into_producers() {
         uses[static_cast<size_t>(producer_id)] != 1 || producer_id == output_node_) {
       continue;
     }
+    // The conv's own output stays recoverable: conv = folded_conv_without_bias / scale + its own bias.
+    TapInfo& conv_tap = taps_[producer.layer];
+    if (conv_tap.node == producer_id && conv_tap.kind == TapKind::Output &&
+        std::all_of(affine.scale.begin(), affine.scale.end(), [](double s) { return s != 0.0; })) {
+      conv_tap.kind = TapKind::BeforeAffine;
+      conv_tap.scale = affine.scale;
+      conv_tap.shift = producer.bias;  // empty when the layer has no bias
+    } else if (conv_tap.node == producer_id) {
+      conv_tap.node = -1;
+    }
     const uint32_t cout = producer.cout;
     for (size_t k = 0; k < producer.kernel.size(); ++k) producer.kernel[k] *= affine.scale[k % cout];
     if (producer.bias.empty()) producer.bias.assign(cout, 0.0);
@@ -703,16 +717,6 @@ void Lowering::fold_batchnorm_into_producers() {
     producer.act = affine.act;
     producer.act_max = affine.act_max;
     producer.order = std::max(producer.order, affine.order);
-    // The conv's own output is recoverable from the folded pre-activation: conv = (z - shift) / scale.
-    TapInfo& conv_tap = taps_[producer.layer];
-    if (conv_tap.node == producer_id && conv_tap.kind == TapKind::Output &&
-        std::all_of(affine.scale.begin(), affine.scale.end(), [](double s) { return s != 0.0; })) {
-      conv_tap.kind = TapKind::BeforeAffine;
-      conv_tap.scale = affine.scale;
-      conv_tap.shift = affine.shift;
-    } else if (conv_tap.node == producer_id) {
-      conv_tap.node = -1;
-    }
     retarget_taps(static_cast<int>(i), TapKind::Output, producer_id, TapKind::Output);
     for (Node& other : nodes_) {
       for (int& in : other.inputs) {
@@ -1037,7 +1041,7 @@ EffcamBuilder Lowering::emit(LoweringSummary& summary) {
     tap.scale = tap.shift = format::kNone;
     if (info.kind == TapKind::BeforeAffine) {
       tap.scale = builder.add_vector(layer.name + "/tap_scale", to_float(info.scale));
-      tap.shift = builder.add_vector(layer.name + "/tap_shift", to_float(info.shift));
+      if (!info.shift.empty()) tap.shift = builder.add_vector(layer.name + "/tap_shift", to_float(info.shift));
     }
     builder.add_tap(tap);
   }

@@ -1,4 +1,4 @@
-// CRC-32C: the SSE4.2 crc32 instruction when present (~1 byte/cycle per stream), else slicing-by-8 tables.
+// CRC-32C: the SSE4.2 crc32 instruction when present (three interleaved streams), else slicing-by-8 tables.
 #include "engine/checksum.h"
 
 #include <array>
@@ -42,14 +42,66 @@ uint64_t load_le64(const uint8_t* bytes) {
 }
 
 #if EFFCAM_CRC32C_X86
+// The crc32 instruction has a latency of 3 cycles and a throughput of 1, so three independent streams run
+// about three times faster than one. Streams are joined with the CRC's linearity:
+//   crc(s, A || B) = shift(crc(s, A), |B|) ^ crc(0, B)
+// where shift(x, n), the register after n zero bytes, is linear in x and so a 4 x 256 lookup table.
+constexpr size_t kStreamBytes = 8192;
+
+__attribute__((target("sse4.2"))) uint32_t crc32c_zero_words(uint32_t state, size_t words) {
+  uint64_t wide = state;
+  for (size_t i = 0; i < words; ++i) wide = _mm_crc32_u64(wide, 0);
+  return static_cast<uint32_t>(wide);
+}
+
+class ShiftTable {
+ public:
+  explicit ShiftTable(size_t bytes) {
+    std::array<uint32_t, 32> basis{};  // shift of each single-bit register
+    for (size_t bit = 0; bit < 32; ++bit) basis[bit] = crc32c_zero_words(1u << bit, bytes / 8);
+    for (size_t k = 0; k < 4; ++k) {
+      for (uint32_t byte = 0; byte < 256; ++byte) {
+        uint32_t shifted = 0;
+        for (size_t bit = 0; bit < 8; ++bit) {
+          if ((byte >> bit) & 1u) shifted ^= basis[8 * k + bit];
+        }
+        table_[k][byte] = shifted;
+      }
+    }
+  }
+  uint32_t apply(uint32_t state) const {
+    return table_[0][state & 0xFFu] ^ table_[1][(state >> 8) & 0xFFu] ^ table_[2][(state >> 16) & 0xFFu] ^
+           table_[3][state >> 24];
+  }
+
+ private:
+  std::array<std::array<uint32_t, 256>, 4> table_{};
+};
+
+__attribute__((target("sse4.2"))) uint64_t load_word(const uint8_t* data) {
+  uint64_t word;
+  std::memcpy(&word, data, sizeof word);
+  return word;
+}
+
 __attribute__((target("sse4.2"))) uint32_t crc32c_sse42(const uint8_t* data, size_t size, uint32_t state) {
   for (; size > 0 && (reinterpret_cast<uintptr_t>(data) & 7u) != 0; --size) state = _mm_crc32_u8(state, *data++);
-  uint64_t wide = state;
-  for (; size >= 8; size -= 8, data += 8) {
-    uint64_t word;
-    std::memcpy(&word, data, sizeof word);
-    wide = _mm_crc32_u64(wide, word);
+  if (size >= 3 * kStreamBytes) {
+    static const ShiftTable shift_one(kStreamBytes);
+    static const ShiftTable shift_two(2 * kStreamBytes);
+    for (; size >= 3 * kStreamBytes; size -= 3 * kStreamBytes, data += 3 * kStreamBytes) {
+      uint64_t first = state, second = 0, third = 0;
+      for (size_t i = 0; i < kStreamBytes; i += 8) {
+        first = _mm_crc32_u64(first, load_word(data + i));
+        second = _mm_crc32_u64(second, load_word(data + kStreamBytes + i));
+        third = _mm_crc32_u64(third, load_word(data + 2 * kStreamBytes + i));
+      }
+      state = shift_two.apply(static_cast<uint32_t>(first)) ^ shift_one.apply(static_cast<uint32_t>(second)) ^
+              static_cast<uint32_t>(third);
+    }
   }
+  uint64_t wide = state;
+  for (; size >= 8; size -= 8, data += 8) wide = _mm_crc32_u64(wide, load_word(data));
   state = static_cast<uint32_t>(wide);
   for (; size > 0; --size) state = _mm_crc32_u8(state, *data++);
   return state;

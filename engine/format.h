@@ -177,8 +177,9 @@ enum class TapKind : uint32_t {
   Output = 1,          // the op's output tensor, exactly
   BeforeResidual = 2,  // the op's result before its residual add: act(conv + bias)
   BeforeActivation = 3,// conv + bias (the folded BatchNorm's output) before the activation
-  BeforeAffine = 4,    // the raw conv output before a folded BatchNorm: (conv + bias - shift) / scale,
-                       // shift/scale = the weight ids below (per output channel, F32 Vector)
+  BeforeAffine = 4,    // the raw conv output before a folded BatchNorm: conv_without_bias / scale + shift,
+                       // scale = the folded per-channel factor, shift = the layer's own bias (kNone: none);
+                       // both F32 Vectors of the op's output channels
   ScaledInput = 5,     // the op's input times its input_scale (a squeeze-excite Multiply folded into Conv)
   SecondOutput = 6,    // the op's outputs[1] (a squeeze-excite mean computed by a Depthwise op)
 };
@@ -188,7 +189,7 @@ struct Tap {
   StringRef class_name;  // Keras class, e.g. "Conv2D"
   TapKind kind;
   uint32_t op;           // index into Ops
-  uint32_t scale, shift; // BeforeAffine only, else kNone
+  uint32_t scale, shift; // BeforeAffine only (shift may be kNone), else kNone
 };
 
 }  // namespace effcam::format

@@ -256,7 +256,7 @@ Graph GraphBuilder::build() {
         if (op.kind != OpKind::Conv && op.kind != OpKind::Depthwise && op.kind != OpKind::Dense) bad("op has no kernel");
         check_vector(tap.op, tap.scale, op.out_channels, "tap scale");
         check_vector(tap.op, tap.shift, op.out_channels, "tap shift");
-        if (tap.scale == kNone || tap.shift == kNone) bad("scale and shift are required");
+        if (tap.scale == kNone) bad("a scale is required");
         break;
       case format::TapKind::ScaledInput:
         if (op.kind != OpKind::Conv || op.inputs[2] == kNone) bad("op has no input scale");

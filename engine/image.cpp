@@ -1,6 +1,7 @@
 #include "engine/image.h"
 
 #include <stb_image.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
@@ -96,8 +97,8 @@ std::optional<Size> jpeg_size(std::span<const uint8_t> bytes) {
 std::optional<Size> declared_size(Format format, std::span<const uint8_t> bytes) {
   const uint8_t* p = bytes.data();
   switch (format) {
-    case Format::Png:  // signature, IHDR length and type, then width and height
-      if (bytes.size() < 24 || std::memcmp(p + 12, "IHDR", 4) != 0) return std::nullopt;
+    case Format::Png:  // signature, IHDR length and type, then width, height ... interlace method (byte 28)
+      if (bytes.size() < 29 || std::memcmp(p + 12, "IHDR", 4) != 0) return std::nullopt;
       return Size{be32(p + 16), be32(p + 20)};
     case Format::Gif:  // logical screen size: stb decodes every frame onto it
       if (bytes.size() < 10) return std::nullopt;
@@ -198,6 +199,59 @@ bool bmp_is_complete(std::span<const uint8_t> bytes, Size size) {
   return uint64_t{le32(p + 10)} + row_bytes * size.height <= bytes.size();
 }
 
+// Bytes of filtered scanlines (one filter byte per row) a PNG's IDAT stream must inflate to; declared_size has
+// checked that the IHDR fields are there.
+uint64_t png_scanline_bytes(std::span<const uint8_t> bytes, Size size) {
+  const uint8_t* p = bytes.data();
+  static constexpr uint8_t kChannelsOfColorType[7] = {1, 0, 3, 1, 2, 0, 4};
+  const uint32_t bit_depth = p[24];
+  const uint32_t channels = p[25] < 7 ? kChannelsOfColorType[p[25]] : 0;
+  const auto rows_bytes = [&](uint64_t w, uint64_t h) {
+    return w == 0 ? 0 : h * (1 + (w * channels * bit_depth + 7) / 8);
+  };
+  if (p[28] == 0) return rows_bytes(size.width, size.height);
+  // Adam7: seven sub-images, each with its own rows.
+  static constexpr uint8_t kPass[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
+                                          {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
+  uint64_t total = 0;
+  for (const auto& [x0, y0, dx, dy] : kPass) {
+    const uint64_t w = size.width > x0 ? (size.width - x0 + dx - 1) / dx : 0;
+    const uint64_t h = size.height > y0 ? (size.height - y0 + dy - 1) / dy : 0;
+    total += rows_bytes(w, h);
+  }
+  return total;
+}
+
+// Whether the IDAT stream inflates to no more than the image needs. stb grows its output buffer for as long as
+// the stream goes on, so a small "deflate bomb" file would otherwise make it allocate gigabytes. The stream is
+// inflated here into a small scratch buffer, only counting.
+bool png_inflates_within_size(std::span<const uint8_t> bytes, Size size) {
+  const uint64_t limit = png_scanline_bytes(bytes, size);
+  z_stream stream{};
+  if (inflateInit(&stream) != Z_OK) return false;
+  std::vector<uint8_t> scratch(64 * 1024);
+  uint64_t produced = 0;
+  int status = Z_OK;
+  for (size_t pos = 8; pos + 8 <= bytes.size() && status == Z_OK && produced <= limit;) {
+    const uint64_t length = be32(&bytes[pos]);
+    const bool is_idat = std::memcmp(&bytes[pos + 4], "IDAT", 4) == 0;
+    const size_t data = pos + 8;
+    const size_t available = static_cast<size_t>(std::min<uint64_t>(length, bytes.size() - data));
+    pos = data + available + 4;  // + CRC
+    if (!is_idat) continue;
+    stream.next_in = const_cast<Bytef*>(&bytes[data]);  // zlib's API is not const-correct; it only reads
+    stream.avail_in = static_cast<uInt>(available);
+    while (stream.avail_in > 0 && status == Z_OK && produced <= limit) {
+      stream.next_out = scratch.data();
+      stream.avail_out = static_cast<uInt>(scratch.size());
+      status = inflate(&stream, Z_NO_FLUSH);
+      produced += scratch.size() - stream.avail_out;
+    }
+  }
+  inflateEnd(&stream);
+  return produced <= limit;
+}
+
 struct StbFree {
   void operator()(void* pixels) const { stbi_image_free(pixels); }
 };
@@ -261,6 +315,9 @@ Image decode_image(std::span<const uint8_t> bytes, uint32_t wanted_channels, con
   if ((format == Format::Gif && !gif_frame) || (format == Format::Bmp && !bmp_is_complete(bytes, *size))) {
     throw Error(what + ": pixel data is truncated");
   }
+  if (format == Format::Png && !png_inflates_within_size(bytes, *size)) {
+    throw Error(what + ": compressed pixel data inflates beyond the image's size");
+  }
   if (file_channels < 1 || file_channels > 4) throw Error(what + ": unsupported channel count");
 
   Image image;
@@ -284,7 +341,9 @@ Image decode_image(std::span<const uint8_t> bytes, uint32_t wanted_channels, con
     const auto native = stb_decode<uint8_t>(
         [&](int* w, int* h, int* n) { return stbi_load_from_memory(data, length, w, h, n, file_channels); }, width,
         height, what);
-    if (gif_frame && file_channels == 4) show_gif_transparent_color(*gif_frame, image.width, image.height, native.get());
+    if (gif_frame && file_channels == 4) {
+      show_gif_transparent_color(*gif_frame, image.width, image.height, native.get());
+    }
     convert_channels(native.get(), static_cast<uint32_t>(file_channels), pixel_count, wanted_channels,
                      image.pixels.data());
   }

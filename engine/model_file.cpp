@@ -337,11 +337,14 @@ void ModelFile::load(std::span<const uint8_t> bytes, const std::string& where) {
       validator.fail(what + ": unknown dtype " + std::to_string(static_cast<uint32_t>(record.dtype)));
     }
     const auto layout = static_cast<uint32_t>(record.layout);
-    if (layout < static_cast<uint32_t>(WeightLayout::Vector) || layout > static_cast<uint32_t>(WeightLayout::DepthwiseHWC)) {
+    if (layout < static_cast<uint32_t>(WeightLayout::Vector) ||
+        layout > static_cast<uint32_t>(WeightLayout::DepthwiseHWC)) {
       validator.fail(what + ": unknown layout " + std::to_string(layout));
     }
     // Dims beyond the layout's logical ones must be 1.
-    const size_t used_dims = record.layout == WeightLayout::Vector ? 1 : record.layout == WeightLayout::DepthwiseHWC ? 3 : 4;
+    const size_t used_dims = record.layout == WeightLayout::Vector         ? 1
+                             : record.layout == WeightLayout::DepthwiseHWC ? 3
+                                                                           : 4;
     for (size_t d = 0; d < 4; ++d) {
       const uint32_t dim = record.dims[d];
       if (d >= used_dims ? dim != 1 : (dim == 0 || dim > kMaxWeightDim)) {

@@ -1,6 +1,7 @@
 #include "engine/resize.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numbers>
 #include <string>
@@ -68,42 +69,55 @@ FilterBank lanczos_bank(uint32_t in_size, uint32_t out_size) {
   return bank;
 }
 
-uint8_t clip8(int64_t accumulator) {
-  return static_cast<uint8_t>(std::clamp<int64_t>(accumulator >> kPrecisionBits, 0, 255));
+// Accumulators are 32-bit like PIL's: |sum| stays below 2^31 since the Lanczos weights' absolute sum is < 1.3.
+uint8_t clip8(int32_t accumulator) {
+  return static_cast<uint8_t>(std::clamp(accumulator >> kPrecisionBits, 0, 255));
 }
 
-constexpr int64_t kRoundHalf = int64_t{1} << (kPrecisionBits - 1);
+constexpr int32_t kRoundHalf = int32_t{1} << (kPrecisionBits - 1);
 
-// Filters rows [row_offset, row_offset + out.height) of `in` along x into `out`.
+// Filters rows [row_offset, row_offset + out.height) of `in` along x into `out`; C channels, interleaved.
+template <uint32_t C>
 void resample_horizontal(const Image& in, uint32_t row_offset, const FilterBank& bank, Image& out) {
-  const uint32_t c = in.channels;
   for (uint32_t y = 0; y < out.height; ++y) {
-    const uint8_t* row = &in.pixels[(size_t{y} + row_offset) * in.width * c];
-    uint8_t* dst = &out.pixels[size_t{y} * out.width * c];
+    const uint8_t* row = &in.pixels[(size_t{y} + row_offset) * in.width * C];
+    uint8_t* dst = &out.pixels[size_t{y} * out.width * C];
     for (uint32_t x = 0; x < out.width; ++x) {
       const int32_t* weights = &bank.weights[size_t{x} * bank.taps];
-      const uint8_t* src = row + size_t(bank.first[x]) * c;
-      for (uint32_t ch = 0; ch < c; ++ch) {
-        int64_t acc = kRoundHalf;
-        for (int i = 0; i < bank.count[x]; ++i) acc += int64_t{src[size_t(i) * c + ch]} * weights[i];
-        dst[size_t{x} * c + ch] = clip8(acc);
+      const uint8_t* src = row + size_t(bank.first[x]) * C;
+      std::array<int32_t, C> acc;
+      acc.fill(kRoundHalf);
+      for (int i = 0; i < bank.count[x]; ++i) {
+        for (uint32_t ch = 0; ch < C; ++ch) acc[ch] += src[size_t(i) * C + ch] * weights[i];
       }
+      for (uint32_t ch = 0; ch < C; ++ch) dst[size_t{x} * C + ch] = clip8(acc[ch]);
     }
   }
 }
 
-// Filters `in` along y into `out`; the bank's row indices are relative to in's first row.
+void resample_horizontal(const Image& in, uint32_t row_offset, const FilterBank& bank, Image& out) {
+  switch (in.channels) {
+    case 1: return resample_horizontal<1>(in, row_offset, bank, out);
+    case 2: return resample_horizontal<2>(in, row_offset, bank, out);
+    case 3: return resample_horizontal<3>(in, row_offset, bank, out);
+    default: return resample_horizontal<4>(in, row_offset, bank, out);
+  }
+}
+
+// Filters `in` along y into `out`; the bank's row indices are relative to in's first row. Whole rows are
+// accumulated at once so the inner loop runs over contiguous bytes.
 void resample_vertical(const Image& in, const FilterBank& bank, Image& out) {
   const size_t row_len = size_t{in.width} * in.channels;
+  std::vector<int32_t> acc(row_len);
   for (uint32_t y = 0; y < out.height; ++y) {
     const int32_t* weights = &bank.weights[size_t{y} * bank.taps];
-    const uint8_t* src = &in.pixels[size_t(bank.first[y]) * row_len];
-    uint8_t* dst = &out.pixels[size_t{y} * row_len];
-    for (size_t k = 0; k < row_len; ++k) {
-      int64_t acc = kRoundHalf;
-      for (int i = 0; i < bank.count[y]; ++i) acc += int64_t{src[size_t(i) * row_len + k]} * weights[i];
-      dst[k] = clip8(acc);
+    std::fill(acc.begin(), acc.end(), kRoundHalf);
+    for (int i = 0; i < bank.count[y]; ++i) {
+      const uint8_t* src = &in.pixels[(size_t(bank.first[y]) + size_t(i)) * row_len];
+      for (size_t k = 0; k < row_len; ++k) acc[k] += src[k] * weights[i];
     }
+    uint8_t* dst = &out.pixels[size_t{y} * row_len];
+    for (size_t k = 0; k < row_len; ++k) dst[k] = clip8(acc[k]);
   }
 }
 
@@ -117,8 +131,9 @@ Image blank(uint32_t width, uint32_t height, uint32_t channels) {
 
 Image resize_lanczos(const Image& image, uint32_t out_w, uint32_t out_h) {
   if (image.width == 0 || image.height == 0 || image.channels < 1 || image.channels > 4 ||
+      uint64_t{image.width} * image.height > kMaxImagePixels ||
       image.pixels.size() != uint64_t{image.width} * image.height * image.channels) {
-    throw Error("resize: inconsistent input image (" + std::to_string(image.width) + "x" +
+    throw Error("resize: inconsistent or oversized input image (" + std::to_string(image.width) + "x" +
                 std::to_string(image.height) + "x" + std::to_string(image.channels) + ", " +
                 std::to_string(image.pixels.size()) + " bytes)");
   }

@@ -139,7 +139,7 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.pad_top = g.pad_top;
       a.pad_left = g.pad_left;
       a.kernel = kernel(op.weight);
-      a.bias = weight(op.bias);
+      a.bias = variant.skip_bias ? nullptr : weight(op.bias);
       a.input_scale = op.inputs[2] == kNone ? nullptr : tensor(op.inputs[2]);
       a.residual = residual;
       a.act = act;
@@ -164,7 +164,7 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.pad_top = g.pad_top;
       a.pad_left = g.pad_left;
       a.kernel = kernel(op.weight);
-      a.bias = weight(op.bias);
+      a.bias = variant.skip_bias ? nullptr : weight(op.bias);
       a.act = act;
       a.act_max = op.act_max;
       const bool means = op.outputs[1] != kNone && !variant.output;
@@ -220,7 +220,7 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.y = y;
       a.units = op.out_channels;
       a.kernel = kernel(op.weight);
-      a.bias = weight(op.bias);
+      a.bias = variant.skip_bias ? nullptr : weight(op.bias);
       a.act = act;
       a.act_max = op.act_max;
       pool_.parallel_for(a.units, [&](uint32_t b, uint32_t e, uint32_t) { ops::dense(a, b, e); });
@@ -233,7 +233,7 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.pixels = pixels;
       a.channels = g.output.c;
       a.scale = weight(op.weight);
-      a.bias = weight(op.bias);
+      a.bias = variant.skip_bias ? nullptr : weight(op.bias);
       a.residual = residual;
       a.act = act;
       a.act_max = op.act_max;
@@ -315,13 +315,13 @@ void Session::compute_probe(Probe& probe) {
       run_op(tap.op, Variant{true, true, out});
       break;
     case TapKind::BeforeAffine: {
-      run_op(tap.op, Variant{true, true, out});
+      run_op(tap.op, Variant{true, true, out, true});
       const float* scale = weight(tap.scale);
       const float* shift = weight(tap.shift);
       const uint32_t c = probe.shape.c;
       for (size_t i = 0; i < probe.values.size(); ++i) {
         const size_t k = i % c;
-        out[i] = (out[i] - shift[k]) / scale[k];
+        out[i] = out[i] / scale[k] + (shift ? shift[k] : 0.0f);
       }
       break;
     }

@@ -51,6 +51,7 @@ class Session {
     bool linear = false;         // skip the activation
     bool skip_residual = false;  // skip the residual add
     float* output = nullptr;     // write here instead of the op's tensor
+    bool skip_bias = false;      // skip the (folded) bias
   };
   struct Probe {
     std::string layer;

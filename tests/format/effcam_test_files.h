@@ -34,10 +34,10 @@ struct SmallModel {
   std::vector<float> dense_bias = random_values(5, 25);
   std::vector<std::string> labels = {"apple pie", "baby back ribs", "baklava", "", "beef carpaccio"};
   std::string metadata = R"({"source_format": "test", "keras_version": ""})";
-  effcam::convert::EffcamBuilder builder;
+  convert::EffcamBuilder builder;
   uint32_t conv_id, depthwise_id, dense_id, bias_id, dense_bias_id;
 
-  explicit SmallModel(effcam::format::DType dtype) : builder(dtype) {
+  explicit SmallModel(format::DType dtype) : builder(dtype) {
     const uint32_t input = builder.add_tensor("input_layer");
     const uint32_t stem = builder.add_tensor("stem_conv");
     const uint32_t dw = builder.add_tensor("block1a_dwconv");
@@ -50,49 +50,49 @@ struct SmallModel {
     dense_id = builder.add_dense_kernel("model/predictions/kernel", dense, 40, 5);
     dense_bias_id = builder.add_vector("model/predictions/bias", dense_bias);
 
-    effcam::format::Op conv_op{};
-    conv_op.kind = effcam::format::OpKind::Conv;
-    conv_op.activation = effcam::format::Activation::Swish;
-    conv_op.padding = effcam::format::Padding::Same;
+    format::Op conv_op{};
+    conv_op.kind = format::OpKind::Conv;
+    conv_op.activation = format::Activation::Swish;
+    conv_op.padding = format::Padding::Same;
     conv_op.name = builder.add_string("stem_conv");
     conv_op.inputs[0] = input;
-    conv_op.inputs[1] = conv_op.inputs[2] = effcam::format::kNone;
+    conv_op.inputs[1] = conv_op.inputs[2] = format::kNone;
     conv_op.outputs[0] = stem;
-    conv_op.outputs[1] = effcam::format::kNone;
+    conv_op.outputs[1] = format::kNone;
     conv_op.kernel_h = conv_op.kernel_w = 3;
     conv_op.stride_h = conv_op.stride_w = 2;
     conv_op.weight = conv_id;
     conv_op.bias = bias_id;
-    conv_op.weight2 = conv_op.bias2 = effcam::format::kNone;
+    conv_op.weight2 = conv_op.bias2 = format::kNone;
     conv_op.out_channels = 20;
     conv_op.act_max = std::numeric_limits<float>::infinity();
     builder.add_op(conv_op);
 
-    effcam::format::Op dw_op = conv_op;
-    dw_op.kind = effcam::format::OpKind::Depthwise;
+    format::Op dw_op = conv_op;
+    dw_op.kind = format::OpKind::Depthwise;
     dw_op.name = builder.add_string("block1a_dwconv");
     dw_op.inputs[0] = stem;
     dw_op.outputs[0] = dw;
     dw_op.outputs[1] = mean;
     dw_op.stride_h = dw_op.stride_w = 1;
     dw_op.weight = depthwise_id;
-    dw_op.bias = effcam::format::kNone;
+    dw_op.bias = format::kNone;
     dw_op.out_channels = 40;
     builder.add_op(dw_op);
 
-    effcam::format::Op pool_op{};
-    pool_op.kind = effcam::format::OpKind::GlobalAvgPool;
+    format::Op pool_op{};
+    pool_op.kind = format::OpKind::GlobalAvgPool;
     pool_op.name = builder.add_string("avg_pool");
     pool_op.inputs[0] = dw;
-    pool_op.inputs[1] = pool_op.inputs[2] = effcam::format::kNone;
+    pool_op.inputs[1] = pool_op.inputs[2] = format::kNone;
     pool_op.outputs[0] = pooled;
-    pool_op.outputs[1] = effcam::format::kNone;
-    pool_op.weight = pool_op.bias = pool_op.weight2 = pool_op.bias2 = effcam::format::kNone;
+    pool_op.outputs[1] = format::kNone;
+    pool_op.weight = pool_op.bias = pool_op.weight2 = pool_op.bias2 = format::kNone;
     builder.add_op(pool_op);
 
-    effcam::format::Op dense_op = pool_op;
-    dense_op.kind = effcam::format::OpKind::Dense;
-    dense_op.activation = effcam::format::Activation::Softmax;
+    format::Op dense_op = pool_op;
+    dense_op.kind = format::OpKind::Dense;
+    dense_op.activation = format::Activation::Softmax;
     dense_op.name = builder.add_string("predictions");
     dense_op.inputs[0] = pooled;
     dense_op.outputs[0] = logits;
@@ -101,17 +101,17 @@ struct SmallModel {
     dense_op.out_channels = 5;
     builder.add_op(dense_op);
 
-    effcam::format::Tap tap{builder.add_string("stem_bn"), builder.add_string("BatchNormalization"),
-                    effcam::format::TapKind::BeforeActivation, 0, effcam::format::kNone, effcam::format::kNone};
+    format::Tap tap{builder.add_string("stem_bn"), builder.add_string("BatchNormalization"),
+                    format::TapKind::BeforeActivation, 0, format::kNone, format::kNone};
     builder.add_tap(tap);
-    tap = {builder.add_string("stem_conv"), builder.add_string("Conv2D"), effcam::format::TapKind::BeforeAffine, 0, bias_id,
+    tap = {builder.add_string("stem_conv"), builder.add_string("Conv2D"), format::TapKind::BeforeAffine, 0, bias_id,
            bias_id};
     builder.add_tap(tap);
 
-    effcam::format::Preprocess preprocess{};
+    format::Preprocess preprocess{};
     preprocess.height = preprocess.width = 224;
     preprocess.channels = 3;
-    preprocess.resize = effcam::format::ResizeFilter::Lanczos3;
+    preprocess.resize = format::ResizeFilter::Lanczos3;
     for (int c = 0; c < 3; ++c) {
       preprocess.scale[c] = 1.0f / 255.0f;
       preprocess.offset[c] = -0.5f;

@@ -205,7 +205,7 @@ TEST_CASE("crc32c: standard check value, chaining, hardware == software") {
   CHECK(effcam::crc32c({}) == 0u);
   CHECK(effcam::crc32c(as_u8("56789"), effcam::crc32c(as_u8("1234"))) == 0xE3069283u);
 
-  std::vector<uint8_t> buffer(5000);
+  std::vector<uint8_t> buffer(60000);
   std::mt19937 generator(11);
   for (uint8_t& byte : buffer) byte = static_cast<uint8_t>(generator());
   const std::span<const uint8_t> all(buffer);
@@ -214,7 +214,8 @@ TEST_CASE("crc32c: standard check value, chaining, hardware == software") {
     return;
   }
   for (size_t start = 0; start < 9; ++start) {
-    for (size_t length : {0, 1, 7, 8, 9, 15, 16, 63, 64, 100, 1000, 4991}) {
+    // Lengths around the hardware path's three 8 KiB streams (24 KiB chunks) too.
+    for (size_t length : {0, 1, 7, 8, 9, 15, 16, 63, 64, 100, 1000, 24575, 24576, 24583, 49152, 59990}) {
       const auto part = all.subspan(start, length);
       REQUIRE(effcam::crc32c_hardware(part) == effcam::crc32c_software(part));
       REQUIRE(effcam::crc32c_hardware(part, 0x12345678u) == effcam::crc32c_software(part, 0x12345678u));
@@ -407,7 +408,8 @@ TEST_CASE("write() and open() a file") {
   std::vector<uint8_t> bytes = model.builder.serialize();
   bytes[section(bytes, format::SectionKind::Weights).offset + 10] ^= 0x40;
   const std::filesystem::path corrupt = effcam::test::testdata_dir() / "format_corrupt.effcam";
-  std::ofstream(corrupt, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  std::ofstream(corrupt, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
   CHECK_ERROR_CONTAINS(ModelFile::open(corrupt.string()), corrupt.string() + ": checksum mismatch in section Weights");
   std::ofstream(corrupt, std::ios::binary | std::ios::trunc).flush();
   CHECK_ERROR_CONTAINS(ModelFile::open(corrupt.string()), corrupt.string() + ": empty file");
@@ -628,7 +630,8 @@ TEST_CASE("corrupt files: records") {
   CHECK_ERROR_CONTAINS(load(bad), "tap 1: op is 4, only 4 exist");
 
   bad = good;
-  edit_record<format::Tap>(bad, SectionKind::Taps, 0, [](format::Tap& tap) { tap.kind = static_cast<format::TapKind>(99); });
+  edit_record<format::Tap>(bad, SectionKind::Taps, 0,
+                           [](format::Tap& tap) { tap.kind = static_cast<format::TapKind>(99); });
   CHECK_ERROR_CONTAINS(load(bad), "unknown tap kind 99");
 
   bad = good;

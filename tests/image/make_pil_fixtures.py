@@ -33,13 +33,23 @@ def scene(width, height, seed):
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def png_bytes(width, height, bit_depth, color_type, rows):
-    """A PNG written by hand, for bit depths and colour types PIL's writer does not produce from arrays."""
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png_bytes(width, height, bit_depth, color_type, pixels, interlaced=False, raw=None):
+    """A PNG written by hand, for what PIL's writer does not produce: 16-bit colour, Adam7 interlacing, and
+    `raw` scanline bytes of any length (a deflate bomb). pixels: HxW or HxWxC array, big-endian if 16-bit."""
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+    def scanlines(image):
+        return b"".join(b"\x00" + row.tobytes() for row in image.reshape(image.shape[0], -1))
+    if raw is None:
+        passes = [pixels[y0::dy, x0::dx] for x0, y0, dx, dy in ADAM7] if interlaced else [pixels]
+        raw = b"".join(scanlines(p) for p in passes if p.size)
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, int(interlaced))
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
 
 
 def write_sources(out):
@@ -72,15 +82,19 @@ def write_sources(out):
 
     rng = np.random.default_rng(4)
     # Values on both sides of 255: PIL clips 16-bit grayscale, and keeps the high byte of 16-bit colour.
-    gray16 = rng.integers(0, 1024, (48, 64)).astype(">u2")
-    (out / "gray16.png").write_bytes(png_bytes(64, 48, 16, 0, gray16))
-    sources["gray16.png"] = False
-    rgb16 = rng.integers(0, 65536, (48, 64, 3)).astype(">u2")
-    (out / "rgb16.png").write_bytes(png_bytes(64, 48, 16, 2, rgb16.reshape(48, -1)))
-    sources["rgb16.png"] = False
-    rgba16 = rng.integers(0, 65536, (48, 64, 4)).astype(">u2")
-    (out / "rgba16.png").write_bytes(png_bytes(64, 48, 16, 6, rgba16.reshape(48, -1)))
-    sources["rgba16.png"] = False
+    handmade = {
+        "gray16.png": png_bytes(64, 48, 16, 0, rng.integers(0, 1024, (48, 64)).astype(">u2")),
+        "rgb16.png": png_bytes(64, 48, 16, 2, rng.integers(0, 65536, (48, 64, 3)).astype(">u2")),
+        "rgba16.png": png_bytes(64, 48, 16, 6, rng.integers(0, 65536, (48, 64, 4)).astype(">u2")),
+        "interlaced.png": png_bytes(61, 37, 8, 2, scene(61, 37, 5), interlaced=True),
+        "interlaced16.png": png_bytes(13, 11, 16, 4, rng.integers(0, 65536, (11, 13, 2)).astype(">u2"),
+                                      interlaced=True),
+    }
+    for name, data in handmade.items():
+        (out / name).write_bytes(data)
+        sources[name] = False
+    # Not a source: 100x100 RGB whose stream inflates to 64 MiB (the image needs 30100 bytes).
+    (out / "bomb.png").write_bytes(png_bytes(100, 100, 8, 2, None, raw=bytes(64 << 20)))
     return sources
 
 

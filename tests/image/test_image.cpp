@@ -211,6 +211,11 @@ TEST_CASE("hostile and broken inputs are refused with a one-line error") {
     check_refused(png_with_header(10000, 10000), "10000x10000 is above the limit");
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(200));
   }
+  SUBCASE("a PNG whose pixel stream inflates far beyond its declared size (deflate bomb)") {
+    const auto start = std::chrono::steady_clock::now();
+    check_refused(read_bytes(pil_fixtures() / "bomb.png"), "inflates beyond the image's size");
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(500));
+  }
   SUBCASE("zero width") { check_refused(png_with_header(0, 16), "zero width or height"); }
   SUBCASE("header only, no pixel data") { check_refused(png_with_header(16, 16), "cannot decode"); }
   SUBCASE("wanted channels other than 1 or 3") {

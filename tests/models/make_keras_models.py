@@ -13,11 +13,15 @@ Files (all S variants share one set of weights):
   effv2s_functional.h5      the model of effv2s_functional.keras as Keras 2.15 `model.save("x.h5")` writes it
   effv2b0.keras             Keras 3.8: flat EfficientNetV2B0 with its own top (1000 classes), 224x224
 
-Usage: /usr/bin/python3 make_keras_models.py OUTDIR [--only NAME ...] [--seed N]
+Usage: /usr/bin/python3 make_keras_models.py OUTDIR [--only NAME ...] [--seed N] [--force]
+
+A file whose `.stamp` companion records the same generator source and seed is left as it is (--force
+rewrites it), so that ctest can use this script as a cheap fixture.
 """
 
 import argparse
 import copy
+import hashlib
 import io
 import json
 import math
@@ -183,7 +187,8 @@ class GraphBuilder:
     def dwconv(self, name, x, kernel, strides):
         h, w, c = self.shapes[x]
         out = (-(-h // strides), -(-w // strides), c)
-        return self.add(name, "DepthwiseConv2D", [x], out, dict(kernel=kernel, strides=strides),
+        return self.add(name, "DepthwiseConv2D", [x], out,
+                        dict(kernel=kernel, strides=strides, activation="linear", use_bias=False),
                         [Var("kernel", True, (kernel, kernel, c, 1))])
 
     def bn(self, name, x):
@@ -232,7 +237,7 @@ def build_efficientnetv2(name, input_shape, include_top, classes=1000, input_nam
         for j in range(round_repeats(repeats, depth)):
             if j > 0:
                 stride, fin = 1, fout
-            block = MBCONV if conv_type == 0 else FUSED_MBCONV
+            block = mbconv_block if conv_type == 0 else fused_mbconv_block
             x = block(g, x, f"block{i + 1}{chr(j + 97)}_", fin, fout, expand, kernel, stride, se_ratio,
                       DROP_CONNECT_RATE * b / total_blocks)
             b += 1
@@ -264,7 +269,7 @@ def _residual(g, x, block_input, p, fin, fout, stride, drop_rate):
     return x
 
 
-def MBCONV(g, inputs, p, fin, fout, expand, kernel, stride, se_ratio, drop_rate):
+def mbconv_block(g, inputs, p, fin, fout, expand, kernel, stride, se_ratio, drop_rate):
     filters = fin * expand
     x = inputs
     if expand != 1:
@@ -281,7 +286,7 @@ def MBCONV(g, inputs, p, fin, fout, expand, kernel, stride, se_ratio, drop_rate)
     return _residual(g, x, inputs, p, fin, fout, stride, drop_rate)
 
 
-def FUSED_MBCONV(g, inputs, p, fin, fout, expand, kernel, stride, se_ratio, drop_rate):
+def fused_mbconv_block(g, inputs, p, fin, fout, expand, kernel, stride, se_ratio, drop_rate):
     filters = fin * expand
     x = inputs
     if expand != 1:
@@ -568,8 +573,9 @@ class Keras3Config:
         if layer.cls == "DepthwiseConv2D":
             k, s = p["kernel"], p["strides"]
             return {**base, "depth_multiplier": 1, "kernel_size": [k, k], "strides": [s, s], "padding": "same",
-                    "data_format": "channels_last", "dilation_rate": [1, 1], "activation": "linear",
-                    "use_bias": False, "depthwise_initializer": self.conv_init(),
+                    "data_format": "channels_last", "dilation_rate": [1, 1],
+                    "activation": _activation_name(p["activation"], True), "use_bias": p["use_bias"],
+                    "depthwise_initializer": self.conv_init(),
                     "bias_initializer": self.initializer("Zeros", {}), "depthwise_regularizer": None,
                     "bias_regularizer": None, "activity_regularizer": None, "depthwise_constraint": None,
                     "bias_constraint": None}
@@ -759,22 +765,15 @@ class Keras2Config:
         base = {"name": layer.name, "trainable": True, "dtype": "float32"}
         if layer.cls in ("Conv2D", "DepthwiseConv2D"):
             k, s = p["kernel"], p["strides"]
-            config = {**base}
-            if layer.cls == "Conv2D":
-                config["filters"] = p["filters"]
-            config.update({"kernel_size": [k, k], "strides": [s, s], "padding": "same",
-                           "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1,
-                           "activation": p.get("activation", "linear"), "use_bias": p.get("use_bias", False)})
-            if layer.cls == "Conv2D":
-                config["kernel_initializer"] = self.conv_init()
-            config["bias_initializer"] = self.initializer("Zeros", {})
-            if layer.cls == "Conv2D":
-                config["kernel_regularizer"] = None
-            config.update({"bias_regularizer": None, "activity_regularizer": None})
-            if layer.cls == "Conv2D":
-                config["kernel_constraint"] = None
-            config["bias_constraint"] = None
-            if layer.cls == "DepthwiseConv2D":  # DepthwiseConv.get_config pops the kernel keys and appends these
+            config = {**base, "filters": p.get("filters"), "kernel_size": [k, k], "strides": [s, s],
+                      "padding": "same", "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1,
+                      "activation": p["activation"], "use_bias": p["use_bias"], "kernel_initializer": self.conv_init(),
+                      "bias_initializer": self.initializer("Zeros", {}), "kernel_regularizer": None,
+                      "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
+                      "bias_constraint": None}
+            if layer.cls == "DepthwiseConv2D":  # DepthwiseConv.get_config drops the kernel keys, appends these
+                for key in ("filters", "kernel_initializer", "kernel_regularizer", "kernel_constraint"):
+                    config.pop(key)
                 config.update({"depth_multiplier": 1, "depthwise_initializer": self.conv_init(),
                                "depthwise_regularizer": None, "depthwise_constraint": None})
             return config
@@ -798,10 +797,16 @@ class Keras2Config:
             return {**base, "rate": p["rate"], "noise_shape": noise, "seed": None}
         if layer.cls in ("Add", "Multiply"):
             return base
-        if layer.cls == "Dense" and not p["effnet_init"]:
+        if layer.cls == "Dense":
+            if p["effnet_init"]:
+                kernel_init = self.initializer("VarianceScaling", {"scale": 1.0 / 3.0, "mode": "fan_out",
+                                                                   "distribution": "uniform", "seed": None})
+                bias_init = self.initializer("Constant", {"value": 0})  # tf.constant_initializer(0)
+            else:
+                kernel_init = self.initializer("GlorotUniform", {"seed": None})
+                bias_init = self.initializer("Zeros", {})
             return {**base, "units": p["units"], "activation": p["activation"], "use_bias": True,
-                    "kernel_initializer": self.initializer("GlorotUniform", {"seed": None}),
-                    "bias_initializer": self.initializer("Zeros", {}), "kernel_regularizer": None,
+                    "kernel_initializer": kernel_init, "bias_initializer": bias_init, "kernel_regularizer": None,
                     "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
                     "bias_constraint": None}
         raise ValueError(f"no Keras 2 config for {layer.cls} {layer.name}")
@@ -909,19 +914,32 @@ def make_b0(seed):
     return model
 
 
+def _stamp(seed):
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest() + f" seed={seed}\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--only", nargs="+", metavar="NAME", help="file names to write (default: all)")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--force", action="store_true", help="rewrite files that are up to date")
     args = parser.parse_args(argv)
 
     files = ["effv2s_functional.keras", "effv2s_sequential.keras", "effv2s_functional.h5", "effv2b0.keras"]
-    wanted = files if not args.only else args.only
-    unknown = sorted(set(wanted) - set(files))
+    unknown = sorted(set(args.only or []) - set(files))
     if unknown:
         parser.error(f"unknown model file(s) {unknown}; choose from {files}")
     args.outdir.mkdir(parents=True, exist_ok=True)
+    stamp = _stamp(args.seed)
+    wanted = []
+    for name in args.only or files:
+        path = args.outdir / name
+        stamp_path = path.with_name(name + ".stamp")
+        if not args.force and path.exists() and stamp_path.exists() and stamp_path.read_text() == stamp:
+            print(f"up to date: {path}")
+        else:
+            wanted.append(name)
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
     started = time.time()
@@ -945,6 +963,7 @@ def main(argv=None):
         else:
             model = make_b0(args.seed)
             write_keras3(path, model)
+        path.with_name(name + ".stamp").write_text(stamp)
         print(f"wrote {path} ({path.stat().st_size} bytes, {count_params(model)} parameters)")
     print(f"done in {time.time() - started:.1f} s")
     return 0

@@ -10,6 +10,19 @@ golden reference they are checked against.
 Run with Debian's /usr/bin/python3 (numpy, h5py, torch 1.13, PIL):
   keras_reference.py MODEL IMAGE_OR_NPY... --out OUT.json [--layers L1,L2] [--size H,W]
       [--grad-layer L --grad-class C|argmax --score logit|prob] [--dtype float64|float32]
+
+Inputs are PNG/JPEG files (converted to RGB, or L for one-channel models) or HxWxC .npy arrays, already at
+the model's input size, as raw 0..255 values (the model's own Rescaling/Normalization layers apply).
+--size gives H,W for models whose declared input size is not fixed. Layer names are bare Keras names or
+"base/layer" inside a nested model; a nested model's own name stands for its output.
+
+OUT.json: {"model", "keras_version", "dtype", "input_shape": [H, W, C], "images": [per image:
+  {"image": path, "probabilities": [...] (the model output), "logits": [...] (input of the final softmax;
+   null when the model does not end in softmax), "top1": index,
+   "layers": {name: {"shape": [h, w, c], "values": [... row-major NHWC, batch dropped ...]}},
+   "grad": {"layer", "class", "score": "logit"|"prob", "score_value", "activation": {shape, values},
+            "gradient": {shape, values}}  (only with --grad-layer: d score[class] / d layer output)}]}
+The "logit" score of a model without a final softmax is its raw output.
 """
 
 import argparse
@@ -262,22 +275,21 @@ class _LegacyWeights:
 # Layer semantics (tensors are NHWC, the Keras layout; convolutions go through NCHW views)
 
 
-def _tf_same_padding(size, kernel, stride, dilation):
-    effective = (kernel - 1) * dilation + 1
+def _tf_same_padding(size, kernel, stride):
     out = -(-size // stride)
-    total = max((out - 1) * stride + effective - size, 0)
+    total = max((out - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2  # the odd pixel goes to the bottom/right, as TensorFlow does
 
 
-def _window_padding(x_nchw, kernel, strides, dilation, padding, layer_name):
+def _window_padding(x_nchw, kernel, strides, padding, layer_name):
     """F.pad order (left, right, top, bottom) for Keras "valid"/"same" on an NCHW tensor."""
     padding = padding.lower()
     if padding == "valid":
         return (0, 0, 0, 0)
     if padding != "same":
         raise KerasReferenceError(f"layer {layer_name}: unsupported padding {padding!r}")
-    top, bottom = _tf_same_padding(x_nchw.shape[2], kernel[0], strides[0], dilation[0])
-    left, right = _tf_same_padding(x_nchw.shape[3], kernel[1], strides[1], dilation[1])
+    top, bottom = _tf_same_padding(x_nchw.shape[2], kernel[0], strides[0])
+    left, right = _tf_same_padding(x_nchw.shape[3], kernel[1], strides[1])
     return (left, right, top, bottom)
 
 
@@ -294,7 +306,8 @@ def _conv(node, x, depthwise):
     if [kh, kw] != list(_pair(node.config["kernel_size"], "kernel_size")):
         raise KerasReferenceError(f"layer {node.name}: kernel shape {tuple(kernel.shape)} disagrees with config")
     strides = _pair(node.config.get("strides", 1), "strides")
-    dilation = _pair(node.config.get("dilation_rate", 1), "dilation_rate")
+    if _pair(node.config.get("dilation_rate", 1), "dilation_rate") != (1, 1) or node.config.get("groups", 1) != 1:
+        raise KerasReferenceError(f"layer {node.name}: dilation_rate and groups other than 1 are unsupported")
     x = x.permute(0, 3, 1, 2)
     channels = x.shape[1]
     if depthwise:  # (kh, kw, C, dm) -> (C*dm, 1, kh, kw); output channel c*dm + m, as Keras orders them
@@ -302,9 +315,9 @@ def _conv(node, x, depthwise):
         groups = channels
     else:  # (kh, kw, in/groups, out) -> (out, in/groups, kh, kw)
         weight = kernel.permute(3, 2, 0, 1)
-        groups = node.config.get("groups", 1)
-    x = F.pad(x, _window_padding(x, (kh, kw), strides, dilation, node.config.get("padding", "valid"), node.name))
-    y = F.conv2d(x, weight, node.weights.get("bias"), stride=strides, dilation=dilation, groups=groups)
+        groups = 1
+    x = F.pad(x, _window_padding(x, (kh, kw), strides, node.config.get("padding", "valid"), node.name))
+    y = F.conv2d(x, weight, node.weights.get("bias"), stride=strides, groups=groups)
     return y.permute(0, 2, 3, 1)
 
 
@@ -313,7 +326,7 @@ def _pool(node, x, kind):
     pool = _pair(node.config.get("pool_size", 2), "pool_size")
     strides = _pair(node.config.get("strides") or pool, "strides")
     x = x.permute(0, 3, 1, 2)
-    pads = _window_padding(x, pool, strides, (1, 1), node.config.get("padding", "valid"), node.name)
+    pads = _window_padding(x, pool, strides, node.config.get("padding", "valid"), node.name)
     if kind == "max":
         y = F.max_pool2d(F.pad(x, pads, value=-math.inf), pool, strides)
     else:  # TF "same" average pooling divides by the number of real (unpadded) pixels in each window
@@ -379,9 +392,9 @@ def _zero_padding(node, x):
     return F.pad(x, (0, 0, cols[0], cols[1], rows[0], rows[1]))
 
 
-def _global_pool(node, x, reduce):
+def _global_average_pool(node, x):
     _require_channels_last(node)
-    return reduce(x, (1, 2), node.config.get("keepdims", False))
+    return torch.mean(x, (1, 2), keepdim=node.config.get("keepdims", False))
 
 
 def _hard_sigmoid(x, keras_major):
@@ -418,11 +431,6 @@ def _scale_offset(node, x):
     return x * scale + offset
 
 
-def _softmax_layer(node, x):
-    _last_axis_only(node, x, node.config.get("axis", -1))
-    return torch.softmax(x, dim=-1)
-
-
 _IDENTITY_LAYERS = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
                     "GaussianDropout", "AlphaDropout", "ActivityRegularization"}
 
@@ -436,11 +444,9 @@ _LAYER_OPS = {
     "Normalization": (1, lambda n, xs: _normalization(n, xs[0])),
     "Activation": (1, lambda n, xs: xs[0]),  # the activation itself is applied from config like any layer's
     "ReLU": (1, lambda n, xs: _relu_layer(n, xs[0])),
-    "Softmax": (1, lambda n, xs: _softmax_layer(n, xs[0])),
     "Add": (None, lambda n, xs: sum(xs[1:], xs[0])),
     "Multiply": (None, lambda n, xs: math.prod(xs[1:], start=xs[0])),
-    "GlobalAveragePooling2D": (1, lambda n, xs: _global_pool(n, xs[0], torch.mean)),
-    "GlobalMaxPooling2D": (1, lambda n, xs: _global_pool(n, xs[0], torch.amax)),
+    "GlobalAveragePooling2D": (1, lambda n, xs: _global_average_pool(n, xs[0])),
     "MaxPooling2D": (1, lambda n, xs: _pool(n, xs[0], "max")),
     "AveragePooling2D": (1, lambda n, xs: _pool(n, xs[0], "average")),
     "ZeroPadding2D": (1, lambda n, xs: _zero_padding(n, xs[0])),
@@ -459,8 +465,9 @@ def _is_identity_layer(class_name):
 
 
 class _Node:
-    def __init__(self, name, class_name, config, inputs, weights):
+    def __init__(self, name, class_name, config, inputs, weights, shape=None):
         self.name = name  # "layer" at top level, "base/layer" inside a nested model named base
+        self.shape = shape  # (H, W, C) of an InputLayer
         self.keras_name = name.rsplit("/", 1)[-1]
         self.class_name = class_name
         self.config = config
@@ -524,12 +531,13 @@ class KerasModel:
         if class_name == "Sequential":
             body = [e for e in entries if e["class_name"] != "InputLayer"]
             contexts = self.reader.container_contexts(weights_container, body)
+            declared = [e for e in entries if e["class_name"] == "InputLayer"]
+            input_name = prefix + (declared[0]["config"]["name"] if declared else "input")
             if caller_inputs is not None:
-                current = caller_inputs[0]
+                current = self.aliases[input_name] = caller_inputs[0]
             else:
-                declared = [e for e in entries if e["class_name"] == "InputLayer"]
                 shape = self._declared_shape(declared[0]["config"] if declared else config, "Sequential input")
-                current = self._add_input(prefix + (declared[0]["config"]["name"] if declared else "input"), shape)
+                current = self._add_input(input_name, shape)
             for entry, context in zip(body, contexts):
                 current = self._add_layer(entry, entry["config"]["name"], prefix, [current], context)
             return [current]
@@ -565,9 +573,7 @@ class KerasModel:
         return tuple(shape[1:])
 
     def _add_input(self, name, shape):
-        node = _Node(name, "InputLayer", {}, [], {})
-        node.shape = shape
-        self.nodes.append(node)
+        self.nodes.append(_Node(name, "InputLayer", {}, [], {}, shape))
         return name
 
     def _add_layer(self, entry, name, prefix, sources, context):
@@ -621,7 +627,7 @@ class KerasModel:
         node = self.by_name[self.output]
         if node.activation == "softmax":
             return node.name
-        if (node.class_name == "Activation" and node.activation == "softmax") or node.class_name == "Softmax":
+        if node.class_name == "Activation" and node.activation == "softmax":
             return node.inputs[0]
         return None
 

@@ -338,7 +338,7 @@ NESTED_BASE = [("InputLayer", "base_in", {"batch_shape": [None, 8, 8, 3]}, None)
                ("Activation", "stem_act", {"activation": "silu"}, ["stem_bn"]),
                ("Conv2D", "proj", {"filters": 4, "kernel_size": [1, 1], "strides": [1, 1], "padding": "valid",
                                    "activation": "linear", "use_bias": True}, ["stem_act"])]
-NESTED_HEAD = [("GlobalAveragePooling2D", "pool", {"keepdims": False}),
+NESTED_HEAD = [("GlobalAveragePooling2D", "pool", {"keepdims": True}),  # Dense then maps (1, 1, C)
                ("Dense", "head", {"units": 3, "activation": "softmax", "use_bias": True})]
 
 
@@ -454,7 +454,8 @@ class SyntheticFiles(unittest.TestCase):
         for kind in ("keras3.11", "keras2.14", "sequential3.8", "legacy"):
             with self.subTest(kind=kind):
                 model = kr.load_model(self.write_nested(kind))
-                result = model.run(self.nested_image, layers=["base/proj", "proj", "base"])
+                result = model.run(self.nested_image, layers=["base/proj", "proj", "base", "pool"])
+                self.assertEqual(result["layers"]["pool"]["shape"], [1, 1, 4])
                 for name in ("base/proj", "proj", "base"):
                     self.assertEqual(result["layers"][name]["shape"], [4, 4, 4])
                     np.testing.assert_allclose(result["layers"][name]["values"], features.ravel(), rtol=1e-9)
@@ -482,6 +483,16 @@ class SyntheticFiles(unittest.TestCase):
         np.testing.assert_allclose(kr.load_model(path).run(self.nested_image)["probabilities"], probabilities,
                                    rtol=1e-9)
 
+    def edited_copy(self, edit):
+        """The flat .keras model with edit(config layers) applied to its config.json."""
+        path = os.path.join(self.tmp.name, "edited.keras")
+        with zipfile.ZipFile(self.keras_path) as source, zipfile.ZipFile(path, "w") as target:
+            config = json.loads(source.read("config.json"))
+            edit(config["config"]["layers"])
+            for member in source.namelist():
+                target.writestr(member, json.dumps(config) if member == "config.json" else source.read(member))
+        return path
+
     def test_errors_name_the_problem(self):
         model = kr.load_model(self.keras_path)
         with self.assertRaisesRegex(kr.KerasReferenceError, "no layer named 'nope'"):
@@ -489,14 +500,11 @@ class SyntheticFiles(unittest.TestCase):
         with self.assertRaisesRegex(kr.KerasReferenceError, r"img.png.npy: shape \(4, 4, 3\)"):
             np.save(os.path.join(self.tmp.name, "img.png.npy"), np.zeros((4, 4, 3)))
             kr.load_image(os.path.join(self.tmp.name, "img.png.npy"), (9, 10, 3))
-        bad = os.path.join(self.tmp.name, "bad.keras")
-        config = json.loads(zipfile.ZipFile(self.keras_path).read("config.json"))
-        config["config"]["layers"][5]["class_name"] = "UpSampling2D"
-        with zipfile.ZipFile(self.keras_path) as source, zipfile.ZipFile(bad, "w") as target:
-            for member in source.namelist():
-                target.writestr(member, json.dumps(config) if member == "config.json" else source.read(member))
         with self.assertRaisesRegex(kr.KerasReferenceError, "layer act1: unsupported layer class UpSampling2D"):
-            kr.load_model(bad)
+            kr.load_model(self.edited_copy(lambda layers: layers[5].update(class_name="UpSampling2D")))
+        dilated = self.edited_copy(lambda layers: layers[3]["config"].update(dilation_rate=[2, 2]))
+        with self.assertRaisesRegex(kr.KerasReferenceError, "layer conv_s2: dilation_rate and groups other"):
+            kr.load_model(dilated).run(self.image)
         with self.assertRaisesRegex(kr.KerasReferenceError, "neither a .keras zip nor an HDF5"):
             kr.load_model(os.path.join(self.tmp.name, "img.png.npy"))
 
@@ -640,6 +648,41 @@ class RealFiles(unittest.TestCase):
             with self.subTest(name=name):
                 with self.assertRaisesRegex(kr.KerasReferenceError, message):
                     kr.load_model(shared_path("fixtures/keras-real/" + name))
+
+
+class GeneratedEfficientNets(unittest.TestCase):
+    """The files of tests/models/make_keras_models.py, when they have been generated (they take a minute)."""
+
+    def model_path(self, name):
+        directory = os.environ.get("EFFCAM_KERAS_MODELS_DIR") or os.path.join(
+            os.environ.get("EFFCAM_TESTDATA_DIR", "testdata"), "keras")
+        path = os.path.join(directory, name)
+        if not os.path.exists(path):
+            self.skipTest(f"{path} is absent (run tests/models/make_keras_models.py into that folder)")
+        return path
+
+    def test_s_layouts_agree_exactly(self):
+        # Same weights in three layouts (nested Functional, Sequential, legacy h5): identical float32 results.
+        names = ["effv2s_functional.keras", "effv2s_sequential.keras", "effv2s_functional.h5"]
+        paths = [self.model_path(name) for name in names]
+        results = []
+        for path in paths:
+            model = kr.load_model(path, torch.float32)
+            size = kr.model_input_size(model, (300, 300))
+            image = make_test_images.synthetic_image(1, 0, size[0], size[1]).astype(np.float64)
+            results.append(model.run(image, layers=["efficientnetv2-s/top_conv", "block6h_add"]))
+        for other in results[1:]:
+            self.assertEqual(other["probabilities"], results[0]["probabilities"])
+            self.assertEqual(other["layers"], results[0]["layers"])
+        self.assertAlmostEqual(sum(results[0]["probabilities"]), 1.0, delta=1e-5)
+
+    def test_b0_runs(self):
+        model = kr.load_model(self.model_path("effv2b0.keras"))
+        image = make_test_images.synthetic_image(1, 0, 224, 224).astype(np.float64)
+        result = model.run(image, layers=["top_conv"])
+        self.assertEqual(result["layers"]["top_conv"]["shape"], [7, 7, 1280])
+        self.assertEqual(len(result["probabilities"]), 1000)
+        self.assertAlmostEqual(sum(result["probabilities"]), 1.0, delta=1e-9)
 
 
 class TestImages(unittest.TestCase):

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every test: install, build, run the suite; build again with AddressSanitizer + UndefinedBehaviorSanitizer and run
+# the suite again; then fuzz the .effcam loader for 60 s. Both builds share the generated test data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+jobs=$(nproc)
+testdata="$PWD/build/testdata"
+
+scripts/build.sh -DEFFCAM_WERROR=ON -DEFFCAM_TESTDATA_DIR="$testdata"
+ctest --test-dir build -j "$jobs" --output-on-failure
+
+cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFFCAM_SANITIZE=ON -DEFFCAM_WERROR=ON \
+      -DEFFCAM_TESTDATA_DIR="$testdata" > /dev/null
+cmake --build build-sanitize -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-sanitize -j "$jobs" --output-on-failure
+
+scripts/fuzz-model-file.sh 60
