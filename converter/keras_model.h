@@ -25,6 +25,10 @@ struct Layer {
   std::vector<std::string> inputs;  // producer layer names, in call order (Add/Multiply have several)
   // Variables by their Keras attribute name: "kernel", "bias", "gamma", "beta", "moving_mean",
   // "moving_variance", "mean", "variance" (legacy "depthwise_kernel" is stored as "kernel").
+  // Conv2D / DepthwiseConv2D / Dense / BatchNormalization always carry exactly the variables their config
+  // implies (bias iff use_bias; gamma iff scale, beta iff center), with shapes checked against the config.
+  // Normalization has mean, variance (and count) only when it was adapted; otherwise they are in `config`.
+  // Any other class keeps its variables, if it has some, under "0", "1", ... in Keras' order.
   std::map<std::string, Array> weights;
 };
 
@@ -37,6 +41,7 @@ struct Model {
   std::vector<Layer> layers;
   std::string output;             // name of the layer producing the model output
   std::vector<int64_t> input_shape;  // H, W, C from the InputLayer (-1 where Keras has None)
+                                     // (any rank: the InputLayer's batch shape without the batch axis)
 };
 
 // Reads a Keras 3 `.keras` archive or a legacy `.h5` full-model file.

@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libxtensor-dev libxsimd-dev libstb-dev doctest-dev      # engine, ops, tests
   libhdf5-dev libzip-dev nlohmann-json3-dev zlib1g-dev    # converter; zlib also bounds PNG inflation
+  zipcmp zipmerge ziptool                                 # required by libzip's CMake package config
   clang libclang-rt-14-dev                                # libFuzzer and sanitizer runtimes
   python3 python3-numpy python3-h5py python3-pil python3-torch  # test models and the reference
   libopenblas0-pthread                                    # a fast BLAS for the reference's float64 torch

@@ -1141,6 +1141,18 @@ TEST_CASE("corrupt and hostile inputs throw effcam::Error naming the problem") {
     });
     REQUIRE(created);
     expect_error(dir / "huge_dataset.keras", {"dataset /layers/dense/vars/0 is too large"});
+    // Dimensions whose product overflows 64 bits.
+    created = false;
+    effcam::test::write_keras_archive(dir / "overflow_dataset.keras", good_config, "3.8.0", [&](H5Builder& h5) {
+      const hsize_t big = hsize_t{1} << 40;
+      created = h5.huge_dataset("/layers/dense/vars/0", {big, big, big, big});
+      h5.dataset("/layers/dense/vars/1", {2}, test_values(2, 2));
+    });
+    if (created) {
+      expect_error(dir / "overflow_dataset.keras", {"dataset /layers/dense/vars/0 is too large"});
+    } else {
+      MESSAGE("libhdf5 refuses to create a dataset whose size overflows; that case cannot be written");
+    }
   }
   SUBCASE("weights member that is not HDF5") {
     effcam::test::write_zip(dir / "garbage_weights.keras",

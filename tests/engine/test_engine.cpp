@@ -1,0 +1,165 @@
+// The engine's own machinery: the thread pool, the static memory plan (checked by replaying the execution order:
+// no op may overwrite a tensor that is still needed), and sessions (thread counts agree, runs are repeatable).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "converter/keras_model.h"
+#include "converter/lowering.h"
+#include "engine/error.h"
+#include "engine/memory_plan.h"
+#include "engine/model.h"
+#include "engine/session.h"
+#include "engine/thread_pool.h"
+#include "tests/test_support.h"
+
+namespace {
+
+using effcam::format::kNone;
+
+// The bundled Food-101 EfficientNetV2-B0, converted in memory once.
+const std::vector<uint8_t>& food101_bytes() {
+  static const std::vector<uint8_t> bytes = [] {
+    const std::filesystem::path path = std::filesystem::path(effcam::test::env_or("EFFCAM_SOURCE_DIR", ".")) /
+                                       "models/food101-effv2b0/food101_effv2b0.keras";
+    effcam::convert::LoweringSummary summary;
+    return effcam::convert::lower(effcam::keras::read_model(path.string()), {}, summary).serialize();
+  }();
+  return bytes;
+}
+
+std::vector<float> test_pixels(size_t count, uint32_t seed) {
+  std::vector<float> pixels(count);
+  uint32_t state = seed;
+  for (float& p : pixels) {
+    state = state * 1664525u + 1013904223u;
+    p = float(state >> 24);
+  }
+  return pixels;
+}
+
+// Replays the plan: before op i writes its outputs, every tensor that a later op (or the caller) still reads must
+// not overlap them, unless the op is planned in place over exactly that input.
+void check_plan_is_safe(const effcam::Model& model, const effcam::MemoryPlan& plan,
+                        const std::vector<uint32_t>& keep_alive) {
+  const auto ops = model.file().ops();
+  const effcam::Graph& graph = model.graph();
+  std::vector<uint32_t> last_read(graph.tensors.size(), 0);
+  for (uint32_t i = 0; i < ops.size(); ++i)
+    for (uint32_t t : ops[i].inputs)
+      if (t != kNone) last_read[t] = i;
+  last_read[graph.output] = uint32_t(ops.size());
+  for (uint32_t t : keep_alive) last_read[t] = uint32_t(ops.size());
+
+  auto bytes = [&](uint32_t t) { return graph.tensors[t].elements() * sizeof(float); };
+  auto overlap = [&](uint32_t a, uint32_t b) {
+    return plan.tensor_offset[a] < plan.tensor_offset[b] + bytes(b) &&
+           plan.tensor_offset[b] < plan.tensor_offset[a] + bytes(a);
+  };
+  std::set<uint32_t> live = {graph.input};
+  for (uint32_t i = 0; i < ops.size(); ++i) {
+    for (uint32_t y : ops[i].outputs) {
+      if (y == kNone) continue;
+      CHECK(plan.tensor_offset[y] + bytes(y) <= plan.arena_bytes);
+      for (uint32_t t : live) {
+        const bool read_later = last_read[t] > i;
+        const bool own_input = std::find(std::begin(ops[i].inputs), std::end(ops[i].inputs), t) != std::end(ops[i].inputs);
+        if (!overlap(t, y)) continue;
+        // Overlap is only allowed for an in-place op over an input that dies here.
+        CAPTURE(i);
+        CAPTURE(t);
+        CHECK((plan.in_place[i] && own_input && !read_later && plan.tensor_offset[t] == plan.tensor_offset[y]));
+      }
+    }
+    for (uint32_t y : ops[i].outputs)
+      if (y != kNone) live.insert(y);
+    std::erase_if(live, [&](uint32_t t) { return last_read[t] <= i; });
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the thread pool covers every index exactly once, on every worker count") {
+  for (uint32_t threads : {1u, 2u, 3u, 8u}) {
+    effcam::ThreadPool pool(threads);
+    CHECK(pool.size() == threads);
+    for (uint32_t count : {0u, 1u, 2u, 7u, 1000u}) {
+      std::vector<std::atomic<int>> hits(count);
+      std::atomic<uint32_t> max_worker{0};
+      pool.parallel_for(count, [&](uint32_t begin, uint32_t end, uint32_t worker) {
+        for (uint32_t k = begin; k < end; ++k) hits[k]++;
+        uint32_t seen = max_worker.load();
+        while (worker > seen && !max_worker.compare_exchange_weak(seen, worker)) {
+        }
+      });
+      for (uint32_t k = 0; k < count; ++k) CHECK(hits[k] == 1);
+      CHECK(max_worker.load() < threads);
+    }
+  }
+  // One thread runs the work on the caller's thread: nothing is started.
+  effcam::ThreadPool single(1);
+  std::thread::id ran_on;
+  single.parallel_for(5, [&](uint32_t, uint32_t, uint32_t) { ran_on = std::this_thread::get_id(); });
+  CHECK(ran_on == std::this_thread::get_id());
+}
+
+TEST_CASE("the memory plan never overwrites a live tensor and stays near the liveness lower bound") {
+  const effcam::Model model(effcam::ModelFile::from_bytes(food101_bytes()));
+  for (uint32_t threads : {1u, 2u}) {
+    CAPTURE(threads);
+    effcam::PlanRequest request;
+    request.threads = threads;
+    const effcam::MemoryPlan plan = effcam::plan_memory(model.file().ops(), model.graph(), request);
+    check_plan_is_safe(model, plan, {});
+    CHECK(plan.arena_bytes >= plan.lower_bound_bytes);
+    CHECK(double(plan.arena_bytes) <= 1.15 * double(plan.lower_bound_bytes));
+    for (uint64_t offset : plan.tensor_offset) {
+      if (offset != effcam::MemoryPlan::kUnplanned) CHECK(offset % effcam::kArenaAlignment == 0);
+    }
+    // In-place reuse happened (residual adds): without it the arena could not be this small.
+    CHECK(std::count(plan.in_place.begin(), plan.in_place.end(), 1) > 0);
+  }
+  // Kept tensors (probes) are never reused.
+  effcam::PlanRequest keep;
+  const effcam::format::Tap* tap = model.find_tap("block5c_add");
+  REQUIRE(tap != nullptr);
+  keep.keep_alive = {model.file().ops()[tap->op].outputs[0]};
+  const effcam::MemoryPlan kept = effcam::plan_memory(model.file().ops(), model.graph(), keep);
+  check_plan_is_safe(model, kept, keep.keep_alive);
+}
+
+TEST_CASE("sessions: one and two threads agree, runs repeat exactly, probes need asking for") {
+  const effcam::Model model(effcam::ModelFile::from_bytes(food101_bytes()));
+  const size_t pixels = size_t(model.input_height()) * model.input_width() * model.input_channels();
+  const std::vector<float> image = test_pixels(pixels, 11);
+  effcam::Session one(model, {});
+  effcam::SessionOptions two_threads;
+  two_threads.threads = 2;
+  effcam::Session two(model, two_threads);
+  one.set_input_pixels(image);
+  one.run();
+  const std::vector<float> first(one.probabilities().begin(), one.probabilities().end());
+  two.set_input_pixels(image);
+  two.run();
+  for (size_t k = 0; k < first.size(); ++k) CHECK(two.probabilities()[k] == doctest::Approx(first[k]).epsilon(1e-5));
+
+  // Another image in between, then the first again: bit-identical (no state leaks between runs).
+  one.set_input_pixels(test_pixels(pixels, 12));
+  one.run();
+  one.set_input_pixels(image);
+  one.run();
+  CHECK(std::equal(first.begin(), first.end(), one.probabilities().begin()));
+  CHECK(one.logits().size() == model.classes());
+
+  CHECK_THROWS_AS(one.probe("top_conv"), effcam::Error);
+  effcam::SessionOptions unknown;
+  unknown.probes = {"no_such_layer"};
+  CHECK_THROWS_WITH_AS(effcam::Session(model, unknown), doctest::Contains("no_such_layer"), effcam::Error);
+  CHECK_THROWS_WITH_AS(one.set_input_pixels(std::vector<float>(7)), doctest::Contains("7 values"), effcam::Error);
+}
