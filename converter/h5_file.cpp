@@ -1,7 +1,8 @@
 #include "converter/h5_file.h"
 
-#include <H5LTpublic.h>
+#include <H5LTpublic.h>  // H5LTpath_valid
 
+#include <atomic>
 #include <cstring>
 #include <limits>
 
@@ -63,15 +64,54 @@ File File::open_path(const std::string& path, const std::string& label) {
   return file;
 }
 
+// File-image callbacks that hand libhdf5 our own buffer, read-only, without copying it and without ever
+// freeing it (the File owns it). H5LTopen_file_image does the same but leaks its bookkeeping in 1.10.
+namespace {
+
+void* image_malloc(size_t size, H5FD_file_image_op_t /*op*/, void* udata) {
+  auto* view = static_cast<ImageView*>(udata);
+  return size == view->size ? view->data : nullptr;
+}
+
+void* image_memcpy(void* dest, const void* src, size_t size, H5FD_file_image_op_t /*op*/, void* /*udata*/) {
+  if (dest != src) std::memcpy(dest, src, size);  // never happens: image_malloc hands out the source itself
+  return dest;
+}
+
+void* image_realloc(void* /*ptr*/, size_t /*size*/, H5FD_file_image_op_t /*op*/, void* /*udata*/) {
+  return nullptr;  // the image is read-only
+}
+
+herr_t image_free(void* /*ptr*/, H5FD_file_image_op_t /*op*/, void* /*udata*/) { return 0; }
+
+void* udata_copy(void* udata) { return udata; }
+
+herr_t udata_free(void* /*udata*/) { return 0; }
+
+std::atomic<uint64_t> image_counter{0};
+
+}  // namespace
+
 File File::open_image(std::vector<uint8_t> image, const std::string& label) {
   QuietErrors quiet;
   File file;
   file.label_ = label;
   file.image_ = std::make_unique<std::vector<uint8_t>>(std::move(image));
   if (file.image_->empty()) throw Error(label + " is empty");
-  file.file_ = Handle(H5LTopen_file_image(file.image_->data(), file.image_->size(),
-                                          H5LT_FILE_IMAGE_DONT_COPY | H5LT_FILE_IMAGE_DONT_RELEASE),
-                      H5Fclose);
+  file.view_ = std::make_unique<ImageView>();
+  file.view_->data = file.image_->data();
+  file.view_->size = file.image_->size();
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5FD_file_image_callbacks_t callbacks{image_malloc, image_memcpy, image_realloc, image_free,
+                                        udata_copy,   udata_free,   file.view_.get()};
+  if (!fapl.valid() || H5Pset_fapl_core(fapl.get(), 1 << 20, 0) < 0 ||
+      H5Pset_file_image_callbacks(fapl.get(), &callbacks) < 0 ||
+      H5Pset_file_image(fapl.get(), file.image_->data(), file.image_->size()) < 0) {
+    throw Error(with_reason(label + ": cannot set up an in-memory HDF5 file"));
+  }
+  // A unique name: libhdf5 treats two open core files of the same name as one file.
+  const std::string name = "effcam-image-" + std::to_string(image_counter.fetch_add(1));
+  file.file_ = Handle(H5Fopen(name.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose);
   if (!file.file_.valid()) throw Error(with_reason(label + " is not a readable HDF5 file"));
   return file;
 }

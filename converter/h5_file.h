@@ -63,6 +63,12 @@ class QuietErrors {
 // The innermost description on libhdf5's current error stack ("" if none); call right after a failure.
 std::string last_error();
 
+// An in-memory HDF5 image as libhdf5's file-image callbacks see it (see File::open_image).
+struct ImageView {
+  void* data = nullptr;
+  size_t size = 0;
+};
+
 // Largest dataset the reader accepts, in elements (4 GiB of fp32).
 inline constexpr uint64_t kMaxDatasetElements = uint64_t{1} << 30;
 
@@ -105,7 +111,9 @@ class File {
   std::vector<std::string> read_strings(hid_t attr, const std::string& what) const;
 
   std::string label_;
-  std::unique_ptr<std::vector<uint8_t>> image_;  // must outlive file_ (declared first, destroyed last)
+  // An in-memory image and the callbacks' view of it must outlive file_ (declared first, destroyed last).
+  std::unique_ptr<std::vector<uint8_t>> image_;
+  std::unique_ptr<ImageView> view_;
   Handle file_;
 };
 

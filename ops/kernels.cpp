@@ -2,6 +2,8 @@
 // (zero_pad copies rows, softmax runs once per image on a handful of values).
 #include "ops/kernels.h"
 
+#include <cpuid.h>
+
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -21,20 +23,24 @@ struct Path {
   bool (*supported)();
 };
 
-// xsimd reports the instruction sets; F16C and AVX-512 VL it does not track, and __builtin_cpu_supports also
-// checks that the OS saves the wide registers.
+// F16C: CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know it).
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+}
+
+// xsimd reports the instruction sets but not F16C or AVX-512 VL; __builtin_cpu_supports also checks that the OS
+// saves the wide registers.
+bool cpu_has_avx2() {
+  auto arch = xsimd::available_architectures();
+  return arch.fma3_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+}
+
 bool cpu_has_avx512() {
   auto arch = xsimd::available_architectures();
   return arch.avx512f && arch.avx512bw && arch.avx512dq && __builtin_cpu_supports("avx512f") &&
          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") &&
-         __builtin_cpu_supports("fma");
-}
-
-bool cpu_has_avx2() {
-  auto arch = xsimd::available_architectures();
-  return arch.fma3_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+         __builtin_cpu_supports("avx512vl") && cpu_has_avx2();
 }
 
 bool always() { return true; }

@@ -28,7 +28,7 @@ inline constexpr uint32_t kVecsPerBlock = kChannelBlock / kLanes<A>;
 
 // Register tile of the dense convolution: kPixels output pixels x kBlocks 16-channel blocks in accumulators.
 template <class A>
-struct ConvTileShape {  // SSE2: 16 xmm registers
+struct ConvTileShape {  // SSE2 (16 xmm): 12 accumulators; the fp16 widening dominates this path anyway
   static constexpr int kPixels = 3;
   static constexpr int kBlocks = 1;
 };
@@ -50,6 +50,14 @@ inline constexpr size_t kPointwiseChunkBytes = 16384;
 constexpr uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
 constexpr int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
 constexpr int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// x * y + z, fused where the CPU can: xsimd 8.1 has no AVX-512 fma kernel (its generic x * y + z is only fused
+// when the compiler contracts it, which clang does not across the operator calls).
+template <class A>
+Vec<A> multiply_add(const Vec<A>& x, const Vec<A>& y, const Vec<A>& z) {
+  if constexpr (std::is_same_v<A, xsimd::avx512bw>) return _mm512_fmadd_ps(x, y, z);
+  else return xsimd::fma(x, y, z);
+}
 
 // kLanes<A> weights starting at element `index`, widened from fp16 in the register when the view is fp16.
 template <class A, bool F16>
@@ -105,7 +113,7 @@ Vec<A> activate(const Vec<A>& x, float act_max) {
   else if constexpr (Act == Activation::Swish) return x * sigmoid<A>(x);
   else if constexpr (Act == Activation::HardSigmoid) return relu6<A>(x + Vec<A>(3.0f)) / Vec<A>(6.0f);
   else if constexpr (Act == Activation::HardSigmoidKeras2)
-    return xsimd::min(xsimd::max(xsimd::fma(x, Vec<A>(0.2f), Vec<A>(0.5f)), Vec<A>(0.0f)), Vec<A>(1.0f));
+    return xsimd::min(xsimd::max(multiply_add<A>(x, Vec<A>(0.2f), Vec<A>(0.5f)), Vec<A>(0.0f)), Vec<A>(1.0f));
   else if constexpr (Act == Activation::HardSwish) return x * relu6<A>(x + Vec<A>(3.0f)) / Vec<A>(6.0f);
   else if constexpr (Act == Activation::Tanh) return xsimd::tanh(x);
   else return x;
@@ -181,14 +189,15 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
         Vec<A> w[NB * V];
         for (int b = 0; b < NB; ++b)
           for (uint32_t v = 0; v < V; ++v)
-            w[b * V + v] = load_weights<A, F16>(a.kernel.data, w_tap + b * block_stride + c * kChannelBlock + v * kLanes<A>);
+            w[b * V + v] =
+                load_weights<A, F16>(a.kernel.data, w_tap + b * block_stride + c * kChannelBlock + v * kLanes<A>);
         if (a.input_scale) {
           Vec<A> s(a.input_scale[c]);
           for (uint32_t j = 0; j < NB * V; ++j) w[j] *= s;
         }
         for (int p = 0; p < P; ++p) {
           Vec<A> in(xp[p * t.in_step + static_cast<int64_t>(c)]);
-          for (uint32_t j = 0; j < NB * V; ++j) acc[p][j] = xsimd::fma(in, w[j], acc[p][j]);
+          for (uint32_t j = 0; j < NB * V; ++j) acc[p][j] = multiply_add<A>(in, w[j], acc[p][j]);
         }
       }
     }
@@ -315,14 +324,15 @@ void depthwise_tile(const DepthwiseArgs& a, const DepthwiseTaps& t, float* out, 
         for (uint32_t q = 0; q < Q; ++q) {
           const float* x = in + q * t.step + k * kLanes<A>;
           Vec<A> xv = k + 1 < K ? Vec<A>::load_unaligned(x) : load_partial<A>(x, last);
-          acc[q][k] = xsimd::fma(xv, weight, acc[q][k]);
+          acc[q][k] = multiply_add<A>(xv, weight, acc[q][k]);
         }
       }
     }
   for (uint32_t k = 0; k < K; ++k) {
     uint32_t n = k + 1 < K ? kLanes<A> : last;
     Vec<A> bias = a.bias ? load_partial<A>(a.bias + o + k * kLanes<A>, n) : Vec<A>(0.0f);
-    for (uint32_t q = 0; q < Q; ++q) store_partial<A>(out + q * size_t{a.cout} + o + k * kLanes<A>, acc[q][k] + bias, n);
+    for (uint32_t q = 0; q < Q; ++q)
+      store_partial<A>(out + q * size_t{a.cout} + o + k * kLanes<A>, acc[q][k] + bias, n);
   }
 }
 
@@ -354,7 +364,7 @@ void depthwise_spread(const DepthwiseArgs& a, const DepthwiseTaps& t, float* out
         const float* in = a.x + (t.origin + (int64_t{ky} * a.in_w + kx) * a.cin);
         alignas(64) float spread[kLanes<A>] = {};
         for (uint32_t i = 0; i < n; ++i) spread[i] = in[(o + i) / multiplier];
-        acc = xsimd::fma(Vec<A>::load_aligned(spread),
+        acc = multiply_add<A>(Vec<A>::load_aligned(spread),
                          load_weights<A, F16>(a.kernel.data, (size_t{ky} * a.kw + kx) * padded + o), acc);
       }
     if (a.bias) acc += load_partial<A>(a.bias + o, n);
@@ -422,18 +432,16 @@ void dense_typed(const DenseArgs& a, uint32_t unit_begin, uint32_t unit_end) {
     for (uint32_t k = 0; k < kChains; ++k)
       for (uint32_t v = 0; v < V; ++v) acc[k][v] = Vec<A>(0.0f);
     size_t w_block = size_t{b} * a.inputs * kChannelBlock;
+    auto accumulate = [&](uint32_t chain, uint32_t input) {
+      Vec<A> x(a.x[input]);
+      size_t row = w_block + size_t{input} * kChannelBlock;
+      for (uint32_t v = 0; v < V; ++v)
+        acc[chain][v] = multiply_add<A>(x, load_weights<A, F16>(a.kernel.data, row + v * kLanes<A>), acc[chain][v]);
+    };
     uint32_t i = 0;
     for (; i + kChains <= a.inputs; i += kChains)
-      for (uint32_t k = 0; k < kChains; ++k) {
-        Vec<A> x(a.x[i + k]);
-        for (uint32_t v = 0; v < V; ++v)
-          acc[k][v] = xsimd::fma(x, load_weights<A, F16>(a.kernel.data, w_block + size_t{i + k} * kChannelBlock + v * kLanes<A>), acc[k][v]);
-      }
-    for (; i < a.inputs; ++i) {
-      Vec<A> x(a.x[i]);
-      for (uint32_t v = 0; v < V; ++v)
-        acc[0][v] = xsimd::fma(x, load_weights<A, F16>(a.kernel.data, w_block + size_t{i} * kChannelBlock + v * kLanes<A>), acc[0][v]);
-    }
+      for (uint32_t k = 0; k < kChains; ++k) accumulate(k, i + k);
+    for (; i < a.inputs; ++i) accumulate(0, i);
     alignas(64) float result[kChannelBlock];
     for (uint32_t v = 0; v < V; ++v) {
       Vec<A> sum = acc[0][v];

@@ -21,6 +21,17 @@
 #include "ops/reference.h"
 #include "ops/weight_layout.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define EFFCAM_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EFFCAM_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef EFFCAM_TEST_SANITIZED
+#define EFFCAM_TEST_SANITIZED 0
+#endif
+
 namespace ops = effcam::ops;
 namespace ref = effcam::ops::reference;
 using ops::Activation;
@@ -31,6 +42,7 @@ constexpr Activation kElementwise[] = {Activation::Linear, Activation::Relu, Act
                                        Activation::Swish, Activation::HardSigmoid, Activation::HardSigmoidKeras2,
                                        Activation::HardSwish, Activation::Tanh};
 constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr bool kSanitized = EFFCAM_TEST_SANITIZED;
 
 std::mt19937& rng() {
   static std::mt19937 engine(20240611);
@@ -398,7 +410,8 @@ TEST_CASE("pooling, zero_pad and softmax: every path vs the reference") {
 
       ops::ZeroPadArgs z{x.data(), s.h, s.w, s.c, nullptr, s.k % 3, s.k / 2, s.stride, 1};
       uint32_t pad_h = s.h + z.pad_top + z.pad_bottom;
-      std::vector<float> want_pad(size_t{pad_h} * (s.w + z.pad_left + z.pad_right) * s.c), got_pad(want_pad.size(), -1.0f);
+      std::vector<float> want_pad(size_t{pad_h} * (s.w + z.pad_left + z.pad_right) * s.c);
+      std::vector<float> got_pad(want_pad.size(), -1.0f);
       z.y = want_pad.data();
       ref::zero_pad(z, 0, pad_h);
       z.y = got_pad.data();
@@ -449,6 +462,10 @@ TEST_CASE("bench: 1x1 conv 48x48x256 -> 1280 (fp16 weights), single thread, SIMD
   a.x = x.data(), a.in_h = h, a.in_w = w, a.cin = cin, a.y = y.data(), a.out_h = h, a.out_w = w, a.cout = cout;
   a.kernel = k.view(), a.bias = bias.data(), a.act = Activation::Swish;
   const double flops = 2.0 * h * w * cin * cout;
+  if (kSanitized) {
+    MESSAGE("SKIP: timing a sanitizer build means nothing");
+    return;
+  }
   for (auto path : ops::available_dispatches()) {
     if (path == "scalar") continue;  // the fallback; too slow to time in sanitizer builds
     ops::set_dispatch(path);
