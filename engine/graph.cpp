@@ -287,4 +287,27 @@ Graph GraphBuilder::build() {
 
 Graph build_graph(const ModelFile& file) { return GraphBuilder(file).build(); }
 
+uint64_t op_multiply_adds(const format::Op& op, const OpGeometry& geometry) {
+  const uint64_t window = uint64_t{op.kernel_h} * op.kernel_w;
+  switch (op.kind) {
+    case OpKind::Conv:
+      return geometry.output.elements() * window * geometry.input.c;
+    case OpKind::Depthwise:
+      return geometry.output.elements() * window;
+    case OpKind::SqueezeExcite:
+      return 2 * uint64_t{geometry.input.c} * op.out_channels;
+    case OpKind::Dense:
+      return geometry.input.elements() * op.out_channels;
+    default:
+      return 0;
+  }
+}
+
+uint64_t graph_multiply_adds(std::span<const format::Op> ops, const Graph& graph) {
+  if (ops.size() != graph.ops.size()) throw Error("the graph was not built from these ops");
+  uint64_t total = 0;
+  for (size_t i = 0; i < ops.size(); ++i) total += op_multiply_adds(ops[i], graph.ops[i]);
+  return total;
+}
+
 }  // namespace effcam

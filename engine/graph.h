@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "engine/format.h"
@@ -42,6 +43,12 @@ struct Graph {
   uint32_t output = format::kNone;    // graph output tensor
   uint32_t classes = 0;               // channels of the output
 };
+
+// Multiply-adds of one op at batch 1, counted for its kernels: Conv, Depthwise, SqueezeExcite (both layers) and
+// Dense. Element-wise ops, pooling, padding and reshapes count zero (the usual convention of CNN FLOP figures).
+uint64_t op_multiply_adds(const format::Op& op, const OpGeometry& geometry);
+// The sum over all ops of a graph built from `ops`.
+uint64_t graph_multiply_adds(std::span<const format::Op> ops, const Graph& graph);
 
 // Checks that the file's ops form a valid graph (every tensor produced once before use, the inputs each kind
 // needs, shapes that fit, weight dims that match) and computes all shapes. Throws effcam::Error naming the op.

@@ -62,7 +62,7 @@ class Planner {
 
 MemoryPlan Planner::run() {
   const uint32_t tensor_count = static_cast<uint32_t>(graph_.tensors.size());
-  const uint32_t end = static_cast<uint32_t>(ops_.size());  // "alive until the run is over"
+  const uint32_t end = std::max(static_cast<uint32_t>(ops_.size()), request_.final_step);  // the run is over
   std::vector<uint32_t> first_use(tensor_count, kNone);
   last_use_.assign(tensor_count, 0);
   first_use[graph_.input] = 0;
@@ -79,6 +79,7 @@ MemoryPlan Planner::run() {
   }
   last_use_[graph_.output] = end;
   for (uint32_t t : request_.keep_alive) last_use_[t] = end;
+  for (const auto& [t, step] : request_.extend) last_use_[t] = std::max(last_use_[t], std::min(step, end));
 
   group_.resize(tensor_count);
   std::iota(group_.begin(), group_.end(), 0u);
@@ -141,11 +142,21 @@ MemoryPlan Planner::run() {
     const uint64_t bytes = op_scratch_floats(ops_[i], graph_.ops[i], request_.threads) * sizeof(float);
     if (bytes == 0) continue;
     scratch[i] = {align_up(bytes), i, i, 0};
+    for (const auto& [op, step] : request_.extend_scratch) {
+      if (op == i) scratch[i].last = std::max(scratch[i].last, std::min(step, end));
+    }
     plan.scratch_bytes[i] = bytes;
     buffers.push_back(&scratch[i]);
   }
 
-  // The liveness lower bound: the most bytes alive during any one op.
+  std::vector<Buffer> extra(request_.extra.size());
+  for (size_t k = 0; k < extra.size(); ++k) {
+    const ExtraBuffer& want = request_.extra[k];
+    extra[k] = {align_up(std::max<uint64_t>(want.bytes, 1)), want.first, std::min(std::max(want.first, want.last), end), 0};
+    buffers.push_back(&extra[k]);
+  }
+
+  // The liveness lower bound: the most bytes alive during any one step.
   std::vector<uint64_t> live(end + 1, 0);
   for (const Buffer* b : buffers) {
     for (uint32_t i = b->first; i <= b->last; ++i) live[i] += b->bytes;
@@ -161,6 +172,7 @@ MemoryPlan Planner::run() {
   for (uint32_t i = 0; i < ops_.size(); ++i) {
     if (plan.scratch_bytes[i] > 0) plan.scratch_offset[i] = scratch[i].offset;
   }
+  for (const Buffer& b : extra) plan.extra_offset.push_back(b.offset);
   return plan;
 }
 

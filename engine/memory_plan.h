@@ -14,9 +14,22 @@ namespace effcam {
 
 inline constexpr uint64_t kArenaAlignment = 64;
 
+// A buffer placed besides the tensors, live during steps [first, last] of the run.
+struct ExtraBuffer {
+  uint64_t bytes = 0;
+  uint32_t first = 0, last = 0;
+};
+
+// Steps 0 .. ops.size()-1 are the forward ops. A backward pass (Grad-CAM) continues the same timeline after them,
+// up to final_step: the forward tensors it reads are kept alive through the step that reads them (`extend`), and
+// its gradient and scratch buffers are `extra` buffers, all placed in the one arena.
 struct PlanRequest {
   uint32_t threads = 1;                      // per-thread scratch is sized for this many workers
-  std::vector<uint32_t> keep_alive;          // tensors that must survive to the end of the run (probes, CAM)
+  std::vector<uint32_t> keep_alive;          // tensors that must survive to the end of the run (probes)
+  uint32_t final_step = 0;                   // the run's last step; 0 = the forward pass's end
+  std::vector<std::pair<uint32_t, uint32_t>> extend;  // (tensor, step): alive at least through that step
+  std::vector<std::pair<uint32_t, uint32_t>> extend_scratch;  // (op, step): its scratch too (the op is rerun)
+  std::vector<ExtraBuffer> extra;
 };
 
 struct MemoryPlan {
@@ -24,6 +37,7 @@ struct MemoryPlan {
   std::vector<uint64_t> scratch_offset; // per op: byte offset of its scratch (valid when scratch_bytes > 0)
   std::vector<uint64_t> scratch_bytes;
   std::vector<uint8_t> in_place;        // per op: 1 when outputs[0] shares its buffer with an input
+  std::vector<uint64_t> extra_offset;   // per PlanRequest::extra buffer
   uint64_t arena_bytes = 0;             // the arena size the plan needs
   uint64_t lower_bound_bytes = 0;       // the largest sum of simultaneously live buffers (no planner can do less)
   static constexpr uint64_t kUnplanned = ~uint64_t{0};

@@ -45,4 +45,25 @@ Shape Model::tap_shape(const format::Tap& tap) const {
   }
 }
 
+std::vector<Model::TargetableLayer> Model::targetable_layers() const {
+  std::vector<TargetableLayer> layers;
+  for (const format::Tap& tap : file_.taps()) {
+    const format::Op& op = file_.ops()[tap.op];
+    if (tap.kind == format::TapKind::SecondOutput || op.outputs[0] == graph_.output) continue;
+    const Shape shape = tap_shape(tap);
+    if (shape.h * shape.w <= 1) continue;
+    layers.push_back({std::string(file_.string(tap.layer)), std::string(file_.string(tap.class_name)), shape});
+  }
+  return layers;
+}
+
+std::string Model::default_cam_layer() const {
+  std::string last;
+  for (const TargetableLayer& layer : targetable_layers()) {
+    if (layer.class_name == "Conv2D" || layer.class_name == "DepthwiseConv2D") last = layer.name;
+  }
+  if (last.empty()) throw Error("the model has no Conv2D or DepthwiseConv2D layer to explain; name one with --cam-layer");
+  return last;
+}
+
 }  // namespace effcam

@@ -36,6 +36,17 @@ class Model {
   // Shape of a tap's tensor.
   Shape tap_shape(const format::Tap& tap) const;
 
+  // Layers Grad-CAM can target: spatial maps (H x W > 1) a tap recovers, in execution order.
+  struct TargetableLayer {
+    std::string name;
+    std::string class_name;
+    Shape shape;
+  };
+  std::vector<TargetableLayer> targetable_layers() const;
+  // The default Grad-CAM target, the target users' rule: the last Conv2D / DepthwiseConv2D layer
+  // (top_conv for EfficientNetV2). Throws effcam::Error when the model has none.
+  std::string default_cam_layer() const;
+
  private:
   ModelFile file_;
   Graph graph_;

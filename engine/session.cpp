@@ -1,10 +1,12 @@
 #include "engine/session.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
 #include "engine/error.h"
+#include "engine/op_activation.h"
 #include "engine/resize.h"
 #include "ops/kernels.h"
 
@@ -15,8 +17,6 @@ using format::OpKind;
 using format::TapKind;
 
 namespace {
-
-ops::Activation to_ops(format::Activation act) { return static_cast<ops::Activation>(static_cast<uint32_t>(act)); }
 
 float* allocate_arena(uint64_t bytes) {
   const uint64_t size = std::max<uint64_t>(kArenaAlignment, bytes);
@@ -57,7 +57,12 @@ Session::Session(const Model& model, const SessionOptions& options)
     if (tap->kind != TapKind::Output && tap->kind != TapKind::SecondOutput) probe.values.resize(probe.shape.elements());
     probes_.push_back(std::move(probe));
   }
+  if (!options.cam_layer.empty()) {
+    forward_arena_bytes_ = plan_memory(model_.file().ops(), model_.graph(), request).arena_bytes;
+    plan_explanation(options.cam_layer, request);
+  }
   plan_ = plan_memory(model_.file().ops(), model_.graph(), request);
+  if (options.cam_layer.empty()) forward_arena_bytes_ = plan_.arena_bytes;
   arena_.reset(allocate_arena(plan_.arena_bytes));
   if (model_.has_logits()) logits_.resize(model_.classes());
 }
@@ -101,9 +106,24 @@ void Session::set_input_pixels(std::span<const float> hwc) {
   }
 }
 
-void Session::run() {
+void Session::run() { run_ops(nullptr); }
+
+void Session::run_profiled(std::span<double> op_ms) {
+  if (op_ms.size() != model_.file().ops().size()) {
+    throw Error("run_profiled needs one time slot per op (" + std::to_string(model_.file().ops().size()) +
+                "), got " + std::to_string(op_ms.size()));
+  }
+  run_ops(op_ms.data());
+}
+
+void Session::run_ops(double* op_ms) {
+  using Clock = std::chrono::steady_clock;
   const size_t count = model_.file().ops().size();
-  for (uint32_t i = 0; i < count; ++i) run_op(i, Variant{});
+  for (uint32_t i = 0; i < count; ++i) {
+    const Clock::time_point start = op_ms ? Clock::now() : Clock::time_point{};
+    run_op(i, Variant{});
+    if (op_ms) op_ms[i] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  }
   for (Probe& probe : probes_) compute_probe(probe);
 }
 
@@ -112,7 +132,7 @@ void Session::run_op(uint32_t index, const Variant& variant) {
   const OpGeometry& g = model_.graph().ops[index];
   const ModelFile& file = model_.file();
   const bool softmax = op.activation == format::Activation::Softmax;
-  const ops::Activation act = variant.linear || softmax ? ops::Activation::Linear : to_ops(op.activation);
+  const ops::Activation act = variant.linear || softmax ? ops::Activation::Linear : kernel_activation(op.activation);
   float* y = variant.output ? variant.output : tensor(op.outputs[0]);
   const float* x = tensor(op.inputs[0]);
   const float* residual = op.inputs[1] == kNone || variant.skip_residual ? nullptr : tensor(op.inputs[1]);
@@ -202,11 +222,11 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.reduced = op.out_channels;
       a.w1 = kernel(op.weight);
       a.b1 = weight(op.bias);
-      a.act = to_ops(op.activation);
+      a.act = kernel_activation(op.activation);
       a.act_max = op.act_max;
       a.w2 = kernel(op.weight2);
       a.b2 = weight(op.bias2);
-      a.act2 = variant.linear ? ops::Activation::Linear : to_ops(op.activation2);
+      a.act2 = variant.linear ? ops::Activation::Linear : kernel_activation(op.activation2);
       a.act2_max = op.act_max;
       a.hidden = reinterpret_cast<float*>(reinterpret_cast<char*>(arena_.get()) + plan_.scratch_offset[index]);
       a.gate = y;

@@ -5,7 +5,10 @@
 // Argument structs hold raw, non-owning pointers. Sizes are trusted: the caller (the engine's plan) gives buffers
 // of the documented lengths. Kernels that can be split take a range ([begin, end) of output rows, pixels,
 // channels or units) so a thread pool can divide one call; the union of the ranges gives the same bytes as one
-// whole call. Unless a kernel says otherwise, outputs must not overlap inputs.
+// whole call. Unless a kernel says otherwise, outputs must not overlap inputs. Kernels keep no state: threads may
+// run calls on disjoint ranges / outputs at once. Weights need no particular alignment (the file gives 64 bytes).
+// Arguments are checked cheaply (null tensors, zero windows, ranges past the output, a non-elementwise
+// activation) and rejected with effcam::Error; buffer lengths are not checked.
 #pragma once
 
 #include <cstddef>

@@ -206,10 +206,11 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
   // conv + bias into a scratch tile, then activation and residual through the shared epilogue.
   const uint32_t o0 = block0 * kChannelBlock;
   const uint32_t n = min_u32(NB * kChannelBlock, a.cout - o0);
+  // (Constant trip counts here keep acc[][] in registers: clang spills the whole tile otherwise.)
   alignas(64) float raw[P][NB * kChannelBlock];
-  for (uint32_t j = 0; j < NB * V && j * kLanes<A> < n; ++j) {
-    Vec<A> bias = a.bias ? load_partial<A>(a.bias + o0 + j * kLanes<A>, min_u32(kLanes<A>, n - j * kLanes<A>))
-                         : Vec<A>(0.0f);
+  for (uint32_t j = 0; j < NB * V; ++j) {
+    uint32_t o = o0 + j * kLanes<A>;
+    Vec<A> bias = a.bias && o < a.cout ? load_partial<A>(a.bias + o, min_u32(kLanes<A>, a.cout - o)) : Vec<A>(0.0f);
     for (int p = 0; p < P; ++p) (acc[p][j] + bias).store_aligned(&raw[p][j * kLanes<A>]);
   }
   size_t out = t.out_offset + o0;
@@ -386,30 +387,36 @@ void depthwise2d_typed(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_
     uint32_t ky0 = static_cast<uint32_t>(min_i64(max_i64(0, -iy), a.kh));
     uint32_t ky1 = static_cast<uint32_t>(max_i64(min_i64(a.kh, int64_t{a.in_h} - iy), ky0));
     float* row = a.y + size_t{oy} * a.out_w * a.cout;
+    // Activation in place and the per-channel sums of `count` pixels from ox, while they are still in L1.
+    auto finish = [&](int64_t ox, uint32_t count) {
+      float* out = row + size_t(ox) * a.cout;
+      finish_rows<A>(out, 0, out, nullptr, 0, 1, size_t{count} * a.cout, a.act, a.act_max);
+      if (!a.channel_sums) return;
+      for (uint32_t o = 0; o < a.cout; o += kLanes<A>) {
+        uint32_t n = min_u32(kLanes<A>, a.cout - o);
+        Vec<A> sum = load_partial<A>(a.channel_sums + o, n);
+        for (uint32_t q = 0; q < count; ++q) sum += load_partial<A>(out + size_t{q} * a.cout + o, n);
+        store_partial<A>(a.channel_sums + o, sum, n);
+      }
+    };
     auto one_pixel = [&](int64_t ox) {
       int64_t ix = ox * sw - pl;
       uint32_t kx0 = static_cast<uint32_t>(min_i64(max_i64(0, -ix), a.kw));
       uint32_t kx1 = static_cast<uint32_t>(max_i64(min_i64(a.kw, int64_t{a.in_w} - ix), kx0));
       DepthwiseTaps t{(iy * a.in_w + ix) * a.cin, 0, ky0, ky1, kx0, kx1};
       float* out = row + size_t(ox) * a.cout;
-      if (a.cout != a.cin) return depthwise_spread<A, F16>(a, t, out);
-      depthwise_pixels<A, F16, 1>(a, t, out, 1);
+      if (a.cout != a.cin) depthwise_spread<A, F16>(a, t, out);
+      else depthwise_pixels<A, F16, 1>(a, t, out, 1);
+      finish(ox, 1);
     };
     for (int64_t ox = 0; ox < ox_lo; ++ox) one_pixel(ox);
     for (int64_t ox = ox_lo; ox < ox_hi; ox += Q) {
       DepthwiseTaps t{(iy * a.in_w + ox * sw - pl) * a.cin, sw * a.cin, ky0, ky1, 0, a.kw};
-      depthwise_pixels<A, F16, Q>(a, t, row + size_t(ox) * a.cout, static_cast<uint32_t>(min_i64(Q, ox_hi - ox)));
+      uint32_t count = static_cast<uint32_t>(min_i64(Q, ox_hi - ox));
+      depthwise_pixels<A, F16, Q>(a, t, row + size_t(ox) * a.cout, count);
+      finish(ox, count);
     }
     for (int64_t ox = ox_hi; ox < a.out_w; ++ox) one_pixel(ox);
-    // The row's activation in place, then its per-channel sums.
-    finish_rows<A>(row, 0, row, nullptr, 0, 1, size_t{a.out_w} * a.cout, a.act, a.act_max);
-    if (!a.channel_sums) continue;
-    for (uint32_t o = 0; o < a.cout; o += kLanes<A>) {
-      uint32_t n = min_u32(kLanes<A>, a.cout - o);
-      Vec<A> sum = load_partial<A>(a.channel_sums + o, n);
-      for (uint32_t ox = 0; ox < a.out_w; ++ox) sum += load_partial<A>(row + size_t{ox} * a.cout + o, n);
-      store_partial<A>(a.channel_sums + o, sum, n);
-    }
   }
 }
 

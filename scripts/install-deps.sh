@@ -8,9 +8,12 @@ packages=(
   libhdf5-dev libzip-dev nlohmann-json3-dev zlib1g-dev    # converter; zlib also bounds PNG inflation
   zipcmp zipmerge ziptool                                 # required by libzip's CMake package config
   clang libclang-rt-14-dev                                # libFuzzer and sanitizer runtimes
-  python3 python3-numpy python3-h5py python3-pil python3-torch  # test models and the reference
+  python3 python3-numpy python3-h5py python3-pil python3-torch python3-matplotlib  # test models, references
   libopenblas0-pthread                                    # a fast BLAS for the reference's float64 torch
+  python3-torchvision                                     # bench: the ONNX model for ONNX Runtime side by side
 )
+# bench/side_by_side.py runs ONNX Runtime under Node.js; any installed Node.js with npm will do.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

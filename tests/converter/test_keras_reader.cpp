@@ -93,8 +93,9 @@ void check_invariants(const Model& model) {
     }
     if (layer.class_name != "InputLayer") CHECK_MESSAGE(!layer.inputs.empty(), layer.name << " has no input");
     CHECK_MESSAGE(seen.insert(layer.name).second, "duplicate layer name " << layer.name);
-    for (const auto& [key, array] : layer.weights) {
-      CHECK_MESSAGE(static_cast<int64_t>(array.values.size()) == product(array.shape), layer.name << "/" << key);
+    for (const auto& entry : layer.weights) {  // (no structured binding: clang 14 cannot capture one)
+      CHECK_MESSAGE(static_cast<int64_t>(entry.second.values.size()) == product(entry.second.shape),
+                    layer.name << "/" << entry.first);
     }
   }
   CHECK(seen.count(model.output) == 1);
@@ -915,6 +916,39 @@ TEST_CASE("synthetic keras 2 legacy .h5: nested Functional+Sequential, chunked a
   CHECK(get_weight(model, "base/inner/dw_b", "kernel").values == test_values(36, 27));  // depthwise_kernel
   CHECK(get_weight(model, "out", "kernel").values == test_values(768, 40));
   CHECK(get_weight(model, "out", "bias").values == test_values(3, 41));
+}
+
+TEST_CASE("synthetic keras 2.15 .keras Sequential without InputLayer: shape from the first layer") {
+  using effcam::test::keras2_layer;
+  const json config = {
+      {"module", "keras"},
+      {"class_name", "Sequential"},
+      {"registered_name", nullptr},
+      {"config",
+       {{"name", "sequential"},
+        {"layers", json::array({keras2_layer("Conv2D", "conv2d",
+                                             {{"filters", 2}, {"kernel_size", {3, 3}}, {"use_bias", true},
+                                              {"batch_input_shape", {nullptr, 6, 5, 1}}},
+                                             {}, false),
+                                keras2_layer("Flatten", "flatten", json::object(), {}, false),
+                                keras2_layer("Dense", "dense", {{"units", 3}, {"use_bias", false}}, {}, false)})}}}};
+  const fs::path path = work_dir() / "sequential_no_input.keras";
+  effcam::test::write_keras_archive(path, config, "2.15.0", [](H5Builder& h5) {
+    h5.dataset("/layers/conv2d/vars/0", {3, 3, 1, 2}, test_values(18, 1));
+    h5.dataset("/layers/conv2d/vars/1", {2}, test_values(2, 2));
+    h5.group("/layers/flatten/vars");
+    h5.dataset("/layers/dense/vars/0", {24, 3}, test_values(72, 3));
+  });
+  const Model model = read_model(path.string());
+  check_invariants(model);
+  check_config_shapes(model);
+  CHECK(layer_names(model) == std::vector<std::string>{"conv2d_input", "conv2d", "flatten", "dense"});
+  CHECK(model.input_shape == std::vector<int64_t>{6, 5, 1});
+  CHECK(model.layers.front().config.at("batch_shape") == json::array({nullptr, 6, 5, 1}));
+  CHECK(get_layer(model, "conv2d").inputs == std::vector<std::string>{"conv2d_input"});
+  CHECK(get_weight(model, "conv2d", "bias").values == test_values(2, 2));
+  CHECK(get_weight(model, "dense", "kernel").values == test_values(72, 3));
+  CHECK(get_layer(model, "dense").weights.count("bias") == 0);
 }
 
 TEST_CASE("quantized dtype policies are refused, naming the layer") {

@@ -81,8 +81,8 @@ def convert(keras_path, out_name, dtype="fp16", labels=None, input_size=None):
     return out, summary
 
 
-def predict(model, images, dump_layers=(), threads=1):
-    args = [PREDICT, "--model", model, "--json", "--threads", str(threads)] + list(images)
+def predict(model, images, dump_layers=(), threads=1, extra=()):
+    args = [PREDICT, "--model", model, "--json", "--threads", str(threads)] + list(images) + list(extra)
     for layer in dump_layers:
         args += ["--dump-layer", layer]
     return [json.loads(line) for line in run(args).stdout.splitlines()]
@@ -110,9 +110,11 @@ def _digest(paths):
     return h.hexdigest()[:16]
 
 
-def reference(keras_path, images, layers=()):
-    """The reference's outputs for these images, cached on disk by the inputs' identity."""
-    key = _digest([keras_path, REFERENCE] + list(images)) + "_" + hashlib.sha256(",".join(layers).encode()).hexdigest()[:8]
+def reference(keras_path, images, layers=(), grad=None):
+    """The reference's outputs for these images, cached on disk by the inputs' identity.
+    grad = (layer, score): also d(score of the argmax class)/d(layer output) by autograd."""
+    options = ",".join(layers) + "|" + ("/".join(grad) if grad else "")
+    key = _digest([keras_path, REFERENCE] + list(images)) + "_" + hashlib.sha256(options.encode()).hexdigest()[:8]
     out = os.path.join(TESTDATA, "reference", os.path.basename(keras_path) + "." + key + ".json")
     if not os.path.exists(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -120,6 +122,8 @@ def reference(keras_path, images, layers=()):
         args = [PYTHON, REFERENCE, keras_path] + list(images) + ["--out", scratch]
         if layers:
             args += ["--layers", ",".join(layers)]
+        if grad:
+            args += ["--grad-layer", grad[0], "--grad-class", "argmax", "--score", grad[1]]
         run(args)
         os.replace(scratch, out)
     with open(out) as f:

@@ -1,0 +1,61 @@
+// effcam-fma-peak: the machine's measured fp32 FMA peak, per core and in total.
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/cli.h"
+#include "bench/fma_peak.h"
+#include "engine/error.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: effcam-fma-peak [--threads N] [--json]\n"
+    "Runs N threads (default: all CPUs) of independent fp32 FMA chains with the widest vectors the CPU has\n"
+    "(AVX-512, else AVX2) and prints the achieved GFLOP/s per core and in total (1 FMA = 2 FLOP).\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint32_t threads = std::max(1u, std::thread::hardware_concurrency());
+  bool json = false;
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg == "--threads") {
+        if (i + 1 >= argc) throw effcam::Error("--threads needs a value");
+        threads = effcam::bench::parse_count(arg, argv[++i], 1, 1024);
+      } else if (arg == "--json") {
+        json = true;
+      } else if (arg == "-h" || arg == "--help") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else {
+        throw effcam::Error("unknown argument " + arg);
+      }
+    }
+  } catch (const effcam::Error& e) {
+    std::fprintf(stderr, "effcam-fma-peak: %s\n%s", e.what(), kUsage);
+    return 2;
+  }
+
+  const effcam::bench::FmaPeak peak = effcam::bench::measure_fma_peak(threads);
+  if (peak.isa == "none") {
+    std::fprintf(stderr, "effcam-fma-peak: this CPU has neither AVX-512 nor AVX2 with FMA\n");
+    return 1;
+  }
+  if (json) {
+    const nlohmann::json out = {{"isa", peak.isa},
+                                {"threads", peak.threads},
+                                {"gflops_per_core", peak.gflops_per_core},
+                                {"gflops_total", peak.gflops_total}};
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("fp32 FMA peak (%s, %u thread%s): %.1f GFLOP/s per core, %.1f GFLOP/s total\n", peak.isa.c_str(),
+                peak.threads, peak.threads == 1 ? "" : "s", peak.gflops_per_core, peak.gflops_total);
+  }
+  return 0;
+}

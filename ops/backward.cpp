@@ -1,0 +1,136 @@
+#include "ops/backward.h"
+
+#include <cmath>
+#include <vector>
+
+#include "engine/error.h"
+#include "ops/half.h"
+#include "ops/weight_layout.h"
+
+namespace effcam::ops {
+
+namespace {
+
+// One 16-wide output-channel row of a blocked kernel, widened to fp32.
+void load_block_row(const WeightView& w, size_t offset, float (&row)[kChannelBlock]) {
+  if (w.fp16) {
+    const uint16_t* halves = static_cast<const uint16_t*>(w.data) + offset;
+    for (uint32_t j = 0; j < kChannelBlock; ++j) row[j] = half_to_float(halves[j]);
+  } else {
+    const float* floats = static_cast<const float*>(w.data) + offset;
+    for (uint32_t j = 0; j < kChannelBlock; ++j) row[j] = floats[j];
+  }
+}
+
+float load_weight(const WeightView& w, size_t index) {
+  return w.fp16 ? half_to_float(static_cast<const uint16_t*>(w.data)[index]) : static_cast<const float*>(w.data)[index];
+}
+
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+}  // namespace
+
+float activation_derivative(float z, Activation act, float act_max) {
+  const double x = z;
+  switch (act) {
+    case Activation::Linear: return 1.0f;
+    case Activation::Relu: return z > 0.0f && z < act_max ? 1.0f : 0.0f;
+    case Activation::Sigmoid: {
+      const double s = sigmoid(x);
+      return static_cast<float>(s * (1.0 - s));
+    }
+    case Activation::Swish: {
+      const double s = sigmoid(x);
+      return static_cast<float>(s * (1.0 + x * (1.0 - s)));
+    }
+    case Activation::HardSigmoid: return x > -3.0 && x < 3.0 ? 1.0f / 6.0f : 0.0f;
+    case Activation::HardSigmoidKeras2: return x > -2.5 && x < 2.5 ? 0.2f : 0.0f;
+    case Activation::HardSwish:
+      if (x <= -3.0) return 0.0f;
+      if (x >= 3.0) return 1.0f;
+      return static_cast<float>((2.0 * x + 3.0) / 6.0);
+    case Activation::Tanh: {
+      const double t = std::tanh(x);
+      return static_cast<float>(1.0 - t * t);
+    }
+    case Activation::Softmax: break;
+  }
+  throw Error("ops: softmax has no elementwise derivative");
+}
+
+void activation_backward(const float* z, const float* dy, float* dz, size_t n, Activation act, float act_max) {
+  if (act == Activation::Linear) {
+    if (dz != dy) std::copy(dy, dy + n, dz);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) dz[i] = dy[i] * activation_derivative(z[i], act, act_max);
+}
+
+void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx) {
+  const uint32_t blocks = round_up_to_block(a.cout) / kChannelBlock;
+  float row[kChannelBlock];
+  for (uint32_t b = 0; b < blocks; ++b) {
+    const uint32_t co0 = b * kChannelBlock;
+    const uint32_t width = std::min(kChannelBlock, a.cout - co0);
+    for (uint32_t ky = 0; ky < a.kh; ++ky)
+      for (uint32_t kx = 0; kx < a.kw; ++kx)
+        for (uint32_t ci = 0; ci < a.cin; ++ci) {
+          const size_t offset = ((((size_t{b} * a.kh + ky) * a.kw + kx) * a.cin) + ci) * kChannelBlock;
+          load_block_row(a.kernel, offset, row);
+          for (uint32_t oy = 0; oy < a.out_h; ++oy) {
+            const int64_t iy = int64_t{oy} * a.stride_h + ky - a.pad_top;
+            if (iy < 0 || iy >= a.in_h) continue;
+            for (uint32_t ox = 0; ox < a.out_w; ++ox) {
+              const int64_t ix = int64_t{ox} * a.stride_w + kx - a.pad_left;
+              if (ix < 0 || ix >= a.in_w) continue;
+              const float* g = dz + (size_t{oy} * a.out_w + ox) * a.cout + co0;
+              float sum = 0.0f;
+              for (uint32_t j = 0; j < width; ++j) sum += g[j] * row[j];
+              dx[(static_cast<size_t>(iy) * a.in_w + static_cast<size_t>(ix)) * a.cin + ci] += sum;
+            }
+          }
+        }
+  }
+}
+
+void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* dx) {
+  const uint32_t multiplier = a.cout / a.cin;
+  const size_t padded = round_up_to_block(a.cout);
+  std::vector<float> taps(padded);
+  for (uint32_t ky = 0; ky < a.kh; ++ky)
+    for (uint32_t kx = 0; kx < a.kw; ++kx) {
+      for (uint32_t o = 0; o < a.cout; ++o) taps[o] = load_weight(a.kernel, (size_t{ky} * a.kw + kx) * padded + o);
+      for (uint32_t oy = 0; oy < a.out_h; ++oy) {
+        const int64_t iy = int64_t{oy} * a.stride_h + ky - a.pad_top;
+        if (iy < 0 || iy >= a.in_h) continue;
+        for (uint32_t ox = 0; ox < a.out_w; ++ox) {
+          const int64_t ix = int64_t{ox} * a.stride_w + kx - a.pad_left;
+          if (ix < 0 || ix >= a.in_w) continue;
+          const float* g = dz + (size_t{oy} * a.out_w + ox) * a.cout;
+          float* d = dx + (static_cast<size_t>(iy) * a.in_w + static_cast<size_t>(ix)) * a.cin;
+          if (multiplier == 1) {
+            for (uint32_t c = 0; c < a.cout; ++c) d[c] += g[c] * taps[c];
+          } else {
+            for (uint32_t o = 0; o < a.cout; ++o) d[o / multiplier] += g[o] * taps[o];
+          }
+        }
+      }
+    }
+}
+
+void dense_backward_input(const DenseArgs& a, const float* dz, float* dx) {
+  const uint32_t blocks = round_up_to_block(a.units) / kChannelBlock;
+  float row[kChannelBlock];
+  for (uint32_t b = 0; b < blocks; ++b) {
+    const uint32_t u0 = b * kChannelBlock;
+    const uint32_t width = std::min(kChannelBlock, a.units - u0);
+    for (uint32_t i = 0; i < a.inputs; ++i) {
+      load_block_row(a.kernel, (size_t{b} * a.inputs + i) * kChannelBlock, row);
+      float sum = 0.0f;
+      for (uint32_t j = 0; j < width; ++j) sum += dz[u0 + j] * row[j];
+      dx[i] += sum;
+    }
+  }
+}
+
+}  // namespace effcam::ops

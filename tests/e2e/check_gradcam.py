@@ -1,0 +1,110 @@
+"""Grad-CAM against autograd: effcam's backward pass vs the independent reference's torch gradients.
+
+usage: check_gradcam.py CASE   (generated-s | generated-b0 | food101)
+
+For the generated EfficientNetV2 models, at top_conv, top_activation and an interior layer, with both scores
+(logit, prob): the reference gives the layer's activations A and d(score)/dA by autograd; the maps of Grad-CAM,
+Grad-CAM++ and HiResCAM are computed from them with numpy (tests/cam/cam_reference.py) and compared with effcam's.
+fp32 files: max |delta raw map| <= 1e-3 x max |reference raw map|; fp16 files: Pearson correlation >= 0.995 and max
+|delta normalized map| <= 0.03. food101: the default map of bibimbap.png lies on the bowl, not on the background.
+"""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "cam"))
+import effcam_testlib as t  # noqa: E402
+from cam_reference import cam_maps  # noqa: E402
+
+METHODS = ["gradcam", "gradcam++", "hirescam"]
+FP32_RAW = 1e-3
+FP16_PEARSON = 0.995
+FP16_NORMALIZED = 0.03
+
+
+def normalized(raw):
+    positive = np.maximum(raw, 0)
+    peak = positive.max()
+    return positive / peak if peak > 0 else positive
+
+
+def generated(keras_name, size, layers):
+    keras_path = t.keras_model(keras_name)
+    images = t.test_images(size, size, 2)
+    stem = os.path.splitext(keras_name)[0]
+    models = {dtype: t.convert(keras_path, f"cam_{stem}_{dtype}.effcam", dtype)[0] for dtype in ("fp32", "fp16")}
+    for layer in layers:
+        for score in ("logit", "prob"):
+            ref = t.reference(keras_path, images, grad=(layer, score))
+            for method in METHODS:
+                for dtype, model in models.items():
+                    results = t.predict(model, images, extra=["--cam", method, "--cam-layer", layer,
+                                                              "--cam-score", score])
+                    for mine, theirs in zip(results, ref):
+                        label = f"{stem} {dtype} {layer} {score} {method} {os.path.basename(mine['image'])}"
+                        grad = theirs["grad"]
+                        shape = grad["activation"]["shape"]
+                        a = np.array(grad["activation"]["values"], dtype=np.float64).reshape(shape)
+                        g = np.array(grad["gradient"]["values"], dtype=np.float64).reshape(shape)
+                        want = cam_maps(a, g)[method]
+                        cam = mine["cam"]
+                        got = np.array(cam["raw"], dtype=np.float64).reshape(cam["height"], cam["width"])
+                        t.check(cam["class_index"] == grad["class"],
+                                f"{label}: class {cam['class_index']} (reference {grad['class']})")
+                        if got.shape != want.shape:
+                            t.check(False, f"{label}: map shape {got.shape} vs {want.shape}")
+                            continue
+                        scale = np.abs(want).max()
+                        if dtype == "fp32":
+                            err = np.abs(got - want).max() / scale
+                            t.check(err <= FP32_RAW, f"{label}: max |delta raw| {err:.2e} of max |ref| <= {FP32_RAW}")
+                        else:
+                            pearson = np.corrcoef(got.ravel(), want.ravel())[0, 1]
+                            delta = np.abs(np.array(cam["values"]).reshape(got.shape) - normalized(want)).max()
+                            t.check(pearson >= FP16_PEARSON, f"{label}: Pearson {pearson:.5f} >= {FP16_PEARSON}")
+                            t.check(delta <= FP16_NORMALIZED,
+                                    f"{label}: max |delta normalized| {delta:.4f} <= {FP16_NORMALIZED}")
+
+
+def food101():
+    """The default Grad-CAM of bibimbap.png: most of the map's mass is on the bowl (an ellipse around the dish,
+    measured on the photo), little on the background around it."""
+    folder = t.FOOD101
+    model, _ = t.convert(os.path.join(folder, "food101_effv2b0.keras"), "cam_food101_fp16.effcam",
+                         labels=os.path.join(folder, "labels.txt"))
+    result = t.predict(model, [os.path.join(folder, "samples", "bibimbap.png")], extra=["--cam", "gradcam"])[0]
+    cam = result["cam"]
+    t.check(cam["layer"] == "top_conv", f"default Grad-CAM layer {cam['layer']} (top_conv)")
+    t.check(not cam["cam_empty"], "the bibimbap map is not empty")
+    values = np.array(cam["values"]).reshape(cam["height"], cam["width"])
+    # Upsample to the 224x224 photo by cell centres, then weigh inside / outside the bowl.
+    ys = (np.arange(224) + 0.5) * cam["height"] / 224 - 0.5
+    xs = (np.arange(224) + 0.5) * cam["width"] / 224 - 0.5
+    grid = values[np.clip(np.round(ys).astype(int), 0, cam["height"] - 1)][:, np.clip(np.round(xs).astype(int), 0,
+                                                                                      cam["width"] - 1)]
+    yy, xx = np.mgrid[0:224, 0:224]
+    bowl = ((yy - 93) / 91.0) ** 2 + ((xx - 112) / 114.0) ** 2 <= 1.0  # the dish's rim, measured on the photo
+    inside = grid[bowl].sum() / grid.sum()
+    ratio = grid[bowl].mean() / max(grid[~bowl].mean(), 1e-9)
+    t.check(inside >= 0.75, f"bibimbap: {inside:.2f} of the map's mass lies on the bowl (>= 0.75)")
+    t.check(ratio >= 2.0, f"bibimbap: mean on the bowl / mean on the background {ratio:.1f} (>= 2)")
+
+
+def main():
+    case = sys.argv[1] if len(sys.argv) > 1 else ""
+    if case == "generated-s":
+        generated("effv2s_functional.keras", 300, ["top_conv", "top_activation", "block6h_add"])
+    elif case == "generated-b0":
+        generated("effv2b0.keras", 224, ["top_conv", "top_activation", "block5c_add"])
+    elif case == "food101":
+        food101()
+    else:
+        print(__doc__)
+        sys.exit(2)
+    t.finish()
+
+
+if __name__ == "__main__":
+    main()
