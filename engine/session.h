@@ -54,6 +54,8 @@ class Session {
   // Raw 0..255 values, HWC at exactly the model's input size.
   void set_input_pixels(std::span<const float> hwc);
 
+  // The forward pass. It consumes its input (the plan reuses the input tensor's memory once it is read): call
+  // set_input / set_input_pixels before every run.
   void run();
   // run() that also records each op's wall time in milliseconds (op_ms[i] for op i; the size must be the op
   // count), for benchmarks. Probe computations are not timed.

@@ -26,32 +26,31 @@ float load_weight(const WeightView& w, size_t index) {
   return w.fp16 ? half_to_float(static_cast<const uint16_t*>(w.data)[index]) : static_cast<const float*>(w.data)[index];
 }
 
-double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
 float activation_derivative(float z, Activation act, float act_max) {
-  const double x = z;
   switch (act) {
     case Activation::Linear: return 1.0f;
     case Activation::Relu: return z > 0.0f && z < act_max ? 1.0f : 0.0f;
     case Activation::Sigmoid: {
-      const double s = sigmoid(x);
-      return static_cast<float>(s * (1.0 - s));
+      const float s = sigmoid(z);
+      return s * (1.0f - s);
     }
     case Activation::Swish: {
-      const double s = sigmoid(x);
-      return static_cast<float>(s * (1.0 + x * (1.0 - s)));
+      const float s = sigmoid(z);
+      return s * (1.0f + z * (1.0f - s));
     }
-    case Activation::HardSigmoid: return x > -3.0 && x < 3.0 ? 1.0f / 6.0f : 0.0f;
-    case Activation::HardSigmoidKeras2: return x > -2.5 && x < 2.5 ? 0.2f : 0.0f;
+    case Activation::HardSigmoid: return z > -3.0f && z < 3.0f ? 1.0f / 6.0f : 0.0f;
+    case Activation::HardSigmoidKeras2: return z > -2.5f && z < 2.5f ? 0.2f : 0.0f;
     case Activation::HardSwish:
-      if (x <= -3.0) return 0.0f;
-      if (x >= 3.0) return 1.0f;
-      return static_cast<float>((2.0 * x + 3.0) / 6.0);
+      if (z <= -3.0f) return 0.0f;
+      if (z >= 3.0f) return 1.0f;
+      return (2.0f * z + 3.0f) / 6.0f;
     case Activation::Tanh: {
-      const double t = std::tanh(x);
-      return static_cast<float>(1.0 - t * t);
+      const float t = std::tanh(z);
+      return 1.0f - t * t;
     }
     case Activation::Softmax: break;
   }

@@ -6,7 +6,9 @@ For the generated EfficientNetV2 models, at top_conv, top_activation and an inte
 (logit, prob): the reference gives the layer's activations A and d(score)/dA by autograd; the maps of Grad-CAM,
 Grad-CAM++ and HiResCAM are computed from them with numpy (tests/cam/cam_reference.py) and compared with effcam's.
 fp32 files: max |delta raw map| <= 1e-3 x max |reference raw map|; fp16 files: Pearson correlation >= 0.995 and max
-|delta normalized map| <= 0.03. food101: the default map of bibimbap.png lies on the bowl, not on the background.
+|delta normalized map| <= 0.03; except where the reference's own map is ill-conditioned (it moves more than the bar
+under gradient noise of 1e-5 for fp32 or 1e-3 for fp16: Grad-CAM++ near its pole), which is reported, not held.
+food101: the default map of bibimbap.png lies on the bowl, not on the background.
 """
 import os
 import sys
@@ -22,6 +24,20 @@ METHODS = ["gradcam", "gradcam++", "hirescam"]
 FP32_RAW = 1e-3
 FP16_PEARSON = 0.995
 FP16_NORMALIZED = 0.03
+
+
+def sensitivity(method, a, g, noise, draws=5):
+    """How far the reference's own map moves when its gradient gets `noise` relative noise: (max change of the raw
+    map over its max, max change of the normalized map). Grad-CAM++'s weights g^2 / (2 g^2 + sum(A) g^3) have a
+    pole where sum(A) g = -2; near it no finite-precision computation can agree with float64."""
+    rng = np.random.default_rng(0)
+    base = cam_maps(a, g)[method]
+    raw = normalized_change = 0.0
+    for _ in range(draws):
+        moved = cam_maps(a, g * (1 + noise * rng.standard_normal(g.shape)))[method]
+        raw = max(raw, np.abs(moved - base).max() / np.abs(base).max())
+        normalized_change = max(normalized_change, np.abs(normalized(moved) - normalized(base)).max())
+    return raw, normalized_change
 
 
 def normalized(raw):
@@ -59,10 +75,20 @@ def generated(keras_name, size, layers):
                         scale = np.abs(want).max()
                         if dtype == "fp32":
                             err = np.abs(got - want).max() / scale
+                            moves, _ = sensitivity(method, a, g, 1e-5)  # fp32's own gradient precision
+                            if moves > FP32_RAW:
+                                print(f"info {label}: max |delta raw| {err:.2e} not held: the reference map itself "
+                                      f"moves {moves:.2e} under 1e-5 gradient noise")
+                                continue
                             t.check(err <= FP32_RAW, f"{label}: max |delta raw| {err:.2e} of max |ref| <= {FP32_RAW}")
                         else:
                             pearson = np.corrcoef(got.ravel(), want.ravel())[0, 1]
                             delta = np.abs(np.array(cam["values"]).reshape(got.shape) - normalized(want)).max()
+                            _, noise = sensitivity(method, a, g, 1e-3)  # below fp16 weights' effect
+                            if noise > FP16_NORMALIZED:
+                                print(f"info {label}: Pearson {pearson:.5f}, max |delta normalized| {delta:.4f} not "
+                                      f"held: the reference map itself moves {noise:.3f} under 0.1% gradient noise")
+                                continue
                             t.check(pearson >= FP16_PEARSON, f"{label}: Pearson {pearson:.5f} >= {FP16_PEARSON}")
                             t.check(delta <= FP16_NORMALIZED,
                                     f"{label}: max |delta normalized| {delta:.4f} <= {FP16_NORMALIZED}")
