@@ -2,7 +2,8 @@
 
 usage: check_gradcam.py CASE   (generated-s | generated-b0 | food101)
 
-For the generated EfficientNetV2 models, at top_conv, top_activation and an interior layer, with both scores
+For the generated EfficientNetV2 models, at top_conv, top_activation and an interior layer (and, on S, block3c_add
+inside a Fused-MBConv stage), with both scores
 (logit, prob): the reference gives the layer's activations A and d(score)/dA by autograd; the maps of Grad-CAM,
 Grad-CAM++ and HiResCAM are computed from them with numpy (tests/cam/cam_reference.py) and compared with effcam's.
 fp32 files: max |delta raw map| <= 1e-3 x max |reference raw map|; fp16 files: Pearson correlation >= 0.995 and max
@@ -46,15 +47,15 @@ def normalized(raw):
     return positive / peak if peak > 0 else positive
 
 
-def generated(keras_name, size, layers):
+def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"), dtypes=("fp32", "fp16")):
     keras_path = t.keras_model(keras_name)
     images = t.test_images(size, size, 2)
     stem = os.path.splitext(keras_name)[0]
-    models = {dtype: t.convert(keras_path, f"cam_{stem}_{dtype}.effcam", dtype)[0] for dtype in ("fp32", "fp16")}
+    models = {dtype: t.convert(keras_path, f"cam_{stem}_{dtype}.effcam", dtype)[0] for dtype in dtypes}
     for layer in layers:
-        for score in ("logit", "prob"):
+        for score in scores:
             ref = t.reference(keras_path, images, grad=(layer, score))
-            for method in METHODS:
+            for method in methods:
                 for dtype, model in models.items():
                     results = t.predict(model, images, extra=["--cam", method, "--cam-layer", layer,
                                                               "--cam-score", score])
@@ -122,6 +123,9 @@ def main():
     case = sys.argv[1] if len(sys.argv) > 1 else ""
     if case == "generated-s":
         generated("effv2s_functional.keras", 300, ["top_conv", "top_activation", "block6h_add"])
+        # A target inside a Fused-MBConv stage: the backward crosses block3d's full 3x3 conv, then stages 4 to 6.
+        generated("effv2s_functional.keras", 300, ["block3c_add"], methods=["gradcam", "hirescam"],
+                  scores=("logit",), dtypes=("fp32",))
     elif case == "generated-b0":
         generated("effv2b0.keras", 224, ["top_conv", "top_activation", "block5c_add"])
     elif case == "food101":
