@@ -121,6 +121,8 @@ class Lowering {
   int resolve(int id) const;
   std::vector<int> use_counts() const;
   void retarget_taps(int from, TapKind from_kind, int to, TapKind to_kind);
+  // Every use of node `from`'s value (inputs, residual, gate, the model output) becomes a use of `to`'s.
+  void redirect_uses(int from, int to);
   void remove_identities();
   void fold_preprocessing();
   void fold_zero_padding();
@@ -622,6 +624,17 @@ void Lowering::retarget_taps(int from, TapKind from_kind, int to, TapKind to_kin
   }
 }
 
+void Lowering::redirect_uses(int from, int to) {
+  for (Node& node : nodes_) {
+    for (int& in : node.inputs) {
+      if (in == from) in = to;
+    }
+    if (node.residual == from) node.residual = to;
+    if (node.input_scale == from) node.input_scale = to;
+  }
+  if (output_node_ == from) output_node_ = to;
+}
+
 void Lowering::remove_identities() {
   for (Node& node : nodes_) {
     for (int& in : node.inputs) in = resolve(in);
@@ -650,12 +663,7 @@ void Lowering::fold_preprocessing() {
         pre_scale_[c] *= s;
         pre_offset_[c] = pre_offset_[c] * s + t;
       }
-      for (Node& other : nodes_) {
-        for (int& in : other.inputs) {
-          if (in == static_cast<int>(i)) in = input_node_;
-        }
-        if (other.residual == static_cast<int>(i)) other.residual = input_node_;
-      }
+      redirect_uses(static_cast<int>(i), input_node_);
       node.dead = true;
       for (auto& [name, tap] : taps_) {
         if (tap.node == static_cast<int>(i)) tap.node = -1;  // the preprocessed image is not a layer output
@@ -718,14 +726,7 @@ void Lowering::fold_batchnorm_into_producers() {
     producer.act_max = affine.act_max;
     producer.order = std::max(producer.order, affine.order);
     retarget_taps(static_cast<int>(i), TapKind::Output, producer_id, TapKind::Output);
-    for (Node& other : nodes_) {
-      for (int& in : other.inputs) {
-        if (in == static_cast<int>(i)) in = producer_id;
-      }
-      if (other.residual == static_cast<int>(i)) other.residual = producer_id;
-      if (other.input_scale == static_cast<int>(i)) other.input_scale = producer_id;
-    }
-    if (output_node_ == static_cast<int>(i)) output_node_ = producer_id;
+    redirect_uses(static_cast<int>(i), producer_id);
     affine.dead = true;
     uses = use_counts();
   }
@@ -785,12 +786,7 @@ void Lowering::fuse_activations() {
     producer.order = std::max(producer.order, act.order);
     retarget_taps(producer_id, TapKind::Output, producer_id, TapKind::BeforeActivation);
     retarget_taps(static_cast<int>(i), TapKind::Output, producer_id, TapKind::Output);
-    for (Node& other : nodes_) {
-      for (int& in : other.inputs) {
-        if (in == static_cast<int>(i)) in = producer_id;
-      }
-    }
-    if (output_node_ == static_cast<int>(i)) output_node_ = producer_id;
+    redirect_uses(static_cast<int>(i), producer_id);
     act.dead = true;
     uses = use_counts();
   }
@@ -889,14 +885,7 @@ void Lowering::fuse_residual_adds() {
     producer.order = std::max(producer.order, add.order);
     retarget_taps(best, TapKind::Output, best, TapKind::BeforeResidual);
     retarget_taps(static_cast<int>(i), TapKind::Output, best, TapKind::Output);
-    for (Node& other : nodes_) {
-      for (int& in : other.inputs) {
-        if (in == static_cast<int>(i)) in = best;
-      }
-      if (other.residual == static_cast<int>(i)) other.residual = best;
-      if (other.input_scale == static_cast<int>(i)) other.input_scale = best;
-    }
-    if (output_node_ == static_cast<int>(i)) output_node_ = best;
+    redirect_uses(static_cast<int>(i), best);
     add.dead = true;
     uses = use_counts();
   }

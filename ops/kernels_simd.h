@@ -26,21 +26,26 @@ inline constexpr uint32_t kLanes = static_cast<uint32_t>(Vec<A>::size);
 template <class A>
 inline constexpr uint32_t kVecsPerBlock = kChannelBlock / kLanes<A>;
 
-// Register tile of the dense convolution: kPixels output pixels x kBlocks 16-channel blocks in accumulators.
+// Register tile of the dense convolution: up to kMaxPixels output pixels x up to kBlocks 16-channel blocks, with
+// about kAccumulators vector accumulators. Fewer blocks (narrow outputs) take more pixels, so the loads of weights
+// and broadcast inputs stay amortized over as many FMAs.
 template <class A>
 struct ConvTileShape {  // SSE2 (16 xmm): 12 accumulators; the fp16 widening dominates this path anyway
-  static constexpr int kPixels = 3;
-  static constexpr int kBlocks = 1;
+  static constexpr uint32_t kAccumulators = 12;
+  static constexpr uint32_t kMaxPixels = 3;
+  static constexpr uint32_t kBlocks = 1;
 };
 template <>
 struct ConvTileShape<xsimd::fma3<xsimd::avx2>> {  // 16 ymm registers: 12 accumulators + 2 weights + input
-  static constexpr int kPixels = 6;
-  static constexpr int kBlocks = 1;
+  static constexpr uint32_t kAccumulators = 12;
+  static constexpr uint32_t kMaxPixels = 6;
+  static constexpr uint32_t kBlocks = 1;
 };
 template <>
-struct ConvTileShape<xsimd::avx512bw> {  // 32 zmm registers: 24 accumulators + 4 weights + input
-  static constexpr int kPixels = 6;
-  static constexpr int kBlocks = 4;
+struct ConvTileShape<xsimd::avx512bw> {  // 32 zmm registers: 24 accumulators + up to 4 weights + input
+  static constexpr uint32_t kAccumulators = 24;
+  static constexpr uint32_t kMaxPixels = 12;
+  static constexpr uint32_t kBlocks = 4;
 };
 
 // Inputs of a pointwise conv are swept in chunks of about this many bytes, so they stay in L1 while every

@@ -119,21 +119,19 @@ def food101():
     t.check(ratio >= 2.0, f"bibimbap: mean on the bowl / mean on the background {ratio:.1f} (>= 2)")
 
 
+def generated_s():
+    generated("effv2s_functional.keras", 300, ["top_conv", "top_activation", "block6h_add"])
+    # A target inside a Fused-MBConv stage: the backward crosses block3d's full 3x3 conv, then stages 4 to 6.
+    generated("effv2s_functional.keras", 300, ["block3c_add"], methods=["gradcam", "hirescam"], scores=("logit",),
+              dtypes=("fp32",))
+
+
 def main():
-    case = sys.argv[1] if len(sys.argv) > 1 else ""
-    if case == "generated-s":
-        generated("effv2s_functional.keras", 300, ["top_conv", "top_activation", "block6h_add"])
-        # A target inside a Fused-MBConv stage: the backward crosses block3d's full 3x3 conv, then stages 4 to 6.
-        generated("effv2s_functional.keras", 300, ["block3c_add"], methods=["gradcam", "hirescam"],
-                  scores=("logit",), dtypes=("fp32",))
-    elif case == "generated-b0":
-        generated("effv2b0.keras", 224, ["top_conv", "top_activation", "block5c_add"])
-    elif case == "food101":
-        food101()
-    else:
-        print(__doc__)
-        sys.exit(2)
-    t.finish()
+    t.main({
+        "generated-s": generated_s,
+        "generated-b0": lambda: generated("effv2b0.keras", 224, ["top_conv", "top_activation", "block5c_add"]),
+        "food101": food101,
+    }, __doc__)
 
 
 if __name__ == "__main__":

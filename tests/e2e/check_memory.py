@@ -68,17 +68,7 @@ def cam():
 
 
 def main():
-    case = sys.argv[1] if len(sys.argv) > 1 else ""
-    if case == "peak":
-        peak()
-    elif case == "flat":
-        flat()
-    elif case == "cam":
-        cam()
-    else:
-        print(__doc__)
-        sys.exit(2)
-    t.finish()
+    t.main({"peak": peak, "flat": flat, "cam": cam}, __doc__)
 
 
 if __name__ == "__main__":

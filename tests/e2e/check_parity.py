@@ -115,20 +115,13 @@ def real():
 
 
 def main():
-    case = sys.argv[1] if len(sys.argv) > 1 else ""
-    if case == "generated-s":
-        generated("effv2s_functional.keras", ["effv2s_sequential.keras", "effv2s_functional.h5"], 300,
-                  ["block3c_add", "block5e_se_excite", "top_conv"])
-    elif case == "generated-b0":
-        generated("effv2b0.keras", [], 224, ["block2b_add", "block4c_se_excite", "top_conv"])
-    elif case == "food101":
-        food101()
-    elif case == "real":
-        real()
-    else:
-        print(__doc__)
-        sys.exit(2)
-    t.finish()
+    t.main({
+        "generated-s": lambda: generated("effv2s_functional.keras", ["effv2s_sequential.keras", "effv2s_functional.h5"],
+                                         300, ["block3c_add", "block5e_se_excite", "top_conv"]),
+        "generated-b0": lambda: generated("effv2b0.keras", [], 224, ["block2b_add", "block4c_se_excite", "top_conv"]),
+        "food101": food101,
+        "real": real,
+    }, __doc__)
 
 
 if __name__ == "__main__":

@@ -137,3 +137,13 @@ def max_abs_diff(a, b):
 
 def argmax(values):
     return max(range(len(values)), key=lambda i: values[i])
+
+
+def main(cases, doc):
+    """Runs the case named by the first argument (a dict name -> function), then reports."""
+    case = sys.argv[1] if len(sys.argv) > 1 else ""
+    if case not in cases:
+        print(doc)
+        sys.exit(2)
+    cases[case]()
+    finish()
