@@ -1,5 +1,4 @@
 // effcam-convert: a Keras .keras / .h5 classifier -> one .effcam file.
-#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -8,6 +7,7 @@
 
 #include "converter/keras_model.h"
 #include "converter/lowering.h"
+#include "apps/cli.h"
 #include "engine/error.h"
 #include "engine/graph.h"
 #include "engine/model_file.h"
@@ -22,15 +22,6 @@ struct Arguments {
   std::string input, output, labels_path;
   effcam::convert::LoweringOptions lowering;
 };
-
-uint32_t parse_dimension(const std::string& text) {
-  uint32_t value = 0;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size() || value == 0 || value > 8192) {
-    throw effcam::Error("--input-size wants H,W with each between 1 and 8192, got '" + text + "'");
-  }
-  return value;
-}
 
 Arguments parse_arguments(int argc, char** argv) {
   Arguments args;
@@ -56,7 +47,8 @@ Arguments parse_arguments(int argc, char** argv) {
       const std::string size = value();
       const size_t comma = size.find(',');
       if (comma == std::string::npos) throw effcam::Error("--input-size wants H,W, got '" + size + "'");
-      args.lowering.input_size = {{parse_dimension(size.substr(0, comma)), parse_dimension(size.substr(comma + 1))}};
+      args.lowering.input_size = {{effcam::cli::parse_count(arg, size.substr(0, comma), 1, 8192),
+                                   effcam::cli::parse_count(arg, size.substr(comma + 1), 1, 8192)}};
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -100,44 +92,38 @@ std::string with_thousands(uint64_t value) {
 
 }  // namespace
 
+namespace {
+
+int run(const Arguments& args) {
+  effcam::convert::LoweringOptions lowering = args.lowering;
+  if (!args.labels_path.empty()) lowering.labels = read_labels(args.labels_path);
+  const effcam::keras::Model model = effcam::keras::read_model(args.input);
+  effcam::convert::LoweringSummary summary;
+  const effcam::convert::EffcamBuilder builder = effcam::convert::lower(model, lowering, summary);
+
+  // The file must load and form a valid graph before it is written.
+  const std::vector<uint8_t> bytes = builder.serialize();
+  const effcam::ModelFile check = effcam::ModelFile::from_bytes(bytes);
+  effcam::build_graph(check);
+  const uint64_t written = builder.write(args.output);
+
+  const bool fp16 = lowering.kernel_dtype == effcam::format::DType::F16;
+  std::printf("converted %s -> %s\n", args.input.c_str(), args.output.c_str());
+  std::printf("  source      %s, Keras %s, model '%s'\n", model.source_format.c_str(),
+              model.keras_version.empty() ? "(unknown)" : model.keras_version.c_str(), model.name.c_str());
+  std::printf("  layers      %zu Keras layers -> %zu fused ops\n", summary.keras_layers, summary.ops);
+  std::printf("  parameters  %s in Keras, %s stored after folding\n",
+              with_thousands(summary.keras_parameters).c_str(), with_thousands(summary.stored_parameters).c_str());
+  std::printf("  input       %ux%ux%u\n", summary.input_h, summary.input_w, summary.input_c);
+  std::printf("  classes     %u%s\n", summary.classes, lowering.labels.empty() ? " (no labels)" : " (labelled)");
+  std::printf("  file        %s bytes (%s weights, %.3f bytes per Keras parameter)\n",
+              with_thousands(written).c_str(), fp16 ? "fp16" : "fp32",
+              static_cast<double>(written) / static_cast<double>(summary.keras_parameters));
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  Arguments args;
-  try {
-    args = parse_arguments(argc, argv);
-  } catch (const effcam::Error& e) {
-    std::fprintf(stderr, "effcam-convert: %s\n%s", e.what(), kUsage);
-    return 2;
-  }
-  try {
-    if (!args.labels_path.empty()) args.lowering.labels = read_labels(args.labels_path);
-    const effcam::keras::Model model = effcam::keras::read_model(args.input);
-    effcam::convert::LoweringSummary summary;
-    const effcam::convert::EffcamBuilder builder = effcam::convert::lower(model, args.lowering, summary);
-
-    // The file must load and form a valid graph before it is written.
-    const std::vector<uint8_t> bytes = builder.serialize();
-    const effcam::ModelFile check = effcam::ModelFile::from_bytes(bytes);
-    effcam::build_graph(check);
-    const uint64_t written = builder.write(args.output);
-
-    const bool fp16 = args.lowering.kernel_dtype == effcam::format::DType::F16;
-    std::printf("converted %s -> %s\n", args.input.c_str(), args.output.c_str());
-    std::printf("  source      %s, Keras %s, model '%s'\n", model.source_format.c_str(),
-                model.keras_version.empty() ? "(unknown)" : model.keras_version.c_str(), model.name.c_str());
-    std::printf("  layers      %zu Keras layers -> %zu fused ops\n", summary.keras_layers, summary.ops);
-    std::printf("  parameters  %s in Keras, %s stored after folding\n",
-                with_thousands(summary.keras_parameters).c_str(), with_thousands(summary.stored_parameters).c_str());
-    std::printf("  input       %ux%ux%u\n", summary.input_h, summary.input_w, summary.input_c);
-    std::printf("  classes     %u%s\n", summary.classes, args.lowering.labels.empty() ? " (no labels)" : " (labelled)");
-    std::printf("  file        %s bytes (%s weights, %.3f bytes per Keras parameter)\n",
-                with_thousands(written).c_str(), fp16 ? "fp16" : "fp32",
-                static_cast<double>(written) / static_cast<double>(summary.keras_parameters));
-    return 0;
-  } catch (const effcam::Error& e) {
-    std::fprintf(stderr, "effcam-convert: %s\n", e.what());
-    return 1;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "effcam-convert: out of memory\n");
-    return 1;
-  }
+  return effcam::cli::main_with("effcam-convert", kUsage, argc, argv, parse_arguments, run);
 }

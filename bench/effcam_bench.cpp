@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bench/cli.h"
+#include "apps/cli.h"
 #include "bench/fma_peak.h"
 #include "bench/profile.h"
 #include "bench/stats.h"
@@ -48,7 +48,7 @@ struct Arguments {
 };
 
 Arguments parse_arguments(int argc, char** argv) {
-  using effcam::bench::parse_count;
+  using effcam::cli::parse_count;
   Arguments args;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -220,20 +220,5 @@ int run(const Arguments& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Arguments args;
-  try {
-    args = parse_arguments(argc, argv);
-  } catch (const effcam::Error& e) {
-    std::fprintf(stderr, "effcam-bench: %s\n%s", e.what(), kUsage);
-    return 2;
-  }
-  try {
-    return run(args);
-  } catch (const effcam::Error& e) {
-    std::fprintf(stderr, "effcam-bench: %s\n", e.what());
-    return 1;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "effcam-bench: out of memory\n");
-    return 1;
-  }
+  return effcam::cli::main_with("effcam-bench", kUsage, argc, argv, parse_arguments, run);
 }

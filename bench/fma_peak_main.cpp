@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bench/cli.h"
+#include "apps/cli.h"
 #include "bench/fma_peak.h"
 #include "engine/error.h"
 
@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
       const std::string arg = argv[i];
       if (arg == "--threads") {
         if (i + 1 >= argc) throw effcam::Error("--threads needs a value");
-        threads = effcam::bench::parse_count(arg, argv[++i], 1, 1024);
+        threads = effcam::cli::parse_count(arg, argv[++i], 1, 1024);
       } else if (arg == "--json") {
         json = true;
       } else if (arg == "-h" || arg == "--help") {

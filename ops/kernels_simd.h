@@ -165,18 +165,26 @@ void finish_rows(const float* raw, size_t raw_stride, float* y, const float* res
 
 // ---- dense convolution -------------------------------------------------------------------------------------
 
+// Pixels of one register tile over nb channel blocks.
+template <class A>
+constexpr uint32_t conv_tile_pixels(uint32_t nb) {
+  return min_u32(ConvTileShape<A>::kMaxPixels, ConvTileShape<A>::kAccumulators / (nb * kVecsPerBlock<A>));
+}
+
 // Where one register tile of output pixels reads and writes.
 struct ConvTile {
   int64_t in_origin;      // offset of pixel 0's input at tap (0, 0) (may lie in the padding)
   int64_t in_step;        // input offset between consecutive pixels of the tile
-  uint32_t ky0, ky1;      // the taps [ky0, ky1) x [kx0, kx1) that fall inside the image for every pixel
+  uint32_t ky0, ky1;      // the taps [ky0, ky1) x [kx0, kx1) to accumulate
   uint32_t kx0, kx1;
   size_t out_offset;      // offset of pixel 0's output (channel 0); consecutive pixels are cout apart
+  int64_t ix0;            // input column of pixel 0 at tap kx = 0 (clipped tiles only)
 };
 
-// P pixels x NB channel blocks (from block0): accumulate over the valid taps and cin, then the epilogue.
+// P pixels x NB channel blocks (from block0): accumulate over the taps and cin, then the epilogue. Clip: some
+// pixels of the tile have kx taps outside the image (left / right border); each tap skips those pixels.
 // Accumulation order per output (taps, then cin) is the same for every P, so any tiling gives the same bytes.
-template <class A, bool F16, int P, int NB>
+template <class A, bool F16, int P, int NB, bool Clip>
 void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
   constexpr uint32_t V = kVecsPerBlock<A>;
   Vec<A> acc[P][NB * V];
@@ -186,9 +194,18 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
   const size_t cin = a.cin;
   const size_t block_stride = size_t{a.kh} * a.kw * cin * kChannelBlock;
   const int64_t row_step = int64_t{a.in_w} * a.cin;
+  const int64_t sw = a.stride_w;
   for (uint32_t ky = t.ky0; ky < t.ky1; ++ky) {
     for (uint32_t kx = t.kx0; kx < t.kx1; ++kx) {
-      const float* xp = a.x + (t.in_origin + ky * row_step + int64_t{kx} * a.cin);
+      // The tile's pixels [p_lo, p_hi) read this tap inside the image.
+      int64_t p_lo = 0, p_hi = P;
+      if constexpr (Clip) {
+        const int64_t left = -(t.ix0 + kx), right = int64_t{a.in_w} - 1 - (t.ix0 + kx);
+        p_lo = left > 0 ? (left + sw - 1) / sw : 0;
+        p_hi = right < 0 ? 0 : min_i64(right / sw + 1, P);
+        if (p_lo >= p_hi) continue;
+      }
+      const int64_t tap = t.in_origin + ky * row_step + int64_t{kx} * a.cin;
       size_t w_tap = ((size_t{block0} * a.kh + ky) * a.kw + kx) * cin * kChannelBlock;
       for (size_t c = 0; c < cin; ++c) {
         Vec<A> w[NB * V];
@@ -201,7 +218,8 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
           for (uint32_t j = 0; j < NB * V; ++j) w[j] *= s;
         }
         for (int p = 0; p < P; ++p) {
-          Vec<A> in(xp[p * t.in_step + static_cast<int64_t>(c)]);
+          if (Clip && (p < p_lo || p >= p_hi)) continue;
+          Vec<A> in(a.x[tap + p * t.in_step + static_cast<int64_t>(c)]);
           for (uint32_t j = 0; j < NB * V; ++j) acc[p][j] = multiply_add<A>(in, w[j], acc[p][j]);
         }
       }
@@ -224,26 +242,25 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
 }
 
 // `count` (1..P) pixels: the tile of exactly that width.
-template <class A, bool F16, int P, int NB>
+template <class A, bool F16, int P, int NB, bool Clip>
 void conv_pixels(const ConvArgs& a, const ConvTile& t, uint32_t block0, uint32_t count) {
   if constexpr (P > 1) {
-    if (count < P) return conv_pixels<A, F16, P - 1, NB>(a, t, block0, count);
+    if (count < P) return conv_pixels<A, F16, P - 1, NB, Clip>(a, t, block0, count);
   }
-  conv_tile<A, F16, P, NB>(a, t, block0);
+  conv_tile<A, F16, P, NB, Clip>(a, t, block0);
 }
 
-// `blocks` (1..NB) channel blocks from block0, `count` pixels.
-template <class A, bool F16, int NB>
+// `blocks` (1..NB) channel blocks from block0, `count` (1..conv_tile_pixels(blocks)) pixels.
+template <class A, bool F16, int NB, bool Clip>
 void conv_blocks(const ConvArgs& a, const ConvTile& t, uint32_t block0, uint32_t blocks, uint32_t count) {
   if constexpr (NB > 1) {
-    if (blocks < NB) return conv_blocks<A, F16, NB - 1>(a, t, block0, blocks, count);
+    if (blocks < NB) return conv_blocks<A, F16, NB - 1, Clip>(a, t, block0, blocks, count);
   }
-  conv_pixels<A, F16, ConvTileShape<A>::kPixels, NB>(a, t, block0, count);
+  conv_pixels<A, F16, static_cast<int>(conv_tile_pixels<A>(NB)), NB, Clip>(a, t, block0, count);
 }
 
 template <class A, bool F16>
 void conv2d_typed(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
-  constexpr uint32_t P = ConvTileShape<A>::kPixels;
   constexpr uint32_t NB = ConvTileShape<A>::kBlocks;
   const uint32_t blocks = (a.cout + kChannelBlock - 1) / kChannelBlock;
 
@@ -253,47 +270,42 @@ void conv2d_typed(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
     // A GEMM over the rows' pixels (contiguous in NHWC): chunks of pixels whose inputs stay in L1 while every
     // channel block sweeps them.
     size_t begin = size_t{row_begin} * a.out_w, end = size_t{row_end} * a.out_w;
+    constexpr uint32_t P = conv_tile_pixels<A>(NB);
     size_t chunk = (kPointwiseChunkBytes / (size_t{a.cin} * sizeof(float)) / P + 1) * P;
     for (size_t c0 = begin; c0 < end; c0 += chunk) {
       size_t c1 = c0 + chunk < end ? c0 + chunk : end;
-      for (uint32_t b = 0; b < blocks; b += NB)
-        for (size_t p = c0; p < c1; p += P) {
-          ConvTile t{static_cast<int64_t>(p * a.cin), a.cin, 0, 1, 0, 1, p * a.cout};
-          conv_blocks<A, F16, NB>(a, t, b, min_u32(NB, blocks - b), static_cast<uint32_t>(c1 - p < P ? c1 - p : P));
+      for (uint32_t b = 0; b < blocks; b += NB) {
+        const uint32_t nb = min_u32(NB, blocks - b), pixels = conv_tile_pixels<A>(nb);
+        for (size_t p = c0; p < c1; p += pixels) {
+          ConvTile t{static_cast<int64_t>(p * a.cin), a.cin, 0, 1, 0, 1, p * a.cout, 0};
+          conv_blocks<A, F16, NB, false>(a, t, b, nb, static_cast<uint32_t>(c1 - p < pixels ? c1 - p : pixels));
         }
+      }
     }
     return;
   }
 
-  // Direct convolution: interior output columns [ox_lo, ox_hi) read every kx tap inside the image and go through
-  // full-width tiles; the border columns go one pixel at a time with their tap range clipped.
+  // Direct convolution: tiles of whole rows' pixels. Tiles inside the interior columns [ox_lo, ox_hi) read every
+  // kx tap inside the image; the tiles that reach a border column clip their taps per pixel.
   const int64_t sw = a.stride_w, pl = a.pad_left;
-  int64_t ox_lo = (pl + sw - 1) / sw;
+  int64_t ox_lo = min_i64((pl + sw - 1) / sw, a.out_w);
   int64_t ox_hi = int64_t{a.in_w} + pl >= a.kw ? (int64_t{a.in_w} + pl - a.kw) / sw + 1 : 0;
   ox_hi = min_i64(ox_hi, a.out_w);
-  ox_lo = min_i64(ox_lo, a.out_w);
-  if (ox_hi < ox_lo) ox_hi = ox_lo;
 
   for (uint32_t oy = row_begin; oy < row_end; ++oy) {
     int64_t iy = int64_t{oy} * a.stride_h - a.pad_top;
     uint32_t ky0 = static_cast<uint32_t>(min_i64(max_i64(0, -iy), a.kh));
     uint32_t ky1 = static_cast<uint32_t>(max_i64(min_i64(a.kh, int64_t{a.in_h} - iy), ky0));
     size_t row_out = size_t{oy} * a.out_w * a.cout;
-    auto border_pixel = [&](uint32_t b, uint32_t ox) {
-      int64_t ix = int64_t{ox} * sw - pl;
-      uint32_t kx0 = static_cast<uint32_t>(min_i64(max_i64(0, -ix), a.kw));
-      uint32_t kx1 = static_cast<uint32_t>(max_i64(min_i64(a.kw, int64_t{a.in_w} - ix), kx0));
-      ConvTile t{(iy * a.in_w + ix) * a.cin, 0, ky0, ky1, kx0, kx1, row_out + size_t{ox} * a.cout};
-      conv_blocks<A, F16, NB>(a, t, b, min_u32(NB, blocks - b), 1);
-    };
     for (uint32_t b = 0; b < blocks; b += NB) {
-      for (int64_t ox = 0; ox < ox_lo; ++ox) border_pixel(b, static_cast<uint32_t>(ox));
-      for (int64_t ox = ox_lo; ox < ox_hi; ox += P) {
+      const uint32_t nb = min_u32(NB, blocks - b), pixels = conv_tile_pixels<A>(nb);
+      for (int64_t ox = 0; ox < a.out_w; ox += pixels) {
+        const uint32_t count = static_cast<uint32_t>(min_i64(pixels, a.out_w - ox));
         ConvTile t{(iy * a.in_w + ox * sw - pl) * a.cin, sw * a.cin, ky0, ky1, 0, a.kw,
-                   row_out + size_t(ox) * a.cout};
-        conv_blocks<A, F16, NB>(a, t, b, min_u32(NB, blocks - b), static_cast<uint32_t>(min_i64(P, ox_hi - ox)));
+                   row_out + size_t(ox) * a.cout, ox * sw - pl};
+        if (ox >= ox_lo && ox + count <= ox_hi) conv_blocks<A, F16, NB, false>(a, t, b, nb, count);
+        else conv_blocks<A, F16, NB, true>(a, t, b, nb, count);
       }
-      for (int64_t ox = ox_hi; ox < a.out_w; ++ox) border_pixel(b, static_cast<uint32_t>(ox));
     }
   }
 }

@@ -1,10 +1,10 @@
-#include "bench/cli.h"
+#include "apps/cli.h"
 
 #include <charconv>
 
 #include "engine/error.h"
 
-namespace effcam::bench {
+namespace effcam::cli {
 
 uint32_t parse_count(const std::string& option, const std::string& text, uint32_t min, uint32_t max) {
   uint32_t value = 0;
@@ -16,4 +16,4 @@ uint32_t parse_count(const std::string& option, const std::string& text, uint32_
   return value;
 }
 
-}  // namespace effcam::bench
+}  // namespace effcam::cli
