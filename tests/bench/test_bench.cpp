@@ -5,7 +5,7 @@
 #include <numeric>
 #include <vector>
 
-#include "bench/cli.h"
+#include "apps/cli.h"
 #include "bench/fma_peak.h"
 #include "bench/profile.h"
 #include "bench/stats.h"
@@ -145,11 +145,11 @@ TEST_CASE("the FMA peak is measured with the widest vectors present") {
 }
 
 TEST_CASE("bench arguments: whole numbers in range or a message naming the option") {
-  CHECK(effcam::bench::parse_count("--iters", "12", 1, 100) == 12);
-  CHECK(effcam::bench::parse_count("--warmup", "0", 0, 100) == 0);
+  CHECK(effcam::cli::parse_count("--iters", "12", 1, 100) == 12);
+  CHECK(effcam::cli::parse_count("--warmup", "0", 0, 100) == 0);
   for (const char* bad : {"0", "101", "-1", "1.5", "", "12x", "99999999999"}) {
     CAPTURE(bad);
-    CHECK_THROWS_WITH_AS(effcam::bench::parse_count("--iters", bad, 1, 100),
+    CHECK_THROWS_WITH_AS(effcam::cli::parse_count("--iters", bad, 1, 100),
                          doctest::Contains("--iters wants a whole number from 1 to 100"), effcam::Error);
   }
 }
