@@ -65,6 +65,7 @@ def check_real_files():
     folder = t.shared_path("fixtures/keras-real")
     present = sorted(f for f in os.listdir(folder) if f.endswith((".keras", ".h5")))
     t.check(present == sorted(REAL_FILES), f"the 12 genuine files are all pinned ({len(present)} present)")
+    os.makedirs(os.path.join(t.TESTDATA, "effcam"), exist_ok=True)
     for name, needles in REAL_FILES.items():
         out = os.path.join(t.TESTDATA, "effcam", f"real_{name}.effcam")
         result = t.run([t.CONVERT, os.path.join(folder, name), out], expect_ok=False)
