@@ -100,9 +100,32 @@ void store_partial(float* p, const Vec<A>& v, uint32_t count) {
   for (uint32_t i = 0; i < count; ++i) p[i] = part[i];
 }
 
+// e^x to a few ulp (Cephes' expf polynomial on x - n ln2) with none of xsimd::exp's special-case selects. Like
+// std::exp it overflows to +inf past ~88.72 and underflows through the denormals to 0: 2^n is applied as two
+// normal powers of two, which covers n in [-150, 128].
+template <class A>
+Vec<A> exp_fast(const Vec<A>& x) {
+  using Int = xsimd::batch<int32_t, A>;
+  const Vec<A> clamped = xsimd::min(xsimd::max(x, Vec<A>(-104.0f)), Vec<A>(89.0f));
+  const Vec<A> n = xsimd::nearbyint(clamped * Vec<A>(1.44269504088896341f));
+  Vec<A> r = multiply_add<A>(n, Vec<A>(-0.693359375f), clamped);  // ln 2 in two parts, the first exact
+  r = multiply_add<A>(n, Vec<A>(2.12194440e-4f), r);
+  Vec<A> poly(1.9875691500e-4f);
+  poly = multiply_add<A>(poly, r, Vec<A>(1.3981999507e-3f));
+  poly = multiply_add<A>(poly, r, Vec<A>(8.3334519073e-3f));
+  poly = multiply_add<A>(poly, r, Vec<A>(4.1665795894e-2f));
+  poly = multiply_add<A>(poly, r, Vec<A>(1.6666665459e-1f));
+  poly = multiply_add<A>(poly, r, Vec<A>(5.0000001201e-1f));
+  poly = multiply_add<A>(poly, r * r, r + Vec<A>(1.0f));
+  const Int k = xsimd::to_int(n);
+  const Int half = k >> 1;
+  auto power_of_two = [](const Int& e) { return xsimd::bitwise_cast<Vec<A>>((e + Int(127)) << 23); };
+  return poly * power_of_two(half) * power_of_two(k - half);
+}
+
 template <class A>
 Vec<A> sigmoid(const Vec<A>& x) {
-  return Vec<A>(1.0f) / (Vec<A>(1.0f) + xsimd::exp(-x));
+  return Vec<A>(1.0f) / (Vec<A>(1.0f) + exp_fast<A>(-x));
 }
 
 template <class A>
@@ -115,7 +138,7 @@ template <class A, Activation Act>
 Vec<A> activate(const Vec<A>& x, float act_max) {
   if constexpr (Act == Activation::Relu) return xsimd::min(xsimd::max(x, Vec<A>(0.0f)), Vec<A>(act_max));
   else if constexpr (Act == Activation::Sigmoid) return sigmoid<A>(x);
-  else if constexpr (Act == Activation::Swish) return x * sigmoid<A>(x);
+  else if constexpr (Act == Activation::Swish) return x / (Vec<A>(1.0f) + exp_fast<A>(-x));
   else if constexpr (Act == Activation::HardSigmoid) return relu6<A>(x + Vec<A>(3.0f)) / Vec<A>(6.0f);
   else if constexpr (Act == Activation::HardSigmoidKeras2)
     return xsimd::min(xsimd::max(multiply_add<A>(x, Vec<A>(0.2f), Vec<A>(0.5f)), Vec<A>(0.0f)), Vec<A>(1.0f));
