@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "ops/kernels.h"
+
 namespace effcam {
 
 using format::kNone;
@@ -10,6 +12,11 @@ using format::OpKind;
 
 uint64_t op_scratch_floats(const format::Op& op, const OpGeometry& geometry, uint32_t threads) {
   switch (op.kind) {
+    case OpKind::Conv:
+      // Winograd: the transformed weights, shared, and each worker's tiles.
+      if (!ops::conv2d_winograd(op.kernel_h, op.kernel_w, op.stride_h, op.stride_w)) return 0;
+      return ops::winograd_weight_floats(geometry.input.c, geometry.output.c) +
+             uint64_t{threads} * ops::winograd_scratch_floats(geometry.input.c);
     case OpKind::Depthwise:
       // Squeeze-excite sums: one buffer per worker when several threads split the rows.
       return op.outputs[1] != kNone && threads > 1 ? uint64_t{threads} * geometry.output.c : 0;

@@ -164,7 +164,20 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.residual = residual;
       a.act = act;
       a.act_max = op.act_max;
-      pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::conv2d(a, b, e); });
+      if (!ops::conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
+        pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::conv2d(a, b, e); });
+        break;
+      }
+      // Scratch (memory_plan.cpp): the transformed weights, then one work area per worker.
+      float* u = reinterpret_cast<float*>(reinterpret_cast<char*>(arena_.get()) + plan_.scratch_offset[index]);
+      ops::winograd_transform_weights(a, u);
+      a.winograd_weights = u;
+      float* work = u + ops::winograd_weight_floats(a.cin, a.cout);
+      pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t worker) {
+        ops::ConvArgs mine = a;
+        mine.winograd_scratch = work + worker * ops::winograd_scratch_floats(a.cin);
+        ops::conv2d(mine, b, e);
+      });
       break;
     }
     case OpKind::Depthwise: {

@@ -87,6 +87,7 @@ Vec<A> load_weights(const void* data, size_t index) {
 template <class A>
 Vec<A> load_partial(const float* p, uint32_t count) {
   if (count == kLanes<A>) return Vec<A>::load_unaligned(p);
+  if constexpr (std::is_same_v<A, xsimd::avx512bw>) return _mm512_maskz_loadu_ps(__mmask16((1u << count) - 1), p);
   alignas(64) float part[kLanes<A>] = {};
   for (uint32_t i = 0; i < count; ++i) part[i] = p[i];
   return Vec<A>::load_aligned(part);
@@ -95,6 +96,7 @@ Vec<A> load_partial(const float* p, uint32_t count) {
 template <class A>
 void store_partial(float* p, const Vec<A>& v, uint32_t count) {
   if (count == kLanes<A>) return v.store_unaligned(p);
+  if constexpr (std::is_same_v<A, xsimd::avx512bw>) return _mm512_mask_storeu_ps(p, __mmask16((1u << count) - 1), v);
   alignas(64) float part[kLanes<A>];
   v.store_aligned(part);
   for (uint32_t i = 0; i < count; ++i) p[i] = part[i];
@@ -337,6 +339,145 @@ template <class A>
 void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   if (a.kernel.fp16) return conv2d_typed<A, true>(a, row_begin, row_end);
   conv2d_typed<A, false>(a, row_begin, row_end);
+}
+
+// ---- Winograd F(2x2, 3x3) ----------------------------------------------------------------------------------
+// Y = A^T [ (G g G^T) . (B^T d B) ] A on 4x4 input tiles d giving 2x2 outputs, vectorized over channels. The 16
+// elementwise products summed over cin are 16 small GEMMs (tiles x cin -> channels), run by the dense conv tile.
+
+// The 1-D transforms, each applied to rows and then to columns of a 4x4 (or 3x3 -> 4x4) tile.
+template <class A>
+void winograd_input_1d(const Vec<A>& d0, const Vec<A>& d1, const Vec<A>& d2, const Vec<A>& d3, Vec<A>* out,
+                       size_t stride) {  // B^T d
+  out[0] = d0 - d2;
+  out[stride] = d1 + d2;
+  out[2 * stride] = d2 - d1;
+  out[3 * stride] = d1 - d3;
+}
+
+template <class A>
+void winograd_kernel_1d(const Vec<A>& g0, const Vec<A>& g1, const Vec<A>& g2, Vec<A>* out, size_t stride) {  // G g
+  const Vec<A> half(0.5f), even = (g0 + g2) * half, odd = g1 * half;
+  out[0] = g0;
+  out[stride] = even + odd;
+  out[2 * stride] = even - odd;
+  out[3 * stride] = g2;
+}
+
+template <class A, bool F16>
+void winograd_transform_weights_typed(const ConvArgs& a, float* u) {
+  const uint32_t blocks = (a.cout + kChannelBlock - 1) / kChannelBlock;
+  for (uint32_t b = 0; b < blocks; ++b)
+    for (uint32_t c = 0; c < a.cin; ++c)
+      for (uint32_t v = 0; v < kVecsPerBlock<A>; ++v) {
+        auto tap = [&](uint32_t ky, uint32_t kx) {
+          return load_weights<A, F16>(a.kernel.data,
+                                      ((size_t{b} * 3 + ky) * 3 + kx) * a.cin * kChannelBlock + size_t{c} * kChannelBlock +
+                                          v * kLanes<A>);
+        };
+        Vec<A> rows[4][3], t[4][4];  // rows = G g (4 x 3), t = rows G^T
+        for (uint32_t kx = 0; kx < 3; ++kx) winograd_kernel_1d<A>(tap(0, kx), tap(1, kx), tap(2, kx), &rows[0][kx], 3);
+        for (uint32_t i = 0; i < 4; ++i) winograd_kernel_1d<A>(rows[i][0], rows[i][1], rows[i][2], &t[i][0], 1);
+        for (uint32_t xi = 0; xi < 16; ++xi)
+          t[xi / 4][xi % 4].store_unaligned(
+              u + ((size_t{xi} * blocks + b) * a.cin + c) * kChannelBlock + v * kLanes<A>);
+      }
+}
+
+template <class A>
+void winograd_transform_weights(const ConvArgs& a, float* u) {
+  if (a.kernel.fp16) return winograd_transform_weights_typed<A, true>(a, u);
+  winograd_transform_weights_typed<A, false>(a, u);
+}
+
+template <class A>
+void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
+  constexpr uint32_t L = kLanes<A>, T = kWinogradTiles, NB = ConvTileShape<A>::kBlocks;
+  constexpr uint32_t kGroupBlocks = kWinogradChannels / kChannelBlock;
+  const size_t ld = round_up_to_block(a.cin);  // floats per tile in v
+  const uint32_t blocks = (a.cout + kChannelBlock - 1) / kChannelBlock;
+  const uint32_t tiles_w = (a.out_w + 1) / 2;
+  float* const v = a.winograd_scratch;                // [16][T][ld]: B^T d B per tile
+  float* const m = v + size_t{16} * T * ld;           // [16][T][group width]: sum over cin of U . V
+  const float* const x = a.x;
+
+  for (uint32_t ty = row_begin / 2; 2 * ty < row_end; ++ty) {
+    const int64_t iy0 = int64_t{2} * ty - a.pad_top;
+    for (uint32_t tx0 = 0; tx0 < tiles_w; tx0 += T) {
+      const uint32_t nt = min_u32(T, tiles_w - tx0);
+      // Input transform of nt tiles; positions outside the image read 0, lanes past cin stay 0.
+      for (uint32_t t = 0; t < nt; ++t) {
+        const int64_t ix0 = int64_t{2} * (tx0 + t) - a.pad_left;
+        for (uint32_t c = 0; c < a.cin; c += L) {
+          const uint32_t n = min_u32(L, a.cin - c);
+          const Vec<A> scale = a.input_scale ? load_partial<A>(a.input_scale + c, n) : Vec<A>(1.0f);
+          Vec<A> rows[4][4], out[4][4];
+          for (uint32_t i = 0; i < 4; ++i) {
+            Vec<A> d[4];
+            for (uint32_t j = 0; j < 4; ++j) {
+              const int64_t iy = iy0 + i, ix = ix0 + j;
+              const bool inside = iy >= 0 && iy < a.in_h && ix >= 0 && ix < a.in_w;
+              d[j] = inside ? load_partial<A>(x + (iy * a.in_w + ix) * a.cin + c, n) * scale : Vec<A>(0.0f);
+            }
+            winograd_input_1d<A>(d[0], d[1], d[2], d[3], &rows[i][0], 1);  // d B, row i
+          }
+          for (uint32_t j = 0; j < 4; ++j) winograd_input_1d<A>(rows[0][j], rows[1][j], rows[2][j], rows[3][j], &out[0][j], 4);
+          for (uint32_t xi = 0; xi < 16; ++xi) out[xi / 4][xi % 4].store_unaligned(v + (size_t{xi} * T + t) * ld + c);
+        }
+      }
+
+      for (uint32_t g0 = 0; g0 < blocks; g0 += kGroupBlocks) {
+        const uint32_t gb = min_u32(kGroupBlocks, blocks - g0);
+        const uint32_t gw = min_u32(kWinogradChannels, a.cout - g0 * kChannelBlock);
+        // The 16 GEMMs: m[xi] (nt x gw) = v[xi] (nt x cin) . u[xi] (cin x gw), as 1x1 convs over the tiles.
+        for (uint32_t xi = 0; xi < 16; ++xi) {
+          ConvArgs gemm;
+          gemm.x = v + size_t{xi} * T * ld;
+          gemm.in_h = gemm.out_h = 1;
+          gemm.in_w = gemm.out_w = nt;
+          gemm.cin = a.cin;
+          gemm.y = m + size_t{xi} * T * gw;
+          gemm.cout = gw;
+          gemm.kernel = {a.winograd_weights + (size_t{xi} * blocks + g0) * a.cin * kChannelBlock, false};
+          for (uint32_t b = 0; b < gb; b += NB) {
+            const uint32_t nb = min_u32(NB, gb - b), pixels = conv_tile_pixels<A>(nb);
+            for (uint32_t p = 0; p < nt; p += pixels) {
+              ConvTile tile{int64_t{p} * static_cast<int64_t>(ld), static_cast<int64_t>(ld), 0, 1, 0, 1, size_t{p} * gw, 0};
+              conv_blocks<A, false, NB, false>(gemm, tile, b, nb, min_u32(pixels, nt - p));
+            }
+          }
+        }
+        // Output transform A^T m A, bias, activation, residual; rows outside [row_begin, row_end) are not written.
+        with_activation(a.act, [&](auto tag) {
+          for (uint32_t t = 0; t < nt; ++t) {
+            const uint32_t ox = 2 * (tx0 + t);
+            for (uint32_t ol = 0; ol < gw; ol += L) {
+              const uint32_t n = min_u32(L, gw - ol), o = g0 * kChannelBlock + ol;
+              Vec<A> s[2][4];
+              for (uint32_t j = 0; j < 4; ++j) {
+                Vec<A> col[4];
+                for (uint32_t i = 0; i < 4; ++i) col[i] = load_partial<A>(m + (size_t{i * 4 + j} * T + t) * gw + ol, n);
+                s[0][j] = col[0] + col[1] + col[2];
+                s[1][j] = col[1] - col[2] - col[3];
+              }
+              const Vec<A> bias = a.bias ? load_partial<A>(a.bias + o, n) : Vec<A>(0.0f);
+              for (uint32_t r = 0; r < 2; ++r) {
+                const uint32_t oy = 2 * ty + r;
+                if (oy < row_begin || oy >= row_end) continue;
+                const Vec<A> pair[2] = {s[r][0] + s[r][1] + s[r][2], s[r][1] - s[r][2] - s[r][3]};
+                for (uint32_t k = 0; k < 2 && ox + k < a.out_w; ++k) {
+                  const size_t at = (size_t{oy} * a.out_w + ox + k) * a.cout + o;
+                  Vec<A> y = activate<A, decltype(tag)::value>(pair[k] + bias, a.act_max);
+                  if (a.residual) y += load_partial<A>(a.residual + at, n);
+                  store_partial<A>(a.y + at, y, n);
+                }
+              }
+            }
+          }
+        });
+      }
+    }
+  }
 }
 
 // ---- depthwise convolution ---------------------------------------------------------------------------------
@@ -619,7 +760,7 @@ void avg_pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end) {
 
 template <class A>
 constexpr KernelTable make_kernel_table() {
-  return {conv2d<A>,   depthwise2d<A>, dense<A>,           channel_affine<A>, add<A>,
+  return {conv2d<A>,   winograd_conv2d<A>, winograd_transform_weights<A>, depthwise2d<A>, dense<A>,           channel_affine<A>, add<A>,
           multiply<A>, activate_range<A>, global_avg_pool<A>, max_pool2d<A>,     avg_pool2d<A>};
 }
 

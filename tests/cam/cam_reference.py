@@ -37,8 +37,8 @@ def eigen_projection(a):
     return -projection if correlation < 0 else projection
 
 
-def cam_maps(a, g):
-    """Every method's raw map, in float64, from pytorch_grad_cam/*.py with NCHW axes (2, 3) read as HWC (0, 1)."""
+def cam_maps(a, g, methods=METHODS):
+    """The methods' raw maps, in float64, from pytorch_grad_cam/*.py with NCHW axes (2, 3) read as HWC (0, 1)."""
     activation_sums = a.sum(axis=(0, 1))
     grads_power_2 = g ** 2
     grads_power_3 = grads_power_2 * g
@@ -46,14 +46,15 @@ def cam_maps(a, g):
     aij = np.where(g != 0, aij, 0)
     plus_plus_weights = (np.maximum(g, 0) * aij).sum(axis=(0, 1))
     xgrad_weights = (g * a / (activation_sums + 1e-7)).sum(axis=(0, 1))
-    return {
-        "gradcam": (g.mean(axis=(0, 1)) * a).sum(axis=-1),
-        "gradcam++": (plus_plus_weights * a).sum(axis=-1),
-        "hirescam": (g * a).sum(axis=-1),
-        "xgradcam": (xgrad_weights * a).sum(axis=-1),
-        "layercam": (np.maximum(g, 0) * a).sum(axis=-1),
-        "eigencam": eigen_projection(a).reshape(a.shape[:2]),
+    maps = {
+        "gradcam": lambda: (g.mean(axis=(0, 1)) * a).sum(axis=-1),
+        "gradcam++": lambda: (plus_plus_weights * a).sum(axis=-1),
+        "hirescam": lambda: (g * a).sum(axis=-1),
+        "xgradcam": lambda: (xgrad_weights * a).sum(axis=-1),
+        "layercam": lambda: (np.maximum(g, 0) * a).sum(axis=-1),
+        "eigencam": lambda: eigen_projection(a).reshape(a.shape[:2]),
     }
+    return {method: maps[method]() for method in methods}
 
 
 def swish(x):

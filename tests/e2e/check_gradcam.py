@@ -32,10 +32,10 @@ def sensitivity(method, a, g, noise, draws=5):
     map over its max, max change of the normalized map). Grad-CAM++'s weights g^2 / (2 g^2 + sum(A) g^3) have a
     pole where sum(A) g = -2; near it no finite-precision computation can agree with float64."""
     rng = np.random.default_rng(0)
-    base = cam_maps(a, g)[method]
+    base = cam_maps(a, g, [method])[method]
     raw = normalized_change = 0.0
     for _ in range(draws):
-        moved = cam_maps(a, g * (1 + noise * rng.standard_normal(g.shape)))[method]
+        moved = cam_maps(a, g * (1 + noise * rng.standard_normal(g.shape)), [method])[method]
         raw = max(raw, np.abs(moved - base).max() / np.abs(base).max())
         normalized_change = max(normalized_change, np.abs(normalized(moved) - normalized(base)).max())
     return raw, normalized_change
@@ -65,7 +65,7 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
                         shape = grad["activation"]["shape"]
                         a = np.array(grad["activation"]["values"], dtype=np.float64).reshape(shape)
                         g = np.array(grad["gradient"]["values"], dtype=np.float64).reshape(shape)
-                        want = cam_maps(a, g)[method]
+                        want = cam_maps(a, g, [method])[method]
                         cam = mine["cam"]
                         got = np.array(cam["raw"], dtype=np.float64).reshape(cam["height"], cam["width"])
                         t.check(cam["class_index"] == grad["class"],
@@ -76,7 +76,8 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
                         scale = np.abs(want).max()
                         if dtype == "fp32":
                             err = np.abs(got - want).max() / scale
-                            moves, _ = sensitivity(method, a, g, 1e-5)  # fp32's own gradient precision
+                            # Only a miss is checked for ill-conditioning (fp32's own gradient precision: 1e-5).
+                            moves = sensitivity(method, a, g, 1e-5)[0] if err > FP32_RAW else 0.0
                             if moves > FP32_RAW:
                                 print(f"info {label}: max |delta raw| {err:.2e} not held: the reference map itself "
                                       f"moves {moves:.2e} under 1e-5 gradient noise")
@@ -85,7 +86,8 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
                         else:
                             pearson = np.corrcoef(got.ravel(), want.ravel())[0, 1]
                             delta = np.abs(np.array(cam["values"]).reshape(got.shape) - normalized(want)).max()
-                            _, noise = sensitivity(method, a, g, 1e-3)  # below fp16 weights' effect
+                            missed = pearson < FP16_PEARSON or delta > FP16_NORMALIZED
+                            noise = sensitivity(method, a, g, 1e-3)[1] if missed else 0.0  # below fp16's effect
                             if noise > FP16_NORMALIZED:
                                 print(f"info {label}: Pearson {pearson:.5f}, max |delta normalized| {delta:.4f} not "
                                       f"held: the reference map itself moves {noise:.3f} under 0.1% gradient noise")
