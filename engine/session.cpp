@@ -173,10 +173,11 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       ops::winograd_transform_weights(a, u);
       a.winograd_weights = u;
       float* work = u + ops::winograd_weight_floats(a.cin, a.cout);
-      pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t worker) {
+      // Split by pairs of rows: a range starting at an odd row would recompute its first 2x2 tile.
+      pool_.parallel_for((a.out_h + 1) / 2, [&](uint32_t b, uint32_t e, uint32_t worker) {
         ops::ConvArgs mine = a;
         mine.winograd_scratch = work + worker * ops::winograd_scratch_floats(a.cin);
-        ops::conv2d(mine, b, e);
+        ops::conv2d(mine, 2 * b, std::min(2 * e, a.out_h));
       });
       break;
     }

@@ -1,8 +1,28 @@
 #include "engine/thread_pool.h"
 
+#include <immintrin.h>
+
+#include <chrono>
+
 namespace effcam {
 
 namespace {
+
+// Polls `ready` for up to kPollTime before the caller falls back to sleeping; true when it became ready.
+constexpr std::chrono::microseconds kPollTime{50};
+
+template <class Ready>
+bool poll(const Ready& ready) {
+  const auto deadline = std::chrono::steady_clock::now() + kPollTime;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      _mm_pause();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return ready();
+  }
+}
+
 // Chunk k of `count` items split into `chunks` near-equal parts.
 void chunk_bounds(uint32_t count, uint32_t chunks, uint32_t k, uint32_t& begin, uint32_t& end) {
   begin = static_cast<uint32_t>(uint64_t{count} * k / chunks);
@@ -35,16 +55,18 @@ void ThreadPool::parallel_for(uint32_t count, const RangeFn& fn) {
     job_ = &fn;
     job_count_ = count;
     chunks_ = chunks;
-    pending_ = chunks - 1;
-    ++generation_;
+    pending_.store(chunks - 1);
+    generation_.fetch_add(1);
   }
   wake_.notify_all();
   uint32_t begin = 0, end = 0;
   chunk_bounds(count, chunks, 0, begin, end);
   fn(begin, end, 0);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [this] { return pending_ == 0; });
-  job_ = nullptr;
+  auto finished = [this] { return pending_.load() == 0; };
+  if (!poll(finished)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, finished);
+  }
 }
 
 void ThreadPool::worker_loop(uint32_t worker) {
@@ -52,11 +74,12 @@ void ThreadPool::worker_loop(uint32_t worker) {
   for (;;) {
     const RangeFn* job = nullptr;
     uint32_t count = 0, chunks = 0;
+    poll([&] { return generation_.load() != seen; });  // stopping_ is seen below, after at most kPollTime
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      wake_.wait(lock, [&] { return stopping_ || generation_.load() != seen; });
       if (stopping_) return;
-      seen = generation_;
+      seen = generation_.load();
       job = job_;
       count = job_count_;
       chunks = chunks_;
@@ -65,8 +88,10 @@ void ThreadPool::worker_loop(uint32_t worker) {
       uint32_t begin = 0, end = 0;
       chunk_bounds(count, chunks, worker, begin, end);
       (*job)(begin, end, worker);
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      if (pending_.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);  // the caller may be between its check and its wait
+        done_.notify_one();
+      }
     }
   }
 }

@@ -1,7 +1,10 @@
-// A small fixed pool: the caller plus (threads - 1) workers that sleep on a condition variable between jobs
-// (no spinning when idle). With one thread nothing is started and work runs inline.
+// A small fixed pool: the caller plus (threads - 1) workers. Between jobs a worker polls for the next one for a
+// few tens of microseconds (a forward pass starts its ops back to back, and a futex wake-up costs about as long
+// as a small op), then sleeps on a condition variable: an idle pool does not spin. The caller waits for the
+// workers the same way. With one thread nothing is started and work runs inline.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -35,8 +38,8 @@ class ThreadPool {
   const RangeFn* job_ = nullptr;
   uint32_t job_count_ = 0;
   uint32_t chunks_ = 0;
-  uint64_t generation_ = 0;
-  uint32_t pending_ = 0;
+  std::atomic<uint64_t> generation_{0};  // written under mutex_, polled without it
+  std::atomic<uint32_t> pending_{0};     // workers still running the current job
   bool stopping_ = false;
 };
 

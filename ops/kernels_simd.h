@@ -255,13 +255,18 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
   const uint32_t o0 = block0 * kChannelBlock;
   const uint32_t n = min_u32(NB * kChannelBlock, a.cout - o0);
   // (Constant trip counts here keep acc[][] in registers: clang spills the whole tile otherwise.)
+  size_t out = t.out_offset + o0;
+  if (a.act == Activation::Linear && !a.residual && !a.bias && n == NB * kChannelBlock) {  // nothing to finish
+    for (int p = 0; p < P; ++p)
+      for (uint32_t j = 0; j < NB * V; ++j) acc[p][j].store_unaligned(a.y + out + size_t(p) * a.cout + j * kLanes<A>);
+    return;
+  }
   alignas(64) float raw[P][NB * kChannelBlock];
   for (uint32_t j = 0; j < NB * V; ++j) {
     uint32_t o = o0 + j * kLanes<A>;
     Vec<A> bias = a.bias && o < a.cout ? load_partial<A>(a.bias + o, min_u32(kLanes<A>, a.cout - o)) : Vec<A>(0.0f);
     for (int p = 0; p < P; ++p) (acc[p][j] + bias).store_aligned(&raw[p][j * kLanes<A>]);
   }
-  size_t out = t.out_offset + o0;
   finish_rows<A>(&raw[0][0], NB * kChannelBlock, a.y + out, a.residual ? a.residual + out : nullptr, a.cout, P, n,
                  a.act, a.act_max);
 }
@@ -410,18 +415,21 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
         const int64_t ix0 = int64_t{2} * (tx0 + t) - a.pad_left;
         for (uint32_t c = 0; c < a.cin; c += L) {
           const uint32_t n = min_u32(L, a.cin - c);
-          const Vec<A> scale = a.input_scale ? load_partial<A>(a.input_scale + c, n) : Vec<A>(1.0f);
           Vec<A> rows[4][4], out[4][4];
           for (uint32_t i = 0; i < 4; ++i) {
             Vec<A> d[4];
             for (uint32_t j = 0; j < 4; ++j) {
               const int64_t iy = iy0 + i, ix = ix0 + j;
               const bool inside = iy >= 0 && iy < a.in_h && ix >= 0 && ix < a.in_w;
-              d[j] = inside ? load_partial<A>(x + (iy * a.in_w + ix) * a.cin + c, n) * scale : Vec<A>(0.0f);
+              d[j] = inside ? load_partial<A>(x + (iy * a.in_w + ix) * a.cin + c, n) : Vec<A>(0.0f);
             }
             winograd_input_1d<A>(d[0], d[1], d[2], d[3], &rows[i][0], 1);  // d B, row i
           }
           for (uint32_t j = 0; j < 4; ++j) winograd_input_1d<A>(rows[0][j], rows[1][j], rows[2][j], rows[3][j], &out[0][j], 4);
+          if (a.input_scale) {  // B^T (d s) B = (B^T d B) s: the scale is per channel
+            const Vec<A> scale = load_partial<A>(a.input_scale + c, n);
+            for (uint32_t xi = 0; xi < 16; ++xi) out[xi / 4][xi % 4] *= scale;
+          }
           for (uint32_t xi = 0; xi < 16; ++xi) out[xi / 4][xi % 4].store_unaligned(v + (size_t{xi} * T + t) * ld + c);
         }
       }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: install, build, run the suite; build again with AddressSanitizer + UndefinedBehaviorSanitizer and run
-# the suite again; then fuzz the .effcam loader for 60 s. Both builds share the generated test data.
+# the suite again; then fuzz the .effcam loader (60 s) and the Keras config path (30 s). Both builds share the
+# generated test data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -16,4 +17,4 @@ cmake --build build-sanitize -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-sanitize -j "$jobs" --output-on-failure
 
-scripts/fuzz-model-file.sh 60
+scripts/fuzz.sh 60
