@@ -9,6 +9,7 @@
 #include "engine/op_activation.h"
 #include "engine/resize.h"
 #include "ops/kernels.h"
+#include "ops/weight_layout.h"
 
 namespace effcam {
 
@@ -164,20 +165,28 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.residual = residual;
       a.act = act;
       a.act_max = op.act_max;
+      if (a.kh == 1 && a.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 && a.pad_left == 0 &&
+          a.in_h == a.out_h && a.in_w == a.out_w) {
+        // A pointwise conv is a GEMM over the pixels: as one column of them, threads split pixels, not rows.
+        a.in_h = a.out_h = pixels;
+        a.in_w = a.out_w = 1;
+      }
       if (!ops::conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
         pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::conv2d(a, b, e); });
         break;
       }
       // Scratch (memory_plan.cpp): the transformed weights, then one work area per worker.
       float* u = reinterpret_cast<float*>(reinterpret_cast<char*>(arena_.get()) + plan_.scratch_offset[index]);
-      ops::winograd_transform_weights(a, u);
+      pool_.parallel_for(ops::round_up_to_block(a.cout) / ops::kChannelBlock,
+                         [&](uint32_t b, uint32_t e, uint32_t) { ops::winograd_transform_weights(a, u, b, e); });
       a.winograd_weights = u;
       float* work = u + ops::winograd_weight_floats(a.cin, a.cout);
-      // Split by pairs of rows: a range starting at an odd row would recompute its first 2x2 tile.
-      pool_.parallel_for((a.out_h + 1) / 2, [&](uint32_t b, uint32_t e, uint32_t worker) {
+      // Split by rows of tiles: a range starting inside one would recompute that row of tiles.
+      constexpr uint32_t tile = ops::kWinogradTile;
+      pool_.parallel_for((a.out_h + tile - 1) / tile, [&](uint32_t b, uint32_t e, uint32_t worker) {
         ops::ConvArgs mine = a;
         mine.winograd_scratch = work + worker * ops::winograd_scratch_floats(a.cin);
-        ops::conv2d(mine, 2 * b, std::min(2 * e, a.out_h));
+        ops::conv2d(mine, tile * b, std::min(tile * e, a.out_h));
       });
       break;
     }

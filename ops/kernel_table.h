@@ -6,15 +6,16 @@
 
 namespace effcam::ops::detail {
 
-// Winograd F(2x2, 3x3) work layout, the same on every path (the engine sizes the scratch): tiles are taken
-// kWinogradTiles at a time along a tile row, and output channels kWinogradChannels at a time.
+// Winograd F(4x4, 3x3) work layout, the same on every path (the engine sizes the scratch): 36 transform positions;
+// tiles are taken kWinogradTiles at a time along a tile row, and output channels kWinogradChannels at a time.
+inline constexpr uint32_t kWinogradPositions = 36;
 inline constexpr uint32_t kWinogradTiles = 12;
 inline constexpr uint32_t kWinogradChannels = 64;
 
 struct KernelTable {
   void (*conv2d)(const ConvArgs&, uint32_t, uint32_t);
   void (*winograd_conv2d)(const ConvArgs&, uint32_t, uint32_t);
-  void (*winograd_transform_weights)(const ConvArgs&, float*);
+  void (*winograd_transform_weights)(const ConvArgs&, float*, uint32_t, uint32_t);
   void (*depthwise2d)(const DepthwiseArgs&, uint32_t, uint32_t);
   void (*dense)(const DenseArgs&, uint32_t, uint32_t);
   void (*channel_affine)(const ChannelAffineArgs&, uint32_t, uint32_t);

@@ -116,20 +116,24 @@ bool conv2d_winograd(uint32_t kh, uint32_t kw, uint32_t stride_h, uint32_t strid
   return kh == 3 && kw == 3 && stride_h == 1 && stride_w == 1;
 }
 
-size_t winograd_weight_floats(uint32_t cin, uint32_t cout) { return size_t{16} * cin * round_up_to_block(cout); }
+size_t winograd_weight_floats(uint32_t cin, uint32_t cout) {
+  return size_t{detail::kWinogradPositions} * cin * round_up_to_block(cout);
+}
 
 size_t winograd_scratch_floats(uint32_t cin) {
   // The transformed inputs of a run of tiles (cin padded to whole vectors) and their products for one group of
-  // output channels, each for the 16 positions of the 4x4 transform.
-  return size_t{16} * detail::kWinogradTiles * (round_up_to_block(cin) + detail::kWinogradChannels);
+  // output channels, each for the 36 positions of the 6x6 transform.
+  return size_t{detail::kWinogradPositions} * detail::kWinogradTiles *
+         (round_up_to_block(cin) + detail::kWinogradChannels);
 }
 
-void winograd_transform_weights(const ConvArgs& a, float* u) {
+void winograd_transform_weights(const ConvArgs& a, float* u, uint32_t block_begin, uint32_t block_end) {
   require(a.kernel.data && u, "winograd_transform_weights", "null tensor");
   require(a.cin > 0 && a.cout > 0, "winograd_transform_weights", "zero channels");
   require(conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w), "winograd_transform_weights",
           "only 3x3 stride-1 convs have a Winograd path");
-  kernels().winograd_transform_weights(a, u);
+  check_range("winograd_transform_weights", block_begin, block_end, round_up_to_block(a.cout) / kChannelBlock);
+  kernels().winograd_transform_weights(a, u, block_begin, block_end);
 }
 
 void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {

@@ -54,22 +54,26 @@ struct ConvArgs {
   const float* residual = nullptr;
   Activation act = Activation::Linear;
   float act_max = 0;  // Relu's upper clip
-  // Winograd F(2x2, 3x3), for the convs conv2d_winograd() accepts, when both are given: winograd_weights from
+  // Winograd F(4x4, 3x3), for the convs conv2d_winograd() accepts, when both are given: winograd_weights from
   // winograd_transform_weights() (shared by all threads), winograd_scratch of winograd_scratch_floats(cin) floats
-  // per thread. Any split of the rows gives the same bytes (tiles are anchored at even output rows); the results
-  // differ from the direct convolution by rounding only.
+  // per thread. Any split of the rows gives the same bytes (tiles are anchored at output rows 4k; a range that
+  // starts or ends inside a tile computes the whole tile); the results differ from the direct convolution by
+  // rounding only.
   const float* winograd_weights = nullptr;
   float* winograd_scratch = nullptr;
 };
 // Computes output rows [row_begin, row_end).
 void conv2d(const ConvArgs& args, uint32_t row_begin, uint32_t row_end);
 
+// Output rows (and columns) of one Winograd tile: row splits at multiples of it recompute no tile.
+inline constexpr uint32_t kWinogradTile = 4;
 // True for the convs the Winograd path computes: 3x3, stride 1.
 bool conv2d_winograd(uint32_t kh, uint32_t kw, uint32_t stride_h, uint32_t stride_w);
 size_t winograd_weight_floats(uint32_t cin, uint32_t cout);
 size_t winograd_scratch_floats(uint32_t cin);
-// Fills u (winograd_weight_floats(cin, cout) floats) with the transformed args.kernel: once per op and kernel.
-void winograd_transform_weights(const ConvArgs& args, float* u);
+// Fills u (winograd_weight_floats(cin, cout) floats) with the transformed args.kernel, for the output channel
+// blocks [block_begin, block_end) of 16 (threads may split them): once per op and kernel.
+void winograd_transform_weights(const ConvArgs& args, float* u, uint32_t block_begin, uint32_t block_end);
 
 // y = act(depthwise(x) + bias); output channel o reads input channel o / (cout / cin).
 // kernel: DepthwiseHWC {cout, kh, kw}. channel_sums (optional, cout floats): the call ADDS the per-channel sums

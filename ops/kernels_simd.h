@@ -51,6 +51,8 @@ struct ConvTileShape<xsimd::avx512bw> {  // 32 zmm registers: 24 accumulators + 
 // Inputs of a pointwise conv are swept in chunks of about this many bytes, so they stay in L1 while every
 // channel block passes over them (measured best on Zen 4 for 256 -> 1280 channels).
 inline constexpr size_t kPointwiseChunkBytes = 16384;
+// Room for one chunk of input-scaled pointwise inputs (on the stack): a chunk of up to P pixels of ~2700 channels.
+inline constexpr size_t kPointwiseStagedFloats = 16384;
 
 constexpr uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
 constexpr int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -256,9 +258,18 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
   const uint32_t n = min_u32(NB * kChannelBlock, a.cout - o0);
   // (Constant trip counts here keep acc[][] in registers: clang spills the whole tile otherwise.)
   size_t out = t.out_offset + o0;
-  if (a.act == Activation::Linear && !a.residual && !a.bias && n == NB * kChannelBlock) {  // nothing to finish
-    for (int p = 0; p < P; ++p)
-      for (uint32_t j = 0; j < NB * V; ++j) acc[p][j].store_unaligned(a.y + out + size_t(p) * a.cout + j * kLanes<A>);
+  if (n == NB * kChannelBlock) {  // whole blocks: the epilogue straight from the accumulators
+    with_activation(a.act, [&](auto tag) {
+      for (uint32_t j = 0; j < NB * V; ++j) {
+        const Vec<A> bias = a.bias ? Vec<A>::load_unaligned(a.bias + o0 + j * kLanes<A>) : Vec<A>(0.0f);
+        for (int p = 0; p < P; ++p) {
+          const size_t at = out + size_t(p) * a.cout + j * kLanes<A>;
+          Vec<A> v = activate<A, decltype(tag)::value>(acc[p][j] + bias, a.act_max);
+          if (a.residual) v += Vec<A>::load_unaligned(a.residual + at);
+          v.store_unaligned(a.y + at);
+        }
+      }
+    });
     return;
   }
   alignas(64) float raw[P][NB * kChannelBlock];
@@ -302,13 +313,29 @@ void conv2d_typed(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
     size_t begin = size_t{row_begin} * a.out_w, end = size_t{row_end} * a.out_w;
     constexpr uint32_t P = conv_tile_pixels<A>(NB);
     size_t chunk = (kPointwiseChunkBytes / (size_t{a.cin} * sizeof(float)) / P + 1) * P;
+    // An input scale (the squeeze-excite gate) is applied to each chunk's inputs once, here, rather than to the
+    // weights in every tile (NB x V multiplies per input channel); channels too many for `staged` keep the latter.
+    alignas(64) float staged[kPointwiseStagedFloats];
+    const bool stage = a.input_scale && chunk * a.cin <= kPointwiseStagedFloats;
+    ConvArgs chunk_args = a;
+    if (stage) chunk_args.x = staged, chunk_args.input_scale = nullptr;
     for (size_t c0 = begin; c0 < end; c0 += chunk) {
       size_t c1 = c0 + chunk < end ? c0 + chunk : end;
+      const size_t x0 = stage ? c0 : 0;  // first pixel of chunk_args.x
+      if (stage) {
+        for (size_t p = c0; p < c1; ++p)
+          for (uint32_t c = 0; c < a.cin; c += kLanes<A>) {
+            const uint32_t n = min_u32(kLanes<A>, a.cin - c);
+            store_partial<A>(staged + (p - c0) * a.cin + c,
+                             load_partial<A>(a.x + p * a.cin + c, n) * load_partial<A>(a.input_scale + c, n), n);
+          }
+      }
       for (uint32_t b = 0; b < blocks; b += NB) {
         const uint32_t nb = min_u32(NB, blocks - b), pixels = conv_tile_pixels<A>(nb);
         for (size_t p = c0; p < c1; p += pixels) {
-          ConvTile t{static_cast<int64_t>(p * a.cin), a.cin, 0, 1, 0, 1, p * a.cout, 0};
-          conv_blocks<A, F16, NB, false>(a, t, b, nb, static_cast<uint32_t>(c1 - p < pixels ? c1 - p : pixels));
+          ConvTile t{static_cast<int64_t>((p - x0) * a.cin), a.cin, 0, 1, 0, 1, p * a.cout, 0};
+          conv_blocks<A, F16, NB, false>(chunk_args, t, b, nb,
+                                         static_cast<uint32_t>(c1 - p < pixels ? c1 - p : pixels));
         }
       }
     }
@@ -346,138 +373,159 @@ void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   conv2d_typed<A, false>(a, row_begin, row_end);
 }
 
-// ---- Winograd F(2x2, 3x3) ----------------------------------------------------------------------------------
-// Y = A^T [ (G g G^T) . (B^T d B) ] A on 4x4 input tiles d giving 2x2 outputs, vectorized over channels. The 16
-// elementwise products summed over cin are 16 small GEMMs (tiles x cin -> channels), run by the dense conv tile.
+// ---- Winograd F(4x4, 3x3) ----------------------------------------------------------------------------------
+// Y = A^T [ (G g G^T) . (B^T d B) ] A on 6x6 input tiles d giving 4x4 outputs (interpolation points 0, +-1, +-2,
+// inf), vectorized over channels. The 36 elementwise products summed over cin are 36 small GEMMs (tiles x cin ->
+// channels), run by the dense conv tile.
+constexpr uint32_t kWinogradOut = kWinogradTile, kWinogradIn = kWinogradOut + 2;
+static_assert(kWinogradIn * kWinogradIn == kWinogradPositions);
 
-// The 1-D transforms, each applied to rows and then to columns of a 4x4 (or 3x3 -> 4x4) tile.
+// The 1-D transforms, applied to the rows and then to the columns of a tile; `stride` steps between outputs.
 template <class A>
-void winograd_input_1d(const Vec<A>& d0, const Vec<A>& d1, const Vec<A>& d2, const Vec<A>& d3, Vec<A>* out,
-                       size_t stride) {  // B^T d
-  out[0] = d0 - d2;
-  out[stride] = d1 + d2;
-  out[2 * stride] = d2 - d1;
-  out[3 * stride] = d1 - d3;
+void winograd_input_1d(const Vec<A>* d, size_t d_stride, Vec<A>* out, size_t stride) {  // B^T d
+  const Vec<A> d0 = d[0], d1 = d[d_stride], d2 = d[2 * d_stride], d3 = d[3 * d_stride], d4 = d[4 * d_stride],
+               d5 = d[5 * d_stride];
+  const Vec<A> four(4.0f), two(2.0f), minus_four(-4.0f), minus_five(-5.0f);
+  const Vec<A> p = multiply_add<A>(minus_four, d2, d4), q = multiply_add<A>(minus_four, d1, d3);
+  const Vec<A> r = d4 - d2, t = two * (d3 - d1);
+  out[0] = multiply_add<A>(four, d0, multiply_add<A>(minus_five, d2, d4));
+  out[stride] = p + q;
+  out[2 * stride] = p - q;
+  out[3 * stride] = r + t;
+  out[4 * stride] = r - t;
+  out[5 * stride] = multiply_add<A>(four, d1, multiply_add<A>(minus_five, d3, d5));
 }
 
 template <class A>
 void winograd_kernel_1d(const Vec<A>& g0, const Vec<A>& g1, const Vec<A>& g2, Vec<A>* out, size_t stride) {  // G g
-  const Vec<A> half(0.5f), even = (g0 + g2) * half, odd = g1 * half;
-  out[0] = g0;
-  out[stride] = even + odd;
-  out[2 * stride] = even - odd;
-  out[3 * stride] = g2;
+  const Vec<A> sum = g0 + g2;
+  const Vec<A> quarter_sum = multiply_add<A>(g0, Vec<A>(1.0f / 24), g2 * Vec<A>(1.0f / 6));
+  out[0] = g0 * Vec<A>(0.25f);
+  out[stride] = (sum + g1) * Vec<A>(-1.0f / 6);
+  out[2 * stride] = (sum - g1) * Vec<A>(-1.0f / 6);
+  out[3 * stride] = multiply_add<A>(g1, Vec<A>(1.0f / 12), quarter_sum);
+  out[4 * stride] = multiply_add<A>(g1, Vec<A>(-1.0f / 12), quarter_sum);
+  out[5 * stride] = g2;
+}
+
+template <class A>
+void winograd_output_1d(const Vec<A>* m, size_t m_stride, Vec<A>* out, size_t stride) {  // A^T m
+  const Vec<A> m1 = m[m_stride], m2 = m[2 * m_stride], m3 = m[3 * m_stride], m4 = m[4 * m_stride];
+  const Vec<A> sum12 = m1 + m2, diff12 = m1 - m2, sum34 = m3 + m4, diff34 = m3 - m4;
+  out[0] = m[0] + sum12 + sum34;
+  out[stride] = multiply_add<A>(Vec<A>(2.0f), diff34, diff12);
+  out[2 * stride] = multiply_add<A>(Vec<A>(4.0f), sum34, sum12);
+  out[3 * stride] = multiply_add<A>(Vec<A>(8.0f), diff34, diff12) + m[5 * m_stride];
 }
 
 template <class A, bool F16>
-void winograd_transform_weights_typed(const ConvArgs& a, float* u) {
+void winograd_transform_weights_typed(const ConvArgs& a, float* u, uint32_t block_begin, uint32_t block_end) {
   const uint32_t blocks = (a.cout + kChannelBlock - 1) / kChannelBlock;
-  for (uint32_t b = 0; b < blocks; ++b)
+  for (uint32_t b = block_begin; b < block_end; ++b)
     for (uint32_t c = 0; c < a.cin; ++c)
       for (uint32_t v = 0; v < kVecsPerBlock<A>; ++v) {
         auto tap = [&](uint32_t ky, uint32_t kx) {
-          return load_weights<A, F16>(a.kernel.data,
-                                      ((size_t{b} * 3 + ky) * 3 + kx) * a.cin * kChannelBlock + size_t{c} * kChannelBlock +
-                                          v * kLanes<A>);
+          return load_weights<A, F16>(a.kernel.data, ((size_t{b} * 3 + ky) * 3 + kx) * a.cin * kChannelBlock +
+                                                         size_t{c} * kChannelBlock + v * kLanes<A>);
         };
-        Vec<A> rows[4][3], t[4][4];  // rows = G g (4 x 3), t = rows G^T
+        Vec<A> rows[kWinogradIn][3], t[kWinogradIn][kWinogradIn];  // rows = G g, t = rows G^T
         for (uint32_t kx = 0; kx < 3; ++kx) winograd_kernel_1d<A>(tap(0, kx), tap(1, kx), tap(2, kx), &rows[0][kx], 3);
-        for (uint32_t i = 0; i < 4; ++i) winograd_kernel_1d<A>(rows[i][0], rows[i][1], rows[i][2], &t[i][0], 1);
-        for (uint32_t xi = 0; xi < 16; ++xi)
-          t[xi / 4][xi % 4].store_unaligned(
+        for (uint32_t i = 0; i < kWinogradIn; ++i)
+          winograd_kernel_1d<A>(rows[i][0], rows[i][1], rows[i][2], &t[i][0], 1);
+        for (uint32_t xi = 0; xi < kWinogradPositions; ++xi)
+          t[xi / kWinogradIn][xi % kWinogradIn].store_unaligned(
               u + ((size_t{xi} * blocks + b) * a.cin + c) * kChannelBlock + v * kLanes<A>);
       }
 }
 
 template <class A>
-void winograd_transform_weights(const ConvArgs& a, float* u) {
-  if (a.kernel.fp16) return winograd_transform_weights_typed<A, true>(a, u);
-  winograd_transform_weights_typed<A, false>(a, u);
+void winograd_transform_weights(const ConvArgs& a, float* u, uint32_t block_begin, uint32_t block_end) {
+  if (a.kernel.fp16) return winograd_transform_weights_typed<A, true>(a, u, block_begin, block_end);
+  winograd_transform_weights_typed<A, false>(a, u, block_begin, block_end);
 }
 
 template <class A>
 void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   constexpr uint32_t L = kLanes<A>, T = kWinogradTiles, NB = ConvTileShape<A>::kBlocks;
-  constexpr uint32_t kGroupBlocks = kWinogradChannels / kChannelBlock;
+  constexpr uint32_t N = kWinogradIn, R = kWinogradOut, kGroupBlocks = kWinogradChannels / kChannelBlock;
   const size_t ld = round_up_to_block(a.cin);  // floats per tile in v
   const uint32_t blocks = (a.cout + kChannelBlock - 1) / kChannelBlock;
-  const uint32_t tiles_w = (a.out_w + 1) / 2;
-  float* const v = a.winograd_scratch;                // [16][T][ld]: B^T d B per tile
-  float* const m = v + size_t{16} * T * ld;           // [16][T][group width]: sum over cin of U . V
+  const uint32_t tiles_w = (a.out_w + R - 1) / R;
+  float* const v = a.winograd_scratch;                         // [36][T][ld]: B^T d B per tile
+  float* const m = v + size_t{kWinogradPositions} * T * ld;    // [36][T][group blocks x 16]: sum over cin of U . V
   const float* const x = a.x;
 
-  for (uint32_t ty = row_begin / 2; 2 * ty < row_end; ++ty) {
-    const int64_t iy0 = int64_t{2} * ty - a.pad_top;
+  for (uint32_t ty = row_begin / R; R * ty < row_end; ++ty) {
+    const int64_t iy0 = int64_t{R} * ty - a.pad_top;
     for (uint32_t tx0 = 0; tx0 < tiles_w; tx0 += T) {
       const uint32_t nt = min_u32(T, tiles_w - tx0);
       // Input transform of nt tiles; positions outside the image read 0, lanes past cin stay 0.
       for (uint32_t t = 0; t < nt; ++t) {
-        const int64_t ix0 = int64_t{2} * (tx0 + t) - a.pad_left;
+        const int64_t ix0 = int64_t{R} * (tx0 + t) - a.pad_left;
         for (uint32_t c = 0; c < a.cin; c += L) {
           const uint32_t n = min_u32(L, a.cin - c);
-          Vec<A> rows[4][4], out[4][4];
-          for (uint32_t i = 0; i < 4; ++i) {
-            Vec<A> d[4];
-            for (uint32_t j = 0; j < 4; ++j) {
+          Vec<A> d[N][N], rows[N][N], out[N][N];
+          for (uint32_t i = 0; i < N; ++i)
+            for (uint32_t j = 0; j < N; ++j) {
               const int64_t iy = iy0 + i, ix = ix0 + j;
               const bool inside = iy >= 0 && iy < a.in_h && ix >= 0 && ix < a.in_w;
-              d[j] = inside ? load_partial<A>(x + (iy * a.in_w + ix) * a.cin + c, n) : Vec<A>(0.0f);
+              d[i][j] = inside ? load_partial<A>(x + (iy * a.in_w + ix) * a.cin + c, n) : Vec<A>(0.0f);
             }
-            winograd_input_1d<A>(d[0], d[1], d[2], d[3], &rows[i][0], 1);  // d B, row i
-          }
-          for (uint32_t j = 0; j < 4; ++j) winograd_input_1d<A>(rows[0][j], rows[1][j], rows[2][j], rows[3][j], &out[0][j], 4);
+          for (uint32_t i = 0; i < N; ++i) winograd_input_1d<A>(&d[i][0], 1, &rows[i][0], 1);  // d B, row i
+          for (uint32_t j = 0; j < N; ++j) winograd_input_1d<A>(&rows[0][j], N, &out[0][j], N);
           if (a.input_scale) {  // B^T (d s) B = (B^T d B) s: the scale is per channel
             const Vec<A> scale = load_partial<A>(a.input_scale + c, n);
-            for (uint32_t xi = 0; xi < 16; ++xi) out[xi / 4][xi % 4] *= scale;
+            for (uint32_t xi = 0; xi < kWinogradPositions; ++xi) out[xi / N][xi % N] *= scale;
           }
-          for (uint32_t xi = 0; xi < 16; ++xi) out[xi / 4][xi % 4].store_unaligned(v + (size_t{xi} * T + t) * ld + c);
+          for (uint32_t xi = 0; xi < kWinogradPositions; ++xi)
+            out[xi / N][xi % N].store_unaligned(v + (size_t{xi} * T + t) * ld + c);
         }
       }
 
       for (uint32_t g0 = 0; g0 < blocks; g0 += kGroupBlocks) {
         const uint32_t gb = min_u32(kGroupBlocks, blocks - g0);
         const uint32_t gw = min_u32(kWinogradChannels, a.cout - g0 * kChannelBlock);
-        // The 16 GEMMs: m[xi] (nt x gw) = v[xi] (nt x cin) . u[xi] (cin x gw), as 1x1 convs over the tiles.
-        for (uint32_t xi = 0; xi < 16; ++xi) {
+        const uint32_t ldm = gb * kChannelBlock;  // m rows hold whole blocks, so the GEMM tiles store directly
+        // The 36 GEMMs: m[xi] (nt x gw) = v[xi] (nt x cin) . u[xi] (cin x gw), as 1x1 convs over the tiles.
+        for (uint32_t xi = 0; xi < kWinogradPositions; ++xi) {
           ConvArgs gemm;
           gemm.x = v + size_t{xi} * T * ld;
           gemm.in_h = gemm.out_h = 1;
           gemm.in_w = gemm.out_w = nt;
           gemm.cin = a.cin;
-          gemm.y = m + size_t{xi} * T * gw;
-          gemm.cout = gw;
+          gemm.y = m + size_t{xi} * T * ldm;
+          gemm.cout = ldm;
           gemm.kernel = {a.winograd_weights + (size_t{xi} * blocks + g0) * a.cin * kChannelBlock, false};
           for (uint32_t b = 0; b < gb; b += NB) {
             const uint32_t nb = min_u32(NB, gb - b), pixels = conv_tile_pixels<A>(nb);
             for (uint32_t p = 0; p < nt; p += pixels) {
-              ConvTile tile{int64_t{p} * static_cast<int64_t>(ld), static_cast<int64_t>(ld), 0, 1, 0, 1, size_t{p} * gw, 0};
+              const int64_t row = static_cast<int64_t>(ld);
+              ConvTile tile{p * row, row, 0, 1, 0, 1, size_t{p} * ldm, 0};
               conv_blocks<A, false, NB, false>(gemm, tile, b, nb, min_u32(pixels, nt - p));
             }
           }
         }
-        // Output transform A^T m A, bias, activation, residual; rows outside [row_begin, row_end) are not written.
+        // Output transform A^T m A, bias, activation, residual; rows outside [row_begin, row_end) and columns past
+        // out_w are not written.
         with_activation(a.act, [&](auto tag) {
           for (uint32_t t = 0; t < nt; ++t) {
-            const uint32_t ox = 2 * (tx0 + t);
+            const uint32_t ox = R * (tx0 + t);
             for (uint32_t ol = 0; ol < gw; ol += L) {
               const uint32_t n = min_u32(L, gw - ol), o = g0 * kChannelBlock + ol;
-              Vec<A> s[2][4];
-              for (uint32_t j = 0; j < 4; ++j) {
-                Vec<A> col[4];
-                for (uint32_t i = 0; i < 4; ++i) col[i] = load_partial<A>(m + (size_t{i * 4 + j} * T + t) * gw + ol, n);
-                s[0][j] = col[0] + col[1] + col[2];
-                s[1][j] = col[1] - col[2] - col[3];
-              }
+              Vec<A> mt[N][N], s[R][N], y[R][R];
+              for (uint32_t xi = 0; xi < kWinogradPositions; ++xi)
+                mt[xi / N][xi % N] = load_partial<A>(m + (size_t{xi} * T + t) * ldm + ol, n);
+              for (uint32_t j = 0; j < N; ++j) winograd_output_1d<A>(&mt[0][j], N, &s[0][j], N);
+              for (uint32_t r = 0; r < R; ++r) winograd_output_1d<A>(&s[r][0], 1, &y[r][0], 1);
               const Vec<A> bias = a.bias ? load_partial<A>(a.bias + o, n) : Vec<A>(0.0f);
-              for (uint32_t r = 0; r < 2; ++r) {
-                const uint32_t oy = 2 * ty + r;
+              for (uint32_t r = 0; r < R; ++r) {
+                const uint32_t oy = R * ty + r;
                 if (oy < row_begin || oy >= row_end) continue;
-                const Vec<A> pair[2] = {s[r][0] + s[r][1] + s[r][2], s[r][1] - s[r][2] - s[r][3]};
-                for (uint32_t k = 0; k < 2 && ox + k < a.out_w; ++k) {
+                for (uint32_t k = 0; k < R && ox + k < a.out_w; ++k) {
                   const size_t at = (size_t{oy} * a.out_w + ox + k) * a.cout + o;
-                  Vec<A> y = activate<A, decltype(tag)::value>(pair[k] + bias, a.act_max);
-                  if (a.residual) y += load_partial<A>(a.residual + at, n);
-                  store_partial<A>(a.y + at, y, n);
+                  Vec<A> out = activate<A, decltype(tag)::value>(y[r][k] + bias, a.act_max);
+                  if (a.residual) out += load_partial<A>(a.residual + at, n);
+                  store_partial<A>(a.y + at, out, n);
                 }
               }
             }
@@ -768,8 +816,9 @@ void avg_pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end) {
 
 template <class A>
 constexpr KernelTable make_kernel_table() {
-  return {conv2d<A>,   winograd_conv2d<A>, winograd_transform_weights<A>, depthwise2d<A>, dense<A>,           channel_affine<A>, add<A>,
-          multiply<A>, activate_range<A>, global_avg_pool<A>, max_pool2d<A>,     avg_pool2d<A>};
+  return {conv2d<A>,         winograd_conv2d<A>, winograd_transform_weights<A>, depthwise2d<A>,
+          dense<A>,          channel_affine<A>,  add<A>,                        multiply<A>,
+          activate_range<A>, global_avg_pool<A>, max_pool2d<A>,                 avg_pool2d<A>};
 }
 
 }  // namespace

@@ -52,13 +52,15 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
     images = t.test_images(size, size, 2)
     stem = os.path.splitext(keras_name)[0]
     models = {dtype: t.convert(keras_path, f"cam_{stem}_{dtype}.effcam", dtype)[0] for dtype in dtypes}
+    # The sanitized run walks every backward path once: one score, one method (test_cam covers the formulas).
+    scores, methods = (t.sample(scores), t.sample(methods))
     for layer in layers:
         for score in scores:
             ref = t.reference(keras_path, images, grad=(layer, score))
             for method in methods:
                 for dtype, model in models.items():
-                    results = t.predict(model, images, extra=["--cam", method, "--cam-layer", layer,
-                                                              "--cam-score", score])
+                    results = t.predict(model, t.sample(images), extra=["--cam", method, "--cam-layer", layer,
+                                                                        "--cam-score", score])
                     for mine, theirs in zip(results, ref):
                         label = f"{stem} {dtype} {layer} {score} {method} {os.path.basename(mine['image'])}"
                         grad = theirs["grad"]

@@ -23,6 +23,7 @@ FP16_LAYER = 2e-2    # likewise with fp16 weights
 
 def compare(label, effcam, ref, dtype, layers=()):
     """Compares effcam-predict --json lines with the reference's images, image by image."""
+    ref = ref[:len(effcam)] if t.SANITIZED else ref
     t.check(len(effcam) == len(ref), f"{label}: {len(effcam)} results for {len(ref)} images")
     worst_prob = worst_logit = 0.0
     for mine, theirs in zip(effcam, ref):
@@ -59,12 +60,13 @@ def generated(keras_name, variants, size, layers):
     results = {}
     for dtype in ("fp32", "fp16"):
         model, _ = t.convert(keras_path, f"{stem}_{dtype}.effcam", dtype)
-        results[dtype] = t.predict(model, images, layers)
+        results[dtype] = t.predict(model, t.sample(images), layers)
         compare(f"{stem} {dtype}", results[dtype], ref, dtype, layers)
     # Other containers of the same network must give bit-identical answers.
     for variant in variants:
         model, _ = t.convert(t.keras_model(variant), f"{variant.replace('.', '_')}_fp16.effcam", "fp16")
-        same = [r["probabilities"] for r in t.predict(model, images)] == [r["probabilities"] for r in results["fp16"]]
+        same = ([r["probabilities"] for r in t.predict(model, t.sample(images))] ==
+                [r["probabilities"] for r in results["fp16"]])
         t.check(same, f"{variant}: identical probabilities to {keras_name}")
 
 

@@ -1,5 +1,5 @@
-// The Winograd F(2x2, 3x3) path of ops::conv2d on every SIMD path against the plain reference: odd image sizes
-// (partial 2x2 tiles), channel counts off the vector width, more tiles than one run and more output channels
+// The Winograd F(4x4, 3x3) path of ops::conv2d on every SIMD path against the plain reference: odd image sizes
+// (partial 4x4 tiles), channel counts off the vector width, more tiles than one run and more output channels
 // than one group, "same" and "valid" padding, fp16 and fp32 weights, bias / input scale / residual / activations,
 // row splits (same bytes as one call) and the in-place residual add. Scratch buffers are sized exactly as the
 // API documents, so the sanitizer build catches any write past them.
@@ -36,7 +36,8 @@ struct Shape {
 
 constexpr Shape kShapes[] = {
     {7, 5, 7, 13, true},    // odd sizes: partial tiles on the right and at the bottom
-    {6, 30, 5, 20, true},   // 15 tiles per row: more than one run of tiles
+    {6, 50, 5, 20, true},   // 13 tiles per row: more than one run of tiles
+    {11, 9, 8, 16, true},   // three rows of tiles, the last partial; splits fall inside tiles
     {5, 6, 24, 24, false},  // valid padding; the 24-channel Fused-MBConv width
     {4, 3, 33, 70, true},   // 70 output channels: two channel groups, a partial vector in each
     {1, 1, 3, 17, true},    // a single pixel: every tap but the centre is padding
@@ -50,7 +51,7 @@ bool close(float got, float want) { return std::fabs(got - want) <= 1e-5f * std:
 
 }  // namespace
 
-TEST_CASE("conv2d Winograd F(2x2, 3x3): every path vs the reference, splits and in place") {
+TEST_CASE("conv2d Winograd F(4x4, 3x3): every path vs the reference, splits and in place") {
   std::mt19937 rng(7);
   for (auto path : ops::available_dispatches()) {
     ops::set_dispatch(path);
@@ -88,7 +89,9 @@ TEST_CASE("conv2d Winograd F(2x2, 3x3): every path vs the reference, splits and 
 
         std::vector<float> u(ops::winograd_weight_floats(s.cin, s.cout));
         std::vector<float> scratch(ops::winograd_scratch_floats(s.cin));
-        ops::winograd_transform_weights(a, u.data());
+        const uint32_t blocks = (s.cout + 15) / 16;  // in two pieces, as threads would split it
+        ops::winograd_transform_weights(a, u.data(), blocks / 2, blocks);
+        ops::winograd_transform_weights(a, u.data(), 0, blocks / 2);
         a.winograd_weights = u.data();
         a.winograd_scratch = scratch.data();
         std::vector<float> whole(out_size);
@@ -125,15 +128,16 @@ TEST_CASE("conv2d Winograd: only 3x3 stride-1 convs take it; the transform rejec
   CHECK_FALSE(ops::conv2d_winograd(3, 3, 2, 2));
   CHECK_FALSE(ops::conv2d_winograd(1, 1, 1, 1));
   CHECK_FALSE(ops::conv2d_winograd(5, 5, 1, 1));
-  CHECK(ops::winograd_weight_floats(5, 20) == size_t{16} * 5 * 32);  // cout padded to whole 16-channel blocks
+  CHECK(ops::winograd_weight_floats(5, 20) == size_t{36} * 5 * 32);  // cout padded to whole 16-channel blocks
 
-  std::vector<float> kernel(ops::blocked_ohwi_elements(16, 1, 1, 4), 0.5f), u(16 * 4 * 16);
+  std::vector<float> kernel(ops::blocked_ohwi_elements(16, 1, 1, 4), 0.5f), u(36 * 4 * 16);
   ops::ConvArgs a;
   a.cin = 4, a.cout = 16, a.kh = a.kw = 1;
   a.kernel = {kernel.data(), false};
-  CHECK_THROWS_AS(ops::winograd_transform_weights(a, u.data()), effcam::Error);
+  CHECK_THROWS_AS(ops::winograd_transform_weights(a, u.data(), 0, 1), effcam::Error);
   a.kh = a.kw = 3;
-  CHECK_THROWS_AS(ops::winograd_transform_weights(a, nullptr), effcam::Error);
+  CHECK_THROWS_AS(ops::winograd_transform_weights(a, nullptr, 0, 1), effcam::Error);
+  CHECK_THROWS_AS(ops::winograd_transform_weights(a, u.data(), 0, 2), effcam::Error);  // 16 channels: 1 block
 
   // A 3x3 conv reads the transformed weights, not the kernel: all-zero ones leave the bias.
   std::vector<float> image(5 * 4 * 4, 1.0f), bias(16), out(5 * 4 * 16), zeros(ops::winograd_weight_floats(4, 16));
