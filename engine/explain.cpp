@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "engine/error.h"
-#include "engine/op_activation.h"
+#include "engine/op_args.h"
 #include "engine/session.h"
 #include "ops/backward.h"
 
@@ -172,9 +172,6 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
     }
   }
 
-  auto kernel = [&](uint32_t id) {
-    return ops::WeightView{file.weight_data(id), file.weight_records()[id].dtype == format::DType::F16};
-  };
   float* gx = gradient(op.inputs[0]);
   const float* x = tensor(op.inputs[0]);
   const uint32_t in_pixels = g.input.h * g.input.w, cin = g.input.c;
@@ -182,20 +179,7 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
     case OpKind::Conv: {
       float* gg = gradient(op.inputs[2]);
       if (!gx && !gg) break;
-      ops::ConvArgs a;
-      a.in_h = g.input.h;
-      a.in_w = g.input.w;
-      a.cin = cin;
-      a.out_h = g.output.h;
-      a.out_w = g.output.w;
-      a.cout = g.output.c;
-      a.kh = op.kernel_h;
-      a.kw = op.kernel_w;
-      a.stride_h = op.stride_h;
-      a.stride_w = op.stride_w;
-      a.pad_top = g.pad_top;
-      a.pad_left = g.pad_left;
-      a.kernel = kernel(op.weight);
+      const ops::ConvArgs a = conv_args(file, op, g);
       if (op.inputs[2] == kNone) {
         ops::conv2d_backward_input(a, dz, gx);
         break;
@@ -213,20 +197,7 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
     }
     case OpKind::Depthwise: {
       if (!gx) break;
-      ops::DepthwiseArgs a;
-      a.in_h = g.input.h;
-      a.in_w = g.input.w;
-      a.cin = cin;
-      a.out_h = g.output.h;
-      a.out_w = g.output.w;
-      a.cout = g.output.c;
-      a.kh = op.kernel_h;
-      a.kw = op.kernel_w;
-      a.stride_h = op.stride_h;
-      a.stride_w = op.stride_w;
-      a.pad_top = g.pad_top;
-      a.pad_left = g.pad_left;
-      a.kernel = kernel(op.weight);
+      const ops::DepthwiseArgs a = depthwise_args(file, op, g);
       ops::depthwise2d_backward_input(a, dz, gx);
       break;
     }
@@ -236,10 +207,10 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
       const uint32_t hidden = op.out_channels;
       float* z1 = extra(cam_.hidden);
       float* dh = z1 + hidden;
-      ops::DenseArgs first{x, cin, z1, hidden, kernel(op.weight), weight(op.bias), ops::Activation::Linear, 0};
+      ops::DenseArgs first{x, cin, z1, hidden, weight_view(file, op.weight), weight(op.bias), ops::Activation::Linear, 0};
       ops::dense(first, 0, hidden);
       std::fill_n(dh, hidden, 0.0f);
-      ops::DenseArgs second{nullptr, hidden, nullptr, cin, kernel(op.weight2), nullptr, ops::Activation::Linear, 0};
+      ops::DenseArgs second{nullptr, hidden, nullptr, cin, weight_view(file, op.weight2), nullptr, ops::Activation::Linear, 0};
       ops::dense_backward_input(second, dz, dh);
       ops::activation_backward(z1, dh, dh, hidden, kernel_activation(op.activation), op.act_max);
       ops::dense_backward_input(first, dh, gx);
@@ -248,7 +219,7 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
     case OpKind::Dense: {
       if (!gx) break;
       ops::DenseArgs a{nullptr, static_cast<uint32_t>(g.input.elements()), nullptr, op.out_channels,
-                       kernel(op.weight), nullptr, ops::Activation::Linear, 0};
+                       weight_view(file, op.weight), nullptr, ops::Activation::Linear, 0};
       ops::dense_backward_input(a, dz, gx);
       break;
     }
@@ -388,21 +359,7 @@ void Session::backward_target(uint32_t step) {
       run_op(index, Variant{true, true, z});
       for (size_t i = 0; i < count; ++i) z[i] = dy_total(i) * ops::activation_derivative(z[i], act, op.act_max);
       std::fill_n(da, g.input.elements(), 0.0f);
-      ops::ConvArgs args;
-      args.in_h = g.input.h;
-      args.in_w = g.input.w;
-      args.cin = cin;
-      args.out_h = g.output.h;
-      args.out_w = g.output.w;
-      args.cout = c;
-      args.kh = op.kernel_h;
-      args.kw = op.kernel_w;
-      args.stride_h = op.stride_h;
-      args.stride_w = op.stride_w;
-      args.pad_top = g.pad_top;
-      args.pad_left = g.pad_left;
-      args.kernel = {model_.file().weight_data(op.weight),
-                     model_.file().weight_records()[op.weight].dtype == format::DType::F16};
+      const ops::ConvArgs args = conv_args(model_.file(), op, g);
       ops::conv2d_backward_input(args, z, da);
       break;
     }

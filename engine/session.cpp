@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "engine/error.h"
-#include "engine/op_activation.h"
+#include "engine/op_args.h"
 #include "engine/resize.h"
 #include "ops/kernels.h"
 #include "ops/weight_layout.h"
@@ -137,29 +137,13 @@ void Session::run_op(uint32_t index, const Variant& variant) {
   float* y = variant.output ? variant.output : tensor(op.outputs[0]);
   const float* x = tensor(op.inputs[0]);
   const float* residual = op.inputs[1] == kNone || variant.skip_residual ? nullptr : tensor(op.inputs[1]);
-  auto kernel = [&](uint32_t id) {
-    return ops::WeightView{file.weight_data(id), file.weight_records()[id].dtype == format::DType::F16};
-  };
   const uint32_t pixels = g.output.h * g.output.w;
 
   switch (op.kind) {
     case OpKind::Conv: {
-      ops::ConvArgs a;
+      ops::ConvArgs a = conv_args(file, op, g);
       a.x = x;
-      a.in_h = g.input.h;
-      a.in_w = g.input.w;
-      a.cin = g.input.c;
       a.y = y;
-      a.out_h = g.output.h;
-      a.out_w = g.output.w;
-      a.cout = g.output.c;
-      a.kh = op.kernel_h;
-      a.kw = op.kernel_w;
-      a.stride_h = op.stride_h;
-      a.stride_w = op.stride_w;
-      a.pad_top = g.pad_top;
-      a.pad_left = g.pad_left;
-      a.kernel = kernel(op.weight);
       a.bias = variant.skip_bias ? nullptr : weight(op.bias);
       a.input_scale = op.inputs[2] == kNone ? nullptr : tensor(op.inputs[2]);
       a.residual = residual;
@@ -191,22 +175,9 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       break;
     }
     case OpKind::Depthwise: {
-      ops::DepthwiseArgs a;
+      ops::DepthwiseArgs a = depthwise_args(file, op, g);
       a.x = x;
-      a.in_h = g.input.h;
-      a.in_w = g.input.w;
-      a.cin = g.input.c;
       a.y = y;
-      a.out_h = g.output.h;
-      a.out_w = g.output.w;
-      a.cout = g.output.c;
-      a.kh = op.kernel_h;
-      a.kw = op.kernel_w;
-      a.stride_h = op.stride_h;
-      a.stride_w = op.stride_w;
-      a.pad_top = g.pad_top;
-      a.pad_left = g.pad_left;
-      a.kernel = kernel(op.weight);
       a.bias = variant.skip_bias ? nullptr : weight(op.bias);
       a.act = act;
       a.act_max = op.act_max;
@@ -243,11 +214,11 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.means = x;
       a.channels = g.input.c;
       a.reduced = op.out_channels;
-      a.w1 = kernel(op.weight);
+      a.w1 = weight_view(file, op.weight);
       a.b1 = weight(op.bias);
       a.act = kernel_activation(op.activation);
       a.act_max = op.act_max;
-      a.w2 = kernel(op.weight2);
+      a.w2 = weight_view(file, op.weight2);
       a.b2 = weight(op.bias2);
       a.act2 = variant.linear ? ops::Activation::Linear : kernel_activation(op.activation2);
       a.act2_max = op.act_max;
@@ -262,7 +233,7 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.inputs = static_cast<uint32_t>(g.input.elements());
       a.y = y;
       a.units = op.out_channels;
-      a.kernel = kernel(op.weight);
+      a.kernel = weight_view(file, op.weight);
       a.bias = variant.skip_bias ? nullptr : weight(op.bias);
       a.act = act;
       a.act_max = op.act_max;
