@@ -14,7 +14,7 @@ ctest --test-dir build -j "$jobs" --output-on-failure
 # Warnings are enforced by the plain build above; GCC 12 reports false "uninitialized" warnings inside its own
 # intrinsic and <functional> headers once ASan instruments them, so this build does not add -Werror. The
 # Python-only tests (label python) run no effcam code and are not repeated; the memory bars are not registered.
-cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFFCAM_SANITIZE=ON \
+cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DEFFCAM_SANITIZE=ON \
       -DEFFCAM_TESTDATA_DIR="$testdata" > /dev/null
 cmake --build build-sanitize -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

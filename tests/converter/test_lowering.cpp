@@ -233,8 +233,13 @@ double max_abs_diff(std::span<const float> a, const std::vector<double>& b) {
 
 TEST_CASE("the fused block gives the unfolded Keras math, probabilities and fused-away layers alike") {
   const ModelMaker maker = make_block_model();
-  for (auto [dtype, prob_tol, layer_tol] : {std::tuple{effcam::format::DType::F32, 1e-5, 1e-4},
-                                            std::tuple{effcam::format::DType::F16, 5e-3, 2e-2}}) {
+  struct Case {
+    effcam::format::DType dtype;
+    double prob_tol, layer_tol;
+  };
+  for (const Case& c : {Case{effcam::format::DType::F32, 1e-5, 1e-4}, Case{effcam::format::DType::F16, 5e-3, 2e-2}}) {
+    const effcam::format::DType dtype = c.dtype;
+    const double prob_tol = c.prob_tol, layer_tol = c.layer_tol;
     CAPTURE(int(dtype));
     const Lowered lowered = lower(maker.model, dtype);
     // stem conv, depthwise (+ SE means), squeeze-excite, project conv (+ gate + residual), pool, dense
