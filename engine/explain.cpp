@@ -342,11 +342,16 @@ void Session::backward_target(uint32_t step) {
       const float* bias = weight(op.bias);
       const float* scale = weight(tap.scale);
       const float* shift = weight(tap.shift);
-      for (size_t i = 0; i < count; ++i) {
-        const size_t k = i % c;
-        const float pre = a[i] + (bias ? bias[k] : 0.0f);
-        da[i] = dy_total(i) * ops::activation_derivative(pre, act, op.act_max) * scale[k];
-        a[i] = a[i] / scale[k] + (shift ? shift[k] : 0.0f);
+      for (size_t i = 0; i < count; ++i) z[i] = dy_total(i);
+      for (size_t p = 0; p < count; p += c) {
+        for (uint32_t k = 0; k < c; ++k) da[p + k] = a[p + k] + (bias ? bias[k] : 0.0f);
+      }
+      ops::activation_backward(da, z, da, count, act, op.act_max);  // da = dy * act'(a + bias)
+      for (size_t p = 0; p < count; p += c) {
+        for (uint32_t k = 0; k < c; ++k) {
+          da[p + k] *= scale[k];
+          a[p + k] = a[p + k] / scale[k] + (shift ? shift[k] : 0.0f);
+        }
       }
       break;
     }

@@ -1,5 +1,6 @@
 #include "ops/backward.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -60,6 +61,21 @@ float activation_derivative(float z, Activation act, float act_max) {
 void activation_backward(const float* z, const float* dy, float* dz, size_t n, Activation act, float act_max) {
   if (act == Activation::Linear) {
     if (dz != dy) std::copy(dy, dy + n, dz);
+    return;
+  }
+  if (act == Activation::Sigmoid || act == Activation::Swish) {
+    // sigmoid through the SIMD kernel, a chunk at a time; each z[i] is read before dz[i] is written.
+    constexpr size_t kChunk = 256;
+    float s[kChunk];
+    for (size_t begin = 0; begin < n; begin += kChunk) {
+      const size_t m = std::min(kChunk, n - begin);
+      activate(z + begin, s, 0, m, Activation::Sigmoid, 0.0f);
+      for (size_t k = 0; k < m; ++k) {
+        const float x = z[begin + k];
+        const float derivative = act == Activation::Sigmoid ? s[k] * (1.0f - s[k]) : s[k] * (1.0f + x * (1.0f - s[k]));
+        dz[begin + k] = dy[begin + k] * derivative;
+      }
+    }
     return;
   }
   for (size_t i = 0; i < n; ++i) dz[i] = dy[i] * activation_derivative(z[i], act, act_max);
