@@ -123,6 +123,9 @@ class Lowering {
   void retarget_taps(int from, TapKind from_kind, int to, TapKind to_kind);
   // Every use of node `from`'s value (inputs, residual, gate, the model output) becomes a use of `to`'s.
   void redirect_uses(int from, int to);
+  // Node `into` takes over node `absorbed` (an activation or BatchNorm after it): its activation, its place in the
+  // execution order, its taps and its uses.
+  void absorb(int absorbed, int into);
   void remove_identities();
   void fold_preprocessing();
   void fold_zero_padding();
@@ -635,6 +638,17 @@ void Lowering::redirect_uses(int from, int to) {
   if (output_node_ == from) output_node_ = to;
 }
 
+void Lowering::absorb(int absorbed, int into) {
+  Node& gone = nodes_[static_cast<size_t>(absorbed)];
+  Node& node = nodes_[static_cast<size_t>(into)];
+  node.act = gone.act;
+  node.act_max = gone.act_max;
+  node.order = std::max(node.order, gone.order);
+  retarget_taps(absorbed, TapKind::Output, into, TapKind::Output);
+  redirect_uses(absorbed, into);
+  gone.dead = true;
+}
+
 void Lowering::remove_identities() {
   for (Node& node : nodes_) {
     for (int& in : node.inputs) in = resolve(in);
@@ -722,12 +736,7 @@ void Lowering::fold_batchnorm_into_producers() {
     for (size_t k = 0; k < producer.kernel.size(); ++k) producer.kernel[k] *= affine.scale[k % cout];
     if (producer.bias.empty()) producer.bias.assign(cout, 0.0);
     for (uint32_t c = 0; c < cout; ++c) producer.bias[c] = producer.bias[c] * affine.scale[c] + affine.shift[c];
-    producer.act = affine.act;
-    producer.act_max = affine.act_max;
-    producer.order = std::max(producer.order, affine.order);
-    retarget_taps(static_cast<int>(i), TapKind::Output, producer_id, TapKind::Output);
-    redirect_uses(static_cast<int>(i), producer_id);
-    affine.dead = true;
+    absorb(static_cast<int>(i), producer_id);
     uses = use_counts();
   }
 }
@@ -781,13 +790,8 @@ void Lowering::fuse_activations() {
       continue;
     }
     if (act.act == Activation::Softmax && producer.shape.elements() != producer.shape.c) continue;
-    producer.act = act.act;
-    producer.act_max = act.act_max;
-    producer.order = std::max(producer.order, act.order);
     retarget_taps(producer_id, TapKind::Output, producer_id, TapKind::BeforeActivation);
-    retarget_taps(static_cast<int>(i), TapKind::Output, producer_id, TapKind::Output);
-    redirect_uses(static_cast<int>(i), producer_id);
-    act.dead = true;
+    absorb(static_cast<int>(i), producer_id);
     uses = use_counts();
   }
 }
