@@ -112,6 +112,8 @@ class Lowering {
   std::vector<double> per_channel(const keras::Layer& layer, const json& value, uint32_t channels,
                                   const char* key) const;
 
+  // The kernel (in Keras layout, shape checked), the optional bias and the activation of a conv or dense layer.
+  void read_weights(const keras::Layer& layer, Node& node, const std::vector<int64_t>& kernel_shape) const;
   int add_node(Node node);
   int input_of(const keras::Layer& layer, size_t index) const;
   void translate(const keras::Layer& layer, size_t position);
@@ -298,6 +300,16 @@ std::vector<double> Lowering::per_channel(const keras::Layer& layer, const json&
 // ------------------------------------------------------------------------------------------------
 // Translation: one node per Keras layer
 
+void Lowering::read_weights(const keras::Layer& layer, Node& node, const std::vector<int64_t>& kernel_shape) const {
+  const keras::Array& k = weight(layer, "kernel", kernel_shape);
+  node.kernel.assign(k.values.begin(), k.values.end());
+  if (flag(layer, "use_bias", true)) {
+    const keras::Array& b = weight(layer, "bias", {node.cout});
+    node.bias.assign(b.values.begin(), b.values.end());
+  }
+  std::tie(node.act, node.act_max) = layer_activation(layer);
+}
+
 int Lowering::add_node(Node node) {
   nodes_.push_back(std::move(node));
   return static_cast<int>(nodes_.size()) - 1;
@@ -425,15 +437,8 @@ void Lowering::translate(const keras::Layer& layer, size_t position) {
     } else {
       node.cout = positive_int(layer, field(layer, "units"), "units");
     }
-    const keras::Array& k = weight(layer, "kernel", cls == "Conv2D"
-                                                        ? std::vector<int64_t>{node.kh, node.kw, in.c, node.cout}
-                                                        : std::vector<int64_t>{in.c, node.cout});
-    node.kernel.assign(k.values.begin(), k.values.end());
-    if (flag(layer, "use_bias", true)) {
-      const keras::Array& b = weight(layer, "bias", {node.cout});
-      node.bias.assign(b.values.begin(), b.values.end());
-    }
-    std::tie(node.act, node.act_max) = layer_activation(layer);
+    read_weights(layer, node, cls == "Conv2D" ? std::vector<int64_t>{node.kh, node.kw, in.c, node.cout}
+                                              : std::vector<int64_t>{in.c, node.cout});
     translate_window(layer, node, in);
     node.shape.c = node.cout;
   } else if (cls == "DepthwiseConv2D") {
@@ -447,25 +452,13 @@ void Lowering::translate(const keras::Layer& layer, size_t position) {
     std::tie(node.kh, node.kw) = int_pair(layer, "kernel_size");
     std::tie(node.stride_h, node.stride_w) = optional_pair(layer, "strides", {1, 1});
     node.padding = padding_of(layer);
-    const keras::Array& k = weight(layer, "kernel", {node.kh, node.kw, in.c, node.multiplier});
-    node.kernel.assign(k.values.begin(), k.values.end());
-    if (flag(layer, "use_bias", true)) {
-      const keras::Array& b = weight(layer, "bias", {node.cout});
-      node.bias.assign(b.values.begin(), b.values.end());
-    }
-    std::tie(node.act, node.act_max) = layer_activation(layer);
+    read_weights(layer, node, {node.kh, node.kw, in.c, node.multiplier});
     translate_window(layer, node, in);
     node.shape.c = node.cout;
   } else if (cls == "Dense") {
     node.kind = NodeKind::Dense;
     node.cout = positive_int(layer, field(layer, "units"), "units");
-    const keras::Array& k = weight(layer, "kernel", {in.c, node.cout});
-    node.kernel.assign(k.values.begin(), k.values.end());
-    if (flag(layer, "use_bias", true)) {
-      const keras::Array& b = weight(layer, "bias", {node.cout});
-      node.bias.assign(b.values.begin(), b.values.end());
-    }
-    std::tie(node.act, node.act_max) = layer_activation(layer);
+    read_weights(layer, node, {in.c, node.cout});
     node.shape = {1, 1, node.cout};
   } else if (cls == "Activation") {
     node.kind = NodeKind::Affine;
