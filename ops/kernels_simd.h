@@ -121,6 +121,7 @@ Vec<A> exp_fast(const Vec<A>& x) {
   poly = multiply_add<A>(poly, r, Vec<A>(1.6666665459e-1f));
   poly = multiply_add<A>(poly, r, Vec<A>(5.0000001201e-1f));
   poly = multiply_add<A>(poly, r * r, r + Vec<A>(1.0f));
+  if constexpr (std::is_same_v<A, xsimd::avx512bw>) return _mm512_scalef_ps(poly, n);  // one rounding, any n
   const Int k = xsimd::to_int(n);
   const Int half = k >> 1;
   auto power_of_two = [](const Int& e) { return xsimd::bitwise_cast<Vec<A>>((e + Int(127)) << 23); };
@@ -459,26 +460,41 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
     const int64_t iy0 = int64_t{R} * ty - a.pad_top;
     for (uint32_t tx0 = 0; tx0 < tiles_w; tx0 += T) {
       const uint32_t nt = min_u32(T, tiles_w - tx0);
-      // Input transform of nt tiles; positions outside the image read 0, lanes past cin stay 0.
-      for (uint32_t t = 0; t < nt; ++t) {
-        const int64_t ix0 = int64_t{R} * (tx0 + t) - a.pad_left;
-        for (uint32_t c = 0; c < a.cin; c += L) {
-          const uint32_t n = min_u32(L, a.cin - c);
-          Vec<A> d[N][N], rows[N][N], out[N][N];
-          for (uint32_t i = 0; i < N; ++i)
-            for (uint32_t j = 0; j < N; ++j) {
-              const int64_t iy = iy0 + i, ix = ix0 + j;
+      // Input transform of nt tiles; positions outside the image read 0, lanes past cin stay 0. Tiles inside the
+      // image with whole vectors of channels (Fast) load without checks.
+      auto input_tile = [&](auto fast, uint32_t t, int64_t ix0, uint32_t c, uint32_t n) {
+        Vec<A> d[N][N], rows[N][N], out[N][N];
+#pragma GCC unroll 6
+        for (uint32_t i = 0; i < N; ++i)
+#pragma GCC unroll 6
+          for (uint32_t j = 0; j < N; ++j) {
+            const int64_t iy = iy0 + i, ix = ix0 + j;
+            if constexpr (decltype(fast)::value) {
+              d[i][j] = Vec<A>::load_unaligned(x + (iy * a.in_w + ix) * a.cin + c);
+            } else {
               const bool inside = iy >= 0 && iy < a.in_h && ix >= 0 && ix < a.in_w;
               d[i][j] = inside ? load_partial<A>(x + (iy * a.in_w + ix) * a.cin + c, n) : Vec<A>(0.0f);
             }
-          for (uint32_t i = 0; i < N; ++i) winograd_input_1d<A>(&d[i][0], 1, &rows[i][0], 1);  // d B, row i
-          for (uint32_t j = 0; j < N; ++j) winograd_input_1d<A>(&rows[0][j], N, &out[0][j], N);
-          if (a.input_scale) {  // B^T (d s) B = (B^T d B) s: the scale is per channel
-            const Vec<A> scale = load_partial<A>(a.input_scale + c, n);
-            for (uint32_t xi = 0; xi < kWinogradPositions; ++xi) out[xi / N][xi % N] *= scale;
           }
-          for (uint32_t xi = 0; xi < kWinogradPositions; ++xi)
-            out[xi / N][xi % N].store_unaligned(v + (size_t{xi} * T + t) * ld + c);
+        for (uint32_t i = 0; i < N; ++i) winograd_input_1d<A>(&d[i][0], 1, &rows[i][0], 1);  // d B, row i
+        for (uint32_t j = 0; j < N; ++j) winograd_input_1d<A>(&rows[0][j], N, &out[0][j], N);
+        if (a.input_scale) {  // B^T (d s) B = (B^T d B) s: the scale is per channel
+          const Vec<A> scale = load_partial<A>(a.input_scale + c, n);
+#pragma GCC unroll 36
+          for (uint32_t xi = 0; xi < kWinogradPositions; ++xi) out[xi / N][xi % N] *= scale;
+        }
+#pragma GCC unroll 36
+        for (uint32_t xi = 0; xi < kWinogradPositions; ++xi)
+          out[xi / N][xi % N].store_unaligned(v + (size_t{xi} * T + t) * ld + c);
+      };
+      const bool rows_inside = iy0 >= 0 && iy0 + N <= a.in_h;
+      for (uint32_t t = 0; t < nt; ++t) {
+        const int64_t ix0 = int64_t{R} * (tx0 + t) - a.pad_left;
+        const bool inside = rows_inside && ix0 >= 0 && ix0 + N <= a.in_w;
+        for (uint32_t c = 0; c < a.cin; c += L) {
+          const uint32_t n = min_u32(L, a.cin - c);
+          if (inside && n == L) input_tile(std::true_type{}, t, ix0, c, n);
+          else input_tile(std::false_type{}, t, ix0, c, n);
         }
       }
 
@@ -507,27 +523,45 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
         }
         // Output transform A^T m A, bias, activation, residual; rows outside [row_begin, row_end) and columns past
         // out_w are not written.
+        // (m holds whole blocks, so its loads are whole vectors.) Tiles whose 4x4 outputs are all written, with
+        // whole vectors of channels (Fast), store without checks.
+        const bool rows_written = R * ty >= row_begin && R * ty + R <= row_end;
         with_activation(a.act, [&](auto tag) {
-          for (uint32_t t = 0; t < nt; ++t) {
-            const uint32_t ox = R * (tx0 + t);
-            for (uint32_t ol = 0; ol < gw; ol += L) {
-              const uint32_t n = min_u32(L, gw - ol), o = g0 * kChannelBlock + ol;
-              Vec<A> mt[N][N], s[R][N], y[R][R];
-              for (uint32_t xi = 0; xi < kWinogradPositions; ++xi)
-                mt[xi / N][xi % N] = load_partial<A>(m + (size_t{xi} * T + t) * ldm + ol, n);
-              for (uint32_t j = 0; j < N; ++j) winograd_output_1d<A>(&mt[0][j], N, &s[0][j], N);
-              for (uint32_t r = 0; r < R; ++r) winograd_output_1d<A>(&s[r][0], 1, &y[r][0], 1);
-              const Vec<A> bias = a.bias ? load_partial<A>(a.bias + o, n) : Vec<A>(0.0f);
-              for (uint32_t r = 0; r < R; ++r) {
-                const uint32_t oy = R * ty + r;
-                if (oy < row_begin || oy >= row_end) continue;
-                for (uint32_t k = 0; k < R && ox + k < a.out_w; ++k) {
-                  const size_t at = (size_t{oy} * a.out_w + ox + k) * a.cout + o;
-                  Vec<A> out = activate<A, decltype(tag)::value>(y[r][k] + bias, a.act_max);
+          auto output_tile = [&](auto fast, uint32_t t, uint32_t ox, uint32_t ol, uint32_t n) {
+            const uint32_t o = g0 * kChannelBlock + ol;
+            Vec<A> mt[N][N], s[R][N], y[R][R];
+#pragma GCC unroll 36
+            for (uint32_t xi = 0; xi < kWinogradPositions; ++xi)
+              mt[xi / N][xi % N] = Vec<A>::load_unaligned(m + (size_t{xi} * T + t) * ldm + ol);
+            for (uint32_t j = 0; j < N; ++j) winograd_output_1d<A>(&mt[0][j], N, &s[0][j], N);
+            for (uint32_t r = 0; r < R; ++r) winograd_output_1d<A>(&s[r][0], 1, &y[r][0], 1);
+            const Vec<A> bias = a.bias ? load_partial<A>(a.bias + o, n) : Vec<A>(0.0f);
+#pragma GCC unroll 4
+            for (uint32_t r = 0; r < R; ++r) {
+              const uint32_t oy = R * ty + r;
+              if (!decltype(fast)::value && (oy < row_begin || oy >= row_end)) continue;
+#pragma GCC unroll 4
+              for (uint32_t k = 0; k < R; ++k) {
+                if (!decltype(fast)::value && ox + k >= a.out_w) break;
+                const size_t at = (size_t{oy} * a.out_w + ox + k) * a.cout + o;
+                Vec<A> out = activate<A, decltype(tag)::value>(y[r][k] + bias, a.act_max);
+                if constexpr (decltype(fast)::value) {
+                  if (a.residual) out += Vec<A>::load_unaligned(a.residual + at);
+                  out.store_unaligned(a.y + at);
+                } else {
                   if (a.residual) out += load_partial<A>(a.residual + at, n);
                   store_partial<A>(a.y + at, out, n);
                 }
               }
+            }
+          };
+          for (uint32_t t = 0; t < nt; ++t) {
+            const uint32_t ox = R * (tx0 + t);
+            const bool written = rows_written && ox + R <= a.out_w;
+            for (uint32_t ol = 0; ol < gw; ol += L) {
+              const uint32_t n = min_u32(L, gw - ol);
+              if (written && n == L) output_tile(std::true_type{}, t, ox, ol, n);
+              else output_tile(std::false_type{}, t, ox, ol, n);
             }
           }
         });
