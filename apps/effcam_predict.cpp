@@ -19,6 +19,7 @@
 #include "engine/process_memory.h"
 #include "engine/resize.h"
 #include "engine/session.h"
+#include "ops/kernels.h"
 
 namespace {
 
@@ -216,6 +217,7 @@ int run(const Arguments& args) {
             {"probabilities", std::vector<float>(probabilities.begin(), probabilities.end())},
             {"timing_ms", {{"decode", decode_ms}, {"preprocess", preprocess_ms}, {"forward", forward_ms},
                            {"cam", cam_ms}, {"total", total_ms}}},
+            {"dispatch", std::string(effcam::ops::dispatch_name())},
             {"peak_rss_bytes", effcam::peak_rss_bytes()},
             {"rss_bytes", effcam::current_rss_bytes()},
             {"arena_bytes", plan.arena_bytes},
@@ -271,10 +273,12 @@ int run(const Arguments& args) {
 
   if (args.stats) {
     std::fprintf(stderr,
-                 "stats: input %ux%ux%u, %zu ops, %u thread(s); forward arena %llu bytes; arena %llu bytes%s, "
-                 "liveness lower bound %llu bytes (%.3fx); weights file %llu bytes; peak RSS %llu bytes\n",
+                 "stats: input %ux%ux%u, %zu ops, %u thread(s), %s kernels; forward arena %llu bytes; "
+                 "arena %llu bytes%s, liveness lower bound %llu bytes (%.3fx); weights file %llu bytes; "
+                 "peak RSS %llu bytes\n",
                  model.input_height(), model.input_width(), model.input_channels(), model.file().ops().size(),
-                 args.threads, static_cast<unsigned long long>(session.forward_arena_bytes()),
+                 args.threads, std::string(effcam::ops::dispatch_name()).c_str(),
+                 static_cast<unsigned long long>(session.forward_arena_bytes()),
                  static_cast<unsigned long long>(plan.arena_bytes), args.cam ? " with the CAM" : "",
                  static_cast<unsigned long long>(plan.lower_bound_bytes),
                  static_cast<double>(plan.arena_bytes) / static_cast<double>(plan.lower_bound_bytes),

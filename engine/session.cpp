@@ -47,6 +47,9 @@ std::vector<uint32_t> tensors_for(const format::Tap& tap, const format::Op& op) 
 
 Session::Session(const Model& model, const SessionOptions& options)
     : model_(model), pool_(options.threads), arena_(nullptr, std::free) {
+  // Resolves the kernels' dispatch path on the caller's thread: an EFFCAM_DISPATCH that is unknown or that this CPU
+  // lacks fails here as one effcam::Error, not later inside a worker thread (which would terminate the process).
+  ops::dispatch_name();
   PlanRequest request;
   request.threads = pool_.size();
   for (const std::string& layer : options.probes) {

@@ -42,7 +42,8 @@ struct Explanation {
 
 class Session {
  public:
-  // Plans the arena and allocates it. Throws effcam::Error for an unknown probe layer.
+  // Plans the arena and allocates it. Throws effcam::Error for an unknown probe layer, or when EFFCAM_DISPATCH
+  // names a kernel path that is unknown or that the CPU lacks.
   Session(const Model& model, const SessionOptions& options);
 
   const Model& model() const { return model_; }

@@ -20,6 +20,7 @@ namespace {
 
 struct Path {
   std::string_view name;
+  std::string_view needs;  // the instruction sets, for the error when the CPU lacks them
   const detail::KernelTable& (*kernels)();
   bool (*supported)();
 };
@@ -47,23 +48,32 @@ bool cpu_has_avx512() {
 bool always() { return true; }
 
 constexpr Path kPaths[] = {  // best first
-    {"avx512", detail::avx512_kernels, cpu_has_avx512},
-    {"avx2", detail::avx2_kernels, cpu_has_avx2},
-    {"scalar", detail::scalar_kernels, always},
+    {"avx512", "AVX-512 F/BW/DQ/VL and F16C", detail::avx512_kernels, cpu_has_avx512},
+    {"avx2", "AVX2, FMA and F16C", detail::avx2_kernels, cpu_has_avx2},
+    {"scalar", "SSE2", detail::scalar_kernels, always},
 };
 
-const Path& find_path(std::string_view name) {
+// `origin` names where the name came from (the environment variable or set_dispatch) for the error message.
+const Path& find_path(std::string_view name, std::string_view origin) {
+  const std::string named = "ops: " + std::string(origin) + " '" + std::string(name) + "'";
   for (const Path& path : kPaths) {
     if (path.name != name) continue;
-    if (!path.supported()) throw Error("ops: dispatch path '" + std::string(name) + "' is not supported by this CPU");
+    if (!path.supported()) {
+      std::string runnable;
+      for (std::string_view other : available_dispatches()) {
+        runnable += (runnable.empty() ? "" : ", ") + std::string(other);
+      }
+      throw Error(named + ": this CPU lacks " + std::string(path.needs) + " (it can run " + runnable + ")");
+    }
     return path;
   }
-  throw Error("ops: unknown dispatch path '" + std::string(name) + "' (avx512, avx2 or scalar)");
+  throw Error(named + " is not a dispatch path (avx512, avx2 or scalar)");
 }
 
 const Path& startup_path() {
   static const Path& chosen = []() -> const Path& {
-    if (const char* forced = std::getenv("EFFCAM_DISPATCH"); forced && *forced) return find_path(forced);
+    const char* forced = std::getenv("EFFCAM_DISPATCH");
+    if (forced && *forced) return find_path(forced, "EFFCAM_DISPATCH");
     for (const Path& path : kPaths)
       if (path.supported()) return path;
     return kPaths[std::size(kPaths) - 1];
@@ -240,7 +250,9 @@ void softmax(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] *= inverse;
 }
 
-void set_dispatch(std::string_view name) { g_forced.store(&find_path(name), std::memory_order_release); }
+void set_dispatch(std::string_view name) {
+  g_forced.store(&find_path(name, "dispatch path"), std::memory_order_release);
+}
 
 std::string_view dispatch_name() { return current_path().name; }
 

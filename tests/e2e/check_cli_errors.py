@@ -24,8 +24,8 @@ def write(name, data):
     return path
 
 
-def expect_error(label, args, needle, code=1):
-    result = t.run(args, expect_ok=False)
+def expect_error(label, args, needle, code=1, env=None):
+    result = t.run(args, expect_ok=False, env=env)
     lines = result.stderr.strip().splitlines()
     t.check(result.returncode == code, f"{label}: exit code {result.returncode} (want {code})")
     t.check(len(lines) >= 1 and needle.lower() in lines[0].lower(), f"{label}: error names '{needle}': {lines[:1]}")
@@ -123,6 +123,13 @@ def predict_cases(food, labels, sample):
     good_records = [r for r in records if "error" not in r]
     t.check(len(good_records) == 1 and good_records[0]["top_k"][0]["label"] == "bibimbap",
             "the good image in the batch is still classified (bibimbap)")
+    # A forced kernel path that is unknown stops the tool before the first image with one line, also when kernels run
+    # on worker threads (a path the CPU lacks fails at the same point: ops/kernels.cpp, find_path).
+    for threads in ("1", "2"):
+        label = f"EFFCAM_DISPATCH=sse9, {threads} thread(s)"
+        result = expect_error(label, [t.PREDICT, "--model", model, sample, sample, "--threads", threads],
+                              "EFFCAM_DISPATCH 'sse9'", env=dict(os.environ, EFFCAM_DISPATCH="sse9"))
+        t.check(len(result.stderr.strip().splitlines()) == 1, f"{label}: one line on stderr")
     expect_error("missing --model", [t.PREDICT, sample], "--model", code=2)
     expect_error("bad --threads", [t.PREDICT, "--model", model, sample, "--threads", "0"], "threads", code=2)
 

@@ -1,6 +1,6 @@
 """Grad-CAM against autograd: effcam's backward pass vs the independent reference's torch gradients.
 
-usage: check_gradcam.py CASE   (generated-s | generated-b0 | food101)
+usage: check_gradcam.py CASE [--dispatch PATH,...]   (CASE: generated-s | generated-b0 | food101)
 
 For the generated EfficientNetV2 models, at top_conv, top_activation and an interior layer (and, on S, block3c_add
 inside a Fused-MBConv stage), with both scores
@@ -10,6 +10,11 @@ fp32 files: max |delta raw map| <= 1e-3 x max |reference raw map|; fp16 files: P
 |delta normalized map| <= 0.03; except where the reference's own map is ill-conditioned (it moves more than the bar
 under gradient noise of 1e-5 for fp32 or 1e-3 for fp16: Grad-CAM++ near its pole), which is reported, not held.
 food101: the default map of bibimbap.png lies on the bowl, not on the background.
+
+--dispatch runs the case once per kernel path (EFFCAM_DISPATCH) with the same bars, reusing the conversions and the
+reference; a path the CPU lacks is skipped. The first path the CPU can run (its native one) takes every case; the
+others take, as the sanitized build does, one image, one score and one method per layer: still the fp32 raw-map and
+the fp16 map bars at every layer (the methods' formulas and the score's start run the same code on every path).
 """
 import os
 import sys
@@ -52,7 +57,8 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
     images = t.test_images(size, size, 2)
     stem = os.path.splitext(keras_name)[0]
     models = {dtype: t.convert(keras_path, f"cam_{stem}_{dtype}.effcam", dtype)[0] for dtype in dtypes}
-    # The sanitized run walks every backward path once: one score, one method (test_cam covers the formulas).
+    # A sampled run (sanitizers, kernel paths after the native one) walks every backward path once: one score, one
+    # method (test_cam covers the formulas).
     scores, methods = (t.sample(scores), t.sample(methods))
     for layer in layers:
         for score in scores:
@@ -81,22 +87,25 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
                             # Only a miss is checked for ill-conditioning (fp32's own gradient precision: 1e-5).
                             moves = sensitivity(method, a, g, 1e-5)[0] if err > FP32_RAW else 0.0
                             if moves > FP32_RAW:
-                                print(f"info {label}: max |delta raw| {err:.2e} not held: the reference map itself "
-                                      f"moves {moves:.2e} under 1e-5 gradient noise")
+                                t.info(f"{label}: max |delta raw| {err:.2e} not held: the reference map itself "
+                                       f"moves {moves:.2e} under 1e-5 gradient noise")
                                 continue
                             t.check(err <= FP32_RAW, f"{label}: max |delta raw| {err:.2e} of max |ref| <= {FP32_RAW}")
+                            t.measure(f"fp32 max |delta raw map| / max |ref| (<= {FP32_RAW})", err)
                         else:
                             pearson = np.corrcoef(got.ravel(), want.ravel())[0, 1]
                             delta = np.abs(np.array(cam["values"]).reshape(got.shape) - normalized(want)).max()
                             missed = pearson < FP16_PEARSON or delta > FP16_NORMALIZED
                             noise = sensitivity(method, a, g, 1e-3)[1] if missed else 0.0  # below fp16's effect
                             if noise > FP16_NORMALIZED:
-                                print(f"info {label}: Pearson {pearson:.5f}, max |delta normalized| {delta:.4f} not "
-                                      f"held: the reference map itself moves {noise:.3f} under 0.1% gradient noise")
+                                t.info(f"{label}: Pearson {pearson:.5f}, max |delta normalized| {delta:.4f} not "
+                                       f"held: the reference map itself moves {noise:.3f} under 0.1% gradient noise")
                                 continue
                             t.check(pearson >= FP16_PEARSON, f"{label}: Pearson {pearson:.5f} >= {FP16_PEARSON}")
                             t.check(delta <= FP16_NORMALIZED,
                                     f"{label}: max |delta normalized| {delta:.4f} <= {FP16_NORMALIZED}")
+                            t.measure(f"fp16 map Pearson (>= {FP16_PEARSON})", pearson, worst=min)
+                            t.measure(f"fp16 max |delta normalized map| (<= {FP16_NORMALIZED})", delta)
 
 
 def food101():
@@ -121,6 +130,8 @@ def food101():
     ratio = grid[bowl].mean() / max(grid[~bowl].mean(), 1e-9)
     t.check(inside >= 0.75, f"bibimbap: {inside:.2f} of the map's mass lies on the bowl (>= 0.75)")
     t.check(ratio >= 2.0, f"bibimbap: mean on the bowl / mean on the background {ratio:.1f} (>= 2)")
+    t.measure("bibimbap map mass on the bowl (>= 0.75)", inside, worst=min)
+    t.measure("bibimbap bowl / background mean (>= 2)", ratio, worst=min)
 
 
 def generated_s():

@@ -1,12 +1,17 @@
 """Parity of effcam with the independent Keras-semantics reference, through the real files and tools.
 
-usage: check_parity.py CASE   with CASE one of
+usage: check_parity.py CASE [--dispatch PATH,...]   with CASE one of
   generated-s   EfficientNetV2-S (nested Functional, 300x300, 7 classes): fp32 and fp16 files, 4 images,
                 probabilities, logits and three interior layers; the Sequential and .h5 variants give identical
                 results to the Functional one
   generated-b0  EfficientNetV2-B0 (224x224, 1000 classes), likewise
   food101       the real trained Food-101 EfficientNetV2-B0 on its sample photos
   real          the three real trained classifiers in ../shared/fixtures/keras-real
+
+--dispatch runs the case once per kernel path (EFFCAM_DISPATCH) with the same bars, reusing the conversions and the
+reference; a path the CPU lacks is skipped. The first path the CPU can run (its native one) takes every image; the
+others take one image per generated case, as the sanitized build does: still the fp32 and fp16 probabilities,
+logits and interior layers, and the containers (food101 and real keep all their images).
 """
 import os
 import sys
@@ -19,11 +24,24 @@ FP32_LOGIT = 1e-3    # logits within this relative error (of max(1, |logit|)), f
 FP16_PROB = 5e-3     # max |delta probability|, fp16 weights (and the same top-1)
 FP32_LAYER = 1e-4    # interior activations: max |delta| <= this x max |reference|, fp32 weights
 FP16_LAYER = 2e-2    # likewise with fp16 weights
+# fp32's own precision for logits at the end of a network, relative to max(1, |logit|) (effcam measured 2e-6 to 4e-5
+# on every kernel path): where the reference's probabilities move more than FP32_PROB under that much logit noise (a
+# near tie between large logits), no fp32 computation can promise FP32_PROB, so a miss there is reported, not held
+# (the logits bar still is), as check_gradcam.py does for ill-conditioned maps.
+FP32_LOGIT_NOISE = 1e-5
+
+
+def probability_sensitivity(probabilities, logits, noise):
+    """First-order bound on how far softmax(logits) moves when each logit moves by noise x max(1, |logit|):
+    max_i sum_j |dp_i/dl_j| noise_j, with dp_i/dl_j = p_i (delta_ij - p_j)."""
+    moves = [noise * max(1.0, abs(v)) for v in logits]
+    return max(sum(abs(p_i * ((i == j) - p_j)) * m_j for j, (p_j, m_j) in enumerate(zip(probabilities, moves)))
+               for i, p_i in enumerate(probabilities))
 
 
 def compare(label, effcam, ref, dtype, layers=()):
     """Compares effcam-predict --json lines with the reference's images, image by image."""
-    ref = ref[:len(effcam)] if t.SANITIZED else ref
+    ref = ref[:len(effcam)] if t.reduced() else ref
     t.check(len(effcam) == len(ref), f"{label}: {len(effcam)} results for {len(ref)} images")
     worst_prob = worst_logit = 0.0
     for mine, theirs in zip(effcam, ref):
@@ -32,14 +50,24 @@ def compare(label, effcam, ref, dtype, layers=()):
         worst_prob = max(worst_prob, dp)
         same_top1 = t.argmax(mine["probabilities"]) == t.argmax(theirs["probabilities"])
         if dtype == "fp32":
-            t.check(dp <= FP32_PROB, f"{label} {name}: max |dprob| {dp:.2e} <= {FP32_PROB}")
+            # Only a miss is checked for ill-conditioning, and only with the reference's logits to check it on.
+            moves = (probability_sensitivity(theirs["probabilities"], theirs["logits"], FP32_LOGIT_NOISE)
+                     if dp > FP32_PROB and theirs.get("logits") is not None else 0.0)
+            if moves > FP32_PROB:
+                t.info(f"{label} {name}: max |dprob| {dp:.2e} not held: the reference's probabilities themselves "
+                       f"move {moves:.2e} under {FP32_LOGIT_NOISE} relative logit noise")
+            else:
+                t.check(dp <= FP32_PROB, f"{label} {name}: max |dprob| {dp:.2e} <= {FP32_PROB}")
+                t.measure(f"fp32 max |dprob| (<= {FP32_PROB})", dp)
             if theirs.get("logits") is not None:
                 rel = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(mine["logits"], theirs["logits"]))
                 worst_logit = max(worst_logit, rel)
                 t.check(rel <= FP32_LOGIT, f"{label} {name}: logits relative error {rel:.2e} <= {FP32_LOGIT}")
+                t.measure(f"fp32 logits relative error (<= {FP32_LOGIT})", rel)
         else:
             t.check(same_top1, f"{label} {name}: same top-1 class as the reference")
             t.check(dp <= FP16_PROB, f"{label} {name}: max |dprob| {dp:.2e} <= {FP16_PROB}")
+            t.measure(f"fp16 max |dprob| (<= {FP16_PROB})", dp)
         for layer in layers:
             values = mine["layers"][layer]["values"]
             expected = theirs["layers"][layer]["values"]
@@ -49,7 +77,8 @@ def compare(label, effcam, ref, dtype, layers=()):
             err = t.max_abs_diff(values, expected) / scale
             bar = FP32_LAYER if dtype == "fp32" else FP16_LAYER
             t.check(err <= bar, f"{label} {name} {layer}: max |delta| {err:.2e} of max |ref| <= {bar}")
-    print(f"  {label}: worst |dprob| {worst_prob:.2e}, worst logit relative error {worst_logit:.2e}")
+            t.measure(f"{dtype} interior layers max |delta| / max |ref| (<= {bar})", err)
+    t.info(f"{label}: worst |dprob| {worst_prob:.2e}, worst logit relative error {worst_logit:.2e}")
 
 
 def generated(keras_name, variants, size, layers):
