@@ -13,6 +13,7 @@
 #include "bench/fma_peak.h"
 #include "bench/profile.h"
 #include "bench/stats.h"
+#include "engine/cam.h"
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/process_memory.h"
@@ -26,6 +27,7 @@ constexpr const char* kDefaultModel = "out/food101.effcam";
 
 constexpr const char* kUsage =
     "usage: effcam-bench [--model M.effcam] [--threads N] [--iters N] [--warmup N] [--json] [--profile]\n"
+    "                    [--cam] [--cam-layer KERAS_LAYER]\n"
     "Times Session::run (the forward pass, preprocessing excluded) on a fixed pseudo-random image and prints\n"
     "min / median / p90 latency, images per second, peak RSS (VmHWM), achieved GFLOP/s (2 x the graph's\n"
     "multiply-adds / median) and its share of the measured fp32 FMA peak of N threads (effcam-fma-peak).\n"
@@ -36,7 +38,12 @@ constexpr const char* kUsage =
     "  --warmup N   untimed forward passes before them, up to 10000 (default 3)\n"
     "  --json       one JSON object instead of text\n"
     "  --profile    per-op times (median over the iterations) sorted by time, and totals per op kind;\n"
-    "               its buffer of iters x ops times counts in the peak RSS\n";
+    "               its buffer of iters x ops times counts in the peak RSS\n"
+    "  --cam        time the forward pass plus Grad-CAM (the backward pass for the top-1 class's logit and the\n"
+    "               map) at the default layer (the last Conv2D / DepthwiseConv2D: top_conv for EfficientNetV2);\n"
+    "               (GFLOP/s still counts the forward's multiply-adds, --profile times the forward's ops)\n"
+    "  --cam-layer L\n"
+    "               Grad-CAM at Keras layer L instead (implies --cam; effcam-predict --list-layers lists them)\n";
 
 struct Arguments {
   std::string model = kDefaultModel;
@@ -45,6 +52,8 @@ struct Arguments {
   uint32_t warmup = 3;
   bool json = false;
   bool profile = false;
+  bool cam = false;
+  std::string cam_layer;  // empty: the model's default
 };
 
 Arguments parse_arguments(int argc, char** argv) {
@@ -68,6 +77,11 @@ Arguments parse_arguments(int argc, char** argv) {
       args.json = true;
     } else if (arg == "--profile") {
       args.profile = true;
+    } else if (arg == "--cam") {
+      args.cam = true;
+    } else if (arg == "--cam-layer") {
+      args.cam = true;
+      args.cam_layer = value();
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -145,6 +159,7 @@ int run(const Arguments& args) {
   const effcam::Model model = effcam::Model::load(args.model);
   effcam::SessionOptions options;
   options.threads = args.threads;
+  if (args.cam) options.cam_layer = args.cam_layer.empty() ? model.default_cam_layer() : args.cam_layer;
   effcam::Session session(model, options);
   // The plan may reuse the input tensor's memory, so every run gets its input again (outside the timing).
   const std::vector<float> pixels =
@@ -152,9 +167,25 @@ int run(const Arguments& args) {
   const uint64_t multiply_adds = effcam::graph_multiply_adds(model.file().ops(), model.graph());
   const size_t op_count = model.file().ops().size();
 
+  // One timed unit: the forward pass and, with --cam, Grad-CAM for the top-1 class's logit as effcam-predict does
+  // it (backward pass and map; no image output).
+  auto iteration = [&](std::span<double> profile_op_ms) {
+    if (profile_op_ms.empty()) {
+      session.run();
+    } else {
+      session.run_profiled(profile_op_ms);
+    }
+    if (!args.cam) return;
+    const std::span<const float> probabilities = session.probabilities();
+    const auto top1 =
+        static_cast<uint32_t>(std::max_element(probabilities.begin(), probabilities.end()) - probabilities.begin());
+    const effcam::Explanation explanation = session.explain(top1, effcam::CamScore::Logit);
+    effcam::compute_cam(effcam::CamMethod::GradCam, explanation.activations, explanation.gradients,
+                        explanation.shape.h, explanation.shape.w, explanation.shape.c);
+  };
   for (uint32_t i = 0; i < args.warmup; ++i) {
     session.set_input_pixels(pixels);
-    session.run();
+    iteration({});
   }
   using Clock = std::chrono::steady_clock;
   std::vector<double> latency_ms(args.iters);
@@ -162,11 +193,7 @@ int run(const Arguments& args) {
   for (uint32_t i = 0; i < args.iters; ++i) {
     session.set_input_pixels(pixels);
     const Clock::time_point start = Clock::now();
-    if (args.profile) {
-      session.run_profiled(std::span<double>(op_ms).subspan(size_t{i} * op_count, op_count));
-    } else {
-      session.run();
-    }
+    iteration(args.profile ? std::span<double>(op_ms).subspan(size_t{i} * op_count, op_count) : std::span<double>());
     latency_ms[i] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   }
   const uint64_t peak_rss = effcam::peak_rss_bytes();
@@ -182,6 +209,7 @@ int run(const Arguments& args) {
     Json out = {{"model", args.model},
                 {"threads", args.threads},
                 {"iters", args.iters},
+                {"cam", args.cam ? Json(options.cam_layer) : Json()},
                 {"latency_ms", {{"min", latency.min}, {"median", latency.median}, {"p90", latency.p90}}},
                 {"images_per_s", images_per_s},
                 {"peak_rss_bytes", peak_rss},
@@ -200,8 +228,9 @@ int run(const Arguments& args) {
   std::printf("model       %s: %ux%ux%u input, %u classes, %zu ops, %.3f G multiply-adds\n", args.model.c_str(),
               model.input_height(), model.input_width(), model.input_channels(), model.classes(), op_count,
               static_cast<double>(multiply_adds) / 1e9);
-  std::printf("runs        %u timed after %u warm-up, %u thread%s\n", args.iters, args.warmup, args.threads,
-              args.threads == 1 ? "" : "s");
+  std::printf("runs        %u timed after %u warm-up, %u thread%s%s\n", args.iters, args.warmup, args.threads,
+              args.threads == 1 ? "" : "s",
+              args.cam ? (", each forward + Grad-CAM at " + options.cam_layer).c_str() : "");
   std::printf("latency     min %.2f ms, median %.2f ms, p90 %.2f ms\n", latency.min, latency.median, latency.p90);
   std::printf("throughput  %.2f images/s\n", images_per_s);
   std::printf("peak RSS    %.1f MiB (%llu bytes)\n", static_cast<double>(peak_rss) / (1 << 20),

@@ -8,10 +8,12 @@ once, under BUILD/bench-data: the effcam file (fp16) converted from the generate
 ships its native library in the package). The two graphs have the same backbone; the multiply-adds of both
 are reported.
 
-Then it alternates, round after round, `effcam-bench --iters K` and `node bench/ort/ort_bench.js --iters K` for
-every thread count, so that both see the same machine conditions, and prints the median over the rounds of
-each one's per-round median latency, the effcam / ORT latency ratio, and peak RSS: effcam-bench's whole
-process, and ORT's Node process minus an empty Node process (what ORT adds). Ends with a Markdown table.
+Then it alternates, round after round, `effcam-bench --iters K`, `effcam-bench --cam --iters K` (forward +
+Grad-CAM at the default layer, top_conv) and `node bench/ort/ort_bench.js --iters K` for every thread count, so
+that all see the same machine conditions, and prints the median over the rounds of each one's per-round median
+latency, the effcam / ORT latency ratio, peak RSS: effcam-bench's whole process, and ORT's Node process minus an
+empty Node process (what ORT adds), and what Grad-CAM adds to effcam's latency (forward + Grad-CAM / forward).
+Ends with a Markdown table.
 
 usage: /usr/bin/python3 bench/side_by_side.py [--rounds R] [--iters K] [--warmup W] [--threads 1,2]
                                               [--build DIR] [--keras FILE] [--markdown OUT.md]
@@ -21,38 +23,11 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import KERAS_NAME, PYTHON, ROOT, die, effcam_model, run, run_json, say, stale, work_dir
+
 ORT_DIR = os.path.join(ROOT, "bench", "ort")
 EXPORT = os.path.join(ORT_DIR, "export_torchvision_effv2s.py")
-MAKE_KERAS = os.path.join(ROOT, "tests", "models", "make_keras_models.py")
-KERAS_NAME = "effv2s_functional.keras"
-PYTHON = "/usr/bin/python3"  # Debian's, with torch and torchvision
-
-
-def die(message):
-    sys.exit(f"side_by_side: {message}")
-
-
-def run(args, cwd=None):
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        die(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr.strip()}")
-    return result.stdout
-
-
-def run_json(args):
-    return json.loads(run(args).strip().splitlines()[-1])
-
-
-def stale(target, *sources):
-    """True when `target` is missing or older than any existing source."""
-    if not os.path.exists(target):
-        return True
-    mtime = os.path.getmtime(target)
-    return any(os.path.exists(s) and os.path.getmtime(s) > mtime for s in sources)
 
 
 def install_npm_packages():
@@ -62,7 +37,7 @@ def install_npm_packages():
     lock = os.path.join(ORT_DIR, "package-lock.json")
     installed = os.path.join(ORT_DIR, "node_modules", ".package-lock.json")
     if stale(installed, lock, os.path.join(ORT_DIR, "package.json")):
-        print("side_by_side: npm ci --ignore-scripts in bench/ort", flush=True)
+        say("npm ci --ignore-scripts in bench/ort")
         run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=ORT_DIR)
 
 
@@ -70,28 +45,12 @@ def onnx_model(work):
     path = os.path.join(work, "effv2s_torchvision_300.onnx")
     info_path = path + ".json"
     if stale(path, EXPORT) or stale(info_path, EXPORT):
-        print("side_by_side: exporting torchvision efficientnet_v2_s to ONNX", flush=True)
+        say("exporting torchvision efficientnet_v2_s to ONNX")
         info = run_json([PYTHON, EXPORT, path])
         with open(info_path, "w") as f:
             json.dump(info, f)
     with open(info_path) as f:
         return path, json.load(f)
-
-
-def effcam_model(build, work, keras):
-    if keras is None:
-        keras = os.path.join(build, "testdata", "keras", KERAS_NAME)
-        if not os.path.exists(keras):
-            keras = os.path.join(work, "keras", KERAS_NAME)
-            if not os.path.exists(keras):
-                print("side_by_side: generating the Keras EfficientNetV2-S (about a minute)", flush=True)
-                run([PYTHON, MAKE_KERAS, os.path.dirname(keras), "--only", KERAS_NAME])
-    path = os.path.join(work, "effv2s_300_fp16.effcam")
-    convert = os.path.join(build, "apps", "effcam-convert")
-    if stale(path, keras, convert):
-        print(f"side_by_side: converting {keras}", flush=True)
-        run([convert, keras, path, "--dtype", "fp16"])
-    return path
 
 
 def markdown(summary, ort_version):
@@ -115,6 +74,8 @@ def markdown(summary, ort_version):
             f"| peak RSS, {t} thread{'s' if t > 1 else ''} | {e['peak_rss_mib']:.1f} MiB (whole process) | "
             f"{o['peak_rss_mib']:.1f} MiB (Node process {o['process_rss_mib']:.1f} - empty Node "
             f"{summary['node_baseline_mib']:.1f}) | {e['peak_rss_mib'] / o['peak_rss_mib']:.2f} |",
+            f"| forward + Grad-CAM at {row['effcam_cam']['layer']}, {t} thread{'s' if t > 1 else ''} | "
+            f"{row['effcam_cam']['median_ms']:.1f} ms = {row['cam_ratio']:.3f} x forward | (no Grad-CAM) | |",
         ]
     return "\n".join(lines) + "\n"
 
@@ -135,11 +96,7 @@ def main():
 
     build = os.path.abspath(args.build)
     bench = os.path.join(build, "bench", "effcam-bench")
-    for tool in (bench, os.path.join(build, "apps", "effcam-convert")):
-        if not os.path.exists(tool):
-            die(f"{tool} is missing: run scripts/build.sh first (or pass --build)")
-    work = os.path.join(build, "bench-data")
-    os.makedirs(work, exist_ok=True)
+    work = work_dir(build, ["bench/effcam-bench", "apps/effcam-convert"])
 
     install_npm_packages()
     onnx, onnx_info = onnx_model(work)
@@ -148,15 +105,19 @@ def main():
     node_baseline = statistics.median(run_json(ort_bench + ["--baseline"])["peak_rss_bytes"] for _ in range(3))
 
     common = ["--iters", str(args.iters), "--warmup", str(args.warmup)]
-    results = {t: {"effcam": [], "ort": []} for t in threads}
+    results = {t: {"effcam": [], "effcam_cam": [], "ort": []} for t in threads}
     for r in range(1, args.rounds + 1):
         for t in threads:
             e = run_json([bench, "--model", model, "--threads", str(t), "--json"] + common)
+            c = run_json([bench, "--model", model, "--threads", str(t), "--json", "--cam"] + common)
             o = run_json(ort_bench + ["--model", onnx, "--threads", str(t)] + common)
             results[t]["effcam"].append(e)
+            results[t]["effcam_cam"].append(c)
             results[t]["ort"].append(o)
             print(f"round {r}/{args.rounds}, {t} thread(s): effcam median {e['latency_ms']['median']:.1f} ms, "
                   f"ORT median {o['latency_ms']['median']:.1f} ms", flush=True)
+            print(f"round {r}/{args.rounds}, {t} thread(s): effcam forward + Grad-CAM at {c['cam']} median "
+                  f"{c['latency_ms']['median']:.1f} ms", flush=True)
 
     effcam_macs = results[threads[0]]["effcam"][0]["multiply_adds"]
     ort_macs = onnx_info["multiply_adds"]
@@ -179,6 +140,16 @@ def main():
             else:
                 row[name].update(peak_rss_mib=rss / mib, peak_fraction=statistics.median(x["peak_fraction"] for x in runs))
         row["latency_ratio"] = row["effcam"]["median_ms"] / row["ort"]["median_ms"]
+        cam_runs = results[t]["effcam_cam"]
+        row["effcam_cam"] = {"layer": cam_runs[0]["cam"],
+                             "median_ms": statistics.median(x["latency_ms"]["median"] for x in cam_runs),
+                             "min_ms": min(x["latency_ms"]["min"] for x in cam_runs),
+                             "round_medians_ms": [x["latency_ms"]["median"] for x in cam_runs],
+                             "peak_rss_mib": statistics.median(x["peak_rss_bytes"] for x in cam_runs) / mib}
+        # Each round's Grad-CAM run follows its forward run: the paired ratios show the spread under drift.
+        row["cam_round_ratios"] = [c["latency_ms"]["median"] / e["latency_ms"]["median"]
+                                   for c, e in zip(cam_runs, results[t]["effcam"])]
+        row["cam_ratio"] = row["effcam_cam"]["median_ms"] / row["effcam"]["median_ms"]
         summary["threads"].append(row)
 
     print()
@@ -187,6 +158,11 @@ def main():
         print(f"{row['threads']} thread(s): effcam {e['median_ms']:.1f} ms ({e['peak_fraction']:.0%} of the FMA peak), "
               f"ORT {o['median_ms']:.1f} ms, effcam / ORT = {row['latency_ratio']:.2f}; "
               f"peak RSS effcam {e['peak_rss_mib']:.1f} MiB, ORT adds {o['peak_rss_mib']:.1f} MiB")
+    for row in summary["threads"]:
+        e, c, ratios = row["effcam"], row["effcam_cam"], row["cam_round_ratios"]
+        print(f"{row['threads']} thread(s): effcam forward {e['median_ms']:.1f} ms, forward + Grad-CAM at {c['layer']} "
+              f"{c['median_ms']:.1f} ms, ratio {row['cam_ratio']:.3f} (per round {min(ratios):.3f} to "
+              f"{max(ratios):.3f}); peak RSS with Grad-CAM {c['peak_rss_mib']:.1f} MiB")
     table = markdown(summary, ort_version)
     print()
     print(table)

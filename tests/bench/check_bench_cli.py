@@ -3,7 +3,8 @@
 
 Checks that the JSON report has the documented fields and that its figures agree with each other (throughput
 and GFLOP/s from the median, peak fraction from the FMA peak, profile totals from the graph), the graph's
-multiply-adds against Keras's published figure for EfficientNetV2-B0, and the command-line errors.
+multiply-adds against Keras's published figure for EfficientNetV2-B0, the Grad-CAM layer --cam / --cam-layer
+report, and the command-line errors.
 """
 import json
 import math
@@ -16,7 +17,7 @@ from effcam_testlib import BINARY_DIR, FOOD101, check, convert, finish, run, ski
 
 BENCH = os.path.join(BINARY_DIR, "bench", "effcam-bench")
 FMA_PEAK = os.path.join(BINARY_DIR, "bench", "effcam-fma-peak")
-FIELDS = ["model", "threads", "iters", "latency_ms", "images_per_s", "peak_rss_bytes", "gflops", "peak_fraction"]
+FIELDS = ["model", "threads", "iters", "cam", "latency_ms", "images_per_s", "peak_rss_bytes", "gflops", "peak_fraction"]
 # EfficientNetV2-B0 at 224x224 with the 1000-class head: 0.718 G multiply-adds, as published by an independent
 # implementation (SharanSMenon/ai-paper-implementations, efficientnetv2/README.md); the paper says 0.72B "FLOPs".
 # Food-101's 101-class head has 1.2 M fewer.
@@ -46,6 +47,7 @@ def main():
         lat = report["latency_ms"]
         check(0 < lat["min"] <= lat["median"] <= lat["p90"], f"threads {threads}: 0 < min <= median <= p90 ({lat})")
         check(report["threads"] == int(threads) and report["iters"] == 3, "threads and iters are echoed")
+        check(report["cam"] is None, f"threads {threads}: without --cam the cam field is null")
         check(close(report["images_per_s"], 1000 / lat["median"]), "images/s = 1000 / median ms")
         macs = report["multiply_adds"]
         check(abs(macs - KERAS_B0_MACS) < 0.02 * KERAS_B0_MACS, f"{macs} multiply-adds ~ the published 0.718 G for B0")
@@ -67,6 +69,21 @@ def main():
     convs = [op for op in ops if op["kind"] == "Conv"]
     check(any(op["name"] == "stem_conv" and op["output"] == [112, 112, 32] for op in convs),
           "the stem conv is listed with its Keras name and 112x112x32 output")
+
+    # --cam: each iteration is forward + Grad-CAM at the model's default layer (top_conv for EfficientNetV2),
+    # or at the one --cam-layer names.
+    report = bench_json(model, "--cam")
+    check(report["cam"] == "top_conv", f"--cam reports the default Grad-CAM layer top_conv (got {report['cam']})")
+    check(0 < report["latency_ms"]["min"] <= report["latency_ms"]["median"], "--cam reports latencies")
+    report = bench_json(model, "--cam-layer", "block5c_add", "--threads", "2")
+    check(report["cam"] == "block5c_add", f"--cam-layer block5c_add is reported (got {report['cam']})")
+    text = run([BENCH, "--model", model, "--iters", "1", "--warmup", "0", "--cam"]).stdout
+    check("forward + Grad-CAM at top_conv" in text, "the text report says it timed forward + Grad-CAM at top_conv")
+    bad = run([BENCH, "--model", model, "--iters", "1", "--cam-layer", "no_such_layer"], expect_ok=False)
+    check(bad.returncode == 1 and len(bad.stderr.splitlines()) == 1 and "no_such_layer" in bad.stderr,
+          f"--cam-layer with an unknown layer: one line naming it, exit 1 (got {bad.returncode}: {bad.stderr!r})")
+    bad = run([BENCH, "--model", model, "--cam-layer"], expect_ok=False)
+    check(bad.returncode == 2 and "--cam-layer needs a value" in bad.stderr, "--cam-layer without a value is refused")
 
     text = run([BENCH, "--model", model, "--iters", "2", "--warmup", "0", "--profile"]).stdout
     for needle in ("latency", "images/s", "peak RSS", "GFLOP/s", "per op kind", "stem_conv"):

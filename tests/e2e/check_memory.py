@@ -6,8 +6,14 @@ usage: check_memory.py CASE   with CASE one of
   flat   100 images in one process: RSS after the last image within 1 MiB of RSS after the first
   cam    the same predict with Grad-CAM at top_conv (the default): peak RSS <= the budget and not one byte of arena
          more than the forward; at the interior block6h_add: peak and arena pinned at their measured budgets
+  faults the page faults of that fresh one-image process (its cold start; unlike time, a deterministic count):
+         at most the weights mapped at the kernel's fault-around granularity, the arena touched once page by page,
+         and an allowance for the program, its libraries and the image's buffers. Copying the weights (~10,000
+         more faults) or touching a second arena-sized buffer (~1,700) fails it.
 """
+import math
 import os
+import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -21,6 +27,12 @@ FLAT_TOLERANCE = 1 * MIB    # RSS growth allowed over 100 images
 # 11,671,872 arena bytes and 55.2 MiB peak; the budgets leave ~3% for noise and fail on a real regression.
 INTERIOR_ARENA_BUDGET = 12_000_000
 INTERIOR_PEAK_BUDGET = 57 * MIB
+PAGE = os.sysconf("SC_PAGE_SIZE")
+# Linux's default fault_around_bytes: a read fault on a file mapping maps up to 64 KiB of cached pages at once.
+FAULT_AROUND = 64 * 1024
+# The binary, its libraries, heap and stack, the graph and the image's buffers: measured 2026-11-22 at 149 faults
+# for `effcam-predict --help` plus ~140 for each image; twice that leaves room for other libc / loader versions.
+PROGRAM_FAULTS = 600
 
 
 def s_model():
@@ -67,8 +79,23 @@ def cam():
     t.check(arena <= ARENA_OVER_BOUND * interior["arena_lower_bound_bytes"], "interior arena within 1.15x its bound")
 
 
+def faults():
+    image = t.test_images(300, 300, 1)
+    model = s_model()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = t.predict(model, image)[0]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    minor, major = after.ru_minflt - before.ru_minflt, after.ru_majflt - before.ru_majflt
+    weights = math.ceil(os.path.getsize(model) / FAULT_AROUND)
+    arena = math.ceil(result["arena_bytes"] / PAGE)
+    budget = PROGRAM_FAULTS + weights + arena
+    print(f"  one fresh predict: {minor} minor + {major} major page faults; budget {budget} = {PROGRAM_FAULTS} program "
+          f"+ {weights} weights (mapped, {FAULT_AROUND // 1024} KiB per fault) + {arena} arena pages")
+    t.check(minor + major <= budget, f"page faults of a cold predict {minor + major} <= {budget}")
+
+
 def main():
-    t.main({"peak": peak, "flat": flat, "cam": cam}, __doc__)
+    t.main({"peak": peak, "flat": flat, "cam": cam, "faults": faults}, __doc__)
 
 
 if __name__ == "__main__":
