@@ -61,12 +61,23 @@ void ThreadPool::parallel_for(uint32_t count, const RangeFn& fn) {
   wake_.notify_all();
   uint32_t begin = 0, end = 0;
   chunk_bounds(count, chunks, 0, begin, end);
-  fn(begin, end, 0);
+  std::exception_ptr error;
+  try {
+    fn(begin, end, 0);
+  } catch (...) {
+    error = std::current_exception();  // the workers still use fn: wait for them before leaving
+  }
   auto finished = [this] { return pending_.load() == 0; };
   if (!poll(finished)) {
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, finished);
   }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!error) error = worker_error_;
+    worker_error_ = nullptr;
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::worker_loop(uint32_t worker) {
@@ -87,7 +98,12 @@ void ThreadPool::worker_loop(uint32_t worker) {
     if (worker < chunks) {
       uint32_t begin = 0, end = 0;
       chunk_bounds(count, chunks, worker, begin, end);
-      (*job)(begin, end, worker);
+      try {
+        (*job)(begin, end, worker);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!worker_error_) worker_error_ = std::current_exception();
+      }
       if (pending_.fetch_sub(1) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);  // the caller may be between its check and its wait
         done_.notify_one();

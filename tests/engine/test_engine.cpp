@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "converter/keras_model.h"
@@ -107,6 +110,28 @@ TEST_CASE("the thread pool covers every index exactly once, on every worker coun
   std::thread::id ran_on;
   single.parallel_for(5, [&](uint32_t, uint32_t, uint32_t) { ran_on = std::this_thread::get_id(); });
   CHECK(ran_on == std::this_thread::get_id());
+}
+
+TEST_CASE("an exception in any chunk reaches the caller after every chunk is done, and the pool stays usable") {
+  for (uint32_t threads : {1u, 2u, 3u}) {
+    effcam::ThreadPool pool(threads);
+    for (uint32_t thrower = 0; thrower < threads; ++thrower) {
+      CAPTURE(threads);
+      CAPTURE(thrower);
+      std::atomic<uint32_t> finished{0};
+      auto job = [&](uint32_t, uint32_t, uint32_t worker) {
+        if (worker == thrower) throw std::runtime_error("chunk " + std::to_string(worker));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // still running when the thrower is done
+        finished++;
+      };
+      CHECK_THROWS_WITH_AS(pool.parallel_for(threads, job), ("chunk " + std::to_string(thrower)).c_str(),
+                           std::runtime_error);
+      CHECK(finished.load() == threads - 1);
+      std::atomic<uint32_t> covered{0};
+      pool.parallel_for(100, [&](uint32_t begin, uint32_t end, uint32_t) { covered += end - begin; });
+      CHECK(covered.load() == 100);
+    }
+  }
 }
 
 TEST_CASE("the memory plan never overwrites a live tensor and stays near the liveness lower bound") {
