@@ -344,7 +344,8 @@ void conv2d_typed(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   }
 
   // Direct convolution: tiles of whole rows' pixels. Tiles inside the interior columns [ox_lo, ox_hi) read every
-  // kx tap inside the image; the tiles that reach a border column clip their taps per pixel.
+  // kx tap inside the image; the border columns go one pixel at a time and clip their taps (a wide clipped tile
+  // keeps its accumulators in memory: measured 25% slower on a padded 75x75 stride-2 conv).
   const int64_t sw = a.stride_w, pl = a.pad_left;
   int64_t ox_lo = min_i64((pl + sw - 1) / sw, a.out_w);
   int64_t ox_hi = int64_t{a.in_w} + pl >= a.kw ? (int64_t{a.in_w} + pl - a.kw) / sw + 1 : 0;
@@ -357,12 +358,14 @@ void conv2d_typed(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
     size_t row_out = size_t{oy} * a.out_w * a.cout;
     for (uint32_t b = 0; b < blocks; b += NB) {
       const uint32_t nb = min_u32(NB, blocks - b), pixels = conv_tile_pixels<A>(nb);
-      for (int64_t ox = 0; ox < a.out_w; ox += pixels) {
-        const uint32_t count = static_cast<uint32_t>(min_i64(pixels, a.out_w - ox));
+      for (int64_t ox = 0; ox < a.out_w;) {
+        const bool interior = ox >= ox_lo && ox < ox_hi;
+        const uint32_t count = interior ? static_cast<uint32_t>(min_i64(pixels, ox_hi - ox)) : 1;
         ConvTile t{(iy * a.in_w + ox * sw - pl) * a.cin, sw * a.cin, ky0, ky1, 0, a.kw,
                    row_out + size_t(ox) * a.cout, ox * sw - pl};
-        if (ox >= ox_lo && ox + count <= ox_hi) conv_blocks<A, F16, NB, false>(a, t, b, nb, count);
+        if (interior) conv_blocks<A, F16, NB, false>(a, t, b, nb, count);
         else conv_blocks<A, F16, NB, true>(a, t, b, nb, count);
+        ox += count;
       }
     }
   }
