@@ -14,7 +14,7 @@ namespace effcam::ops {
 
 // d act(z) / dz at z (Softmax is not elementwise: callers handle it).
 float activation_derivative(float z, Activation act, float act_max);
-// dz[i] = dy[i] * act'(z[i]) for i in [0, n). dz may alias dy.
+// dz[i] = dy[i] * act'(z[i]) for i in [0, n). dz may alias dy or z.
 void activation_backward(const float* z, const float* dy, float* dz, size_t n, Activation act, float act_max);
 
 // dx += conv2d^T(dz): the gradient of a dense conv's (scaled) input, geometry and kernel as in `args`
