@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan + UBSan) in build-fuzz and runs each from a seed corpus:
+# Builds the clang tree with ASan + UBSan and the libFuzzer targets (scripts/build.sh sanitize, build-sanitize/) and
+# runs both targets at once (one core each), each from a seed corpus:
 #   fuzz_model_file    the .effcam loader, SECONDS (default 60), seeds: small valid .effcam files
 #   fuzz_keras_config  the Keras config.json path of effcam-convert, SECONDS / 2, seeds: the configs of the
 #                      bundled model and of ../shared/fixtures/keras-real when present
@@ -8,33 +9,38 @@ set -euo pipefail
 
 seconds="${1:-60}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build="${root}/build-fuzz"
-cxx="$(command -v clang++-14 || command -v clang++ || true)"
-[ -n "${cxx}" ] || { echo "fuzz: clang++ not found (scripts/install-deps.sh installs it)" >&2; exit 1; }
-cc="${cxx/clang++/clang}"
-
-cmake -S "${root}" -B "${build}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_COMPILER="${cxx}" -DCMAKE_C_COMPILER="${cc}" -DEFFCAM_FUZZ=ON >/dev/null
-ninja -C "${build}" -j"$(nproc)" fuzz_model_file fuzz_make_seed fuzz_keras_config
+build="${root}/build-sanitize"
+"${root}/scripts/build.sh" sanitize
 mkdir -p "${build}/fuzz-artifacts"
 
-run() {  # run TARGET CORPUS SECONDS MAX_LEN
-  "${build}/tests/$1" -max_total_time="$3" -max_len="$4" -rss_limit_mb=2048 -timeout=10 \
-    -artifact_prefix="${build}/fuzz-artifacts/$1-" -print_final_stats=1 "$2"
-}
-
-corpus="${build}/fuzz-corpus/model_file"
-mkdir -p "${corpus}"
-"${build}/tests/fuzz_make_seed" "${corpus}"
-run fuzz_model_file "${corpus}" "${seconds}" 16384
-
-corpus="${build}/fuzz-corpus/keras_config"
-mkdir -p "${corpus}"
-/usr/bin/python3 - "${corpus}" "${root}"/models/*/*.keras "${root}"/../shared/fixtures/keras-real/*.keras <<'PY'
+corpora="${build}/fuzz-corpus"
+mkdir -p "${corpora}/model_file" "${corpora}/keras_config"
+"${build}/tests/fuzz_make_seed" "${corpora}/model_file"
+/usr/bin/python3 - "${corpora}/keras_config" "${root}"/models/*/*.keras "${root}"/../shared/fixtures/keras-real/*.keras <<'PY'
 import os, sys, zipfile
 for path in sys.argv[2:]:
     if os.path.isfile(path):
         with zipfile.ZipFile(path) as archive, open(os.path.join(sys.argv[1], os.path.basename(path) + ".json"), "wb") as out:
             out.write(archive.read("config.json"))
 PY
-run fuzz_keras_config "${corpus}" "$((seconds / 2))" 262144
+
+declare -A pids
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT  # an interrupted run leaves no fuzzer behind
+start() {  # start TARGET SECONDS MAX_LEN: in the background, its output in fuzz-artifacts/TARGET.log
+  "${build}/tests/$1" -max_total_time="$2" -max_len="$3" -rss_limit_mb=2048 -timeout=10 \
+    -artifact_prefix="${build}/fuzz-artifacts/$1-" -print_final_stats=1 "${corpora}/${1#fuzz_}" \
+    > "${build}/fuzz-artifacts/$1.log" 2>&1 &
+  pids[$1]=$!
+}
+start fuzz_model_file "${seconds}" 16384
+start fuzz_keras_config "$((seconds / 2))" 262144
+
+failed=0
+for target in fuzz_model_file fuzz_keras_config; do
+  status=0
+  wait "${pids[${target}]}" || status=$?
+  echo "=== ${target}: exit status ${status}"
+  cat "${build}/fuzz-artifacts/${target}.log"
+  [ "${status}" -eq 0 ] || failed=1
+done
+exit "${failed}"
