@@ -2,7 +2,7 @@
 # Builds the clang tree with ASan + UBSan and the libFuzzer targets (scripts/build.sh sanitize, build-sanitize/) and
 # runs both targets at once (one core each), each from a seed corpus:
 #   fuzz_model_file    the .effcam loader, SECONDS (default 60), seeds: small valid .effcam files
-#   fuzz_keras_config  the Keras config.json path of effcam-convert, SECONDS / 2, seeds: the configs of the
+#   fuzz_keras_config  the Keras config.json path of effcam-convert, SECONDS, seeds: the configs of the
 #                      bundled model and of ../shared/fixtures/keras-real when present
 # Exits non-zero on any finding.    usage: scripts/fuzz.sh [SECONDS]
 set -euo pipefail
@@ -33,7 +33,7 @@ start() {  # start TARGET SECONDS MAX_LEN: in the background, its output in fuzz
   pids[$1]=$!
 }
 start fuzz_model_file "${seconds}" 16384
-start fuzz_keras_config "$((seconds / 2))" 262144
+start fuzz_keras_config "${seconds}" 262144
 
 failed=0
 for target in fuzz_model_file fuzz_keras_config; do

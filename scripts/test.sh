@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every test: install, build (GCC), run the suite; build the clang tree with AddressSanitizer +
-# UndefinedBehaviorSanitizer and the libFuzzer targets, run the suite again in it, then fuzz the .effcam loader (60 s)
-# and the Keras config path (30 s) from that same tree. Both builds share the generated test data and treat warnings
-# as errors.
+# UndefinedBehaviorSanitizer and the libFuzzer targets, run the suite again in it, then fuzz the .effcam loader and the
+# Keras config path (60 s each, at once) from that same tree. Both builds share the generated test data and treat
+# warnings as errors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
