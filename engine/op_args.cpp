@@ -7,22 +7,28 @@ ops::WeightView weight_view(const ModelFile& file, uint32_t id) {
 }
 
 namespace {
-// The fields ConvArgs and DepthwiseArgs share.
+// The window every windowed op's arguments have: spatial shapes, kernel size, strides and leading padding.
 template <class Args>
-Args window_args(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
-  Args a;
+void set_window(Args& a, const format::Op& op, const OpGeometry& g) {
   a.in_h = g.input.h;
   a.in_w = g.input.w;
-  a.cin = g.input.c;
   a.out_h = g.output.h;
   a.out_w = g.output.w;
-  a.cout = g.output.c;
   a.kh = op.kernel_h;
   a.kw = op.kernel_w;
   a.stride_h = op.stride_h;
   a.stride_w = op.stride_w;
   a.pad_top = g.pad_top;
   a.pad_left = g.pad_left;
+}
+
+// The fields ConvArgs and DepthwiseArgs share: the window, channels and kernel.
+template <class Args>
+Args window_args(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
+  Args a;
+  set_window(a, op, g);
+  a.cin = g.input.c;
+  a.cout = g.output.c;
   a.kernel = weight_view(file, op.weight);
   return a;
 }
@@ -34,6 +40,13 @@ ops::ConvArgs conv_args(const ModelFile& file, const format::Op& op, const OpGeo
 
 ops::DepthwiseArgs depthwise_args(const ModelFile& file, const format::Op& op, const OpGeometry& geometry) {
   return window_args<ops::DepthwiseArgs>(file, op, geometry);
+}
+
+ops::PoolArgs pool_args(const format::Op& op, const OpGeometry& geometry) {
+  ops::PoolArgs a;
+  set_window(a, op, geometry);
+  a.channels = geometry.input.c;
+  return a;
 }
 
 }  // namespace effcam

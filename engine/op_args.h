@@ -27,5 +27,7 @@ ops::WeightView weight_view(const ModelFile& file, uint32_t id);
 // Shapes, window, padding and kernel of a Conv / Depthwise op; tensors, bias and activation are the caller's.
 ops::ConvArgs conv_args(const ModelFile& file, const format::Op& op, const OpGeometry& geometry);
 ops::DepthwiseArgs depthwise_args(const ModelFile& file, const format::Op& op, const OpGeometry& geometry);
+// Shapes, window and padding of a MaxPool / AvgPool op; tensors are the caller's.
+ops::PoolArgs pool_args(const format::Op& op, const OpGeometry& geometry);
 
 }  // namespace effcam

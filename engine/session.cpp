@@ -282,20 +282,9 @@ void Session::run_op(uint32_t index, const Variant& variant) {
     }
     case OpKind::MaxPool:
     case OpKind::AvgPool: {
-      ops::PoolArgs a;
+      ops::PoolArgs a = pool_args(op, g);
       a.x = x;
-      a.in_h = g.input.h;
-      a.in_w = g.input.w;
-      a.channels = g.input.c;
       a.y = y;
-      a.out_h = g.output.h;
-      a.out_w = g.output.w;
-      a.kh = op.kernel_h;
-      a.kw = op.kernel_w;
-      a.stride_h = op.stride_h;
-      a.stride_w = op.stride_w;
-      a.pad_top = g.pad_top;
-      a.pad_left = g.pad_left;
       const bool is_max = op.kind == OpKind::MaxPool;
       pool_.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) {
         is_max ? ops::max_pool2d(a, b, e) : ops::avg_pool2d(a, b, e);
