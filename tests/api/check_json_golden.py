@@ -32,7 +32,7 @@ def cases():
     yield "food101_fp16_camvariants", fp16, samples[:1], ["--cam", "gradcam++", "--cam-layer", "block6a_expand_conv",
                                                           "--cam-score", "prob", "--cam-class", "3"]
     yield "food101_fp32_hirescam", fp32, samples[1:], ["--cam", "hirescam", "--top-k", "1",
-                                                       "--dump-layer", "avg_pool"]
+                                                       "--dump-layer", "global_average_pooling2d"]
     yield "food101_fp16_errors", fp16, [os.path.join(t.FOOD101, "labels.txt"), samples[0]], ["--top-k", "2"]
 
 
