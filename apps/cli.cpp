@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace effcam::cli {
 

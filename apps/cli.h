@@ -6,7 +6,7 @@
 #include <new>
 #include <string>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace effcam::cli {
 

@@ -8,9 +8,9 @@
 #include "converter/keras_model.h"
 #include "converter/lowering.h"
 #include "apps/cli.h"
-#include "engine/error.h"
-#include "engine/graph.h"
-#include "engine/model_file.h"
+#include "effcam/error.hpp"
+#include "format/graph.h"
+#include "format/model_file.h"
 
 namespace {
 

@@ -10,14 +10,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/cam.h"
+#include "imaging/cam.h"
 #include "apps/cli.h"
-#include "engine/error.h"
-#include "engine/image.h"
+#include "effcam/error.hpp"
+#include "imaging/image.h"
 #include "engine/model.h"
-#include "engine/overlay.h"
-#include "engine/process_memory.h"
-#include "engine/resize.h"
+#include "imaging/overlay.h"
+#include "base/process_memory.h"
+#include "imaging/resize.h"
 #include "engine/session.h"
 #include "ops/kernels.h"
 
@@ -166,7 +166,7 @@ int run(const Arguments& args) {
       const effcam::Image resized =
           model_size ? effcam::Image{} : effcam::resize_lanczos(image, model.input_width(), model.input_height());
       const effcam::Image& model_image = model_size ? image : resized;
-      session.set_input(model_image);
+      session.set_input(model_image.pixels);
       const double preprocess_ms = ms_since(preprocess_start);
       const Clock::time_point forward_start = Clock::now();
       session.run();

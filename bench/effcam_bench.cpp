@@ -13,10 +13,10 @@
 #include "bench/fma_peak.h"
 #include "bench/profile.h"
 #include "bench/stats.h"
-#include "engine/cam.h"
-#include "engine/error.h"
+#include "imaging/cam.h"
+#include "effcam/error.hpp"
 #include "engine/model.h"
-#include "engine/process_memory.h"
+#include "base/process_memory.h"
 #include "engine/session.h"
 
 namespace {

@@ -8,7 +8,7 @@
 
 #include "apps/cli.h"
 #include "bench/fma_peak.h"
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/format.h"
-#include "engine/graph.h"
+#include "format/format.h"
+#include "format/graph.h"
 #include "engine/model.h"
 
 namespace effcam::bench {

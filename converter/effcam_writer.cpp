@@ -12,10 +12,10 @@
 #include <system_error>
 #include <utility>
 
-#include "engine/checksum.h"
-#include "engine/error.h"
-#include "ops/half.h"
-#include "ops/weight_layout.h"
+#include "format/checksum.h"
+#include "effcam/error.hpp"
+#include "format/half.h"
+#include "format/weight_layout.h"
 
 namespace effcam::convert {
 namespace {
@@ -92,7 +92,7 @@ namespace {
 // A packed kernel as stored: fp32 as is, or cast to fp16 (round to nearest even).
 std::vector<uint8_t> kernel_bytes(std::span<const float> packed, format::DType dtype) {
   if (dtype == format::DType::F16) {
-    const std::vector<uint16_t> halves = ops::floats_to_halves(packed);
+    const std::vector<uint16_t> halves = format::floats_to_halves(packed);
     const auto bytes = bytes_of(std::span<const uint16_t>(halves));
     return {bytes.begin(), bytes.end()};
   }
@@ -104,22 +104,22 @@ std::vector<uint8_t> kernel_bytes(std::span<const float> packed, format::DType d
 
 uint32_t EffcamBuilder::add_conv_kernel(std::string_view name, std::span<const float> hwio, uint32_t kh, uint32_t kw,
                                         uint32_t cin, uint32_t cout) {
-  const std::vector<float> packed = ops::pack_conv_kernel(hwio, kh, kw, cin, cout);
+  const std::vector<float> packed = format::pack_conv_kernel(hwio, kh, kw, cin, cout);
   return add_weight(name, kernel_dtype_, format::WeightLayout::BlockedOHWI, {cout, kh, kw, cin},
                     kernel_bytes(packed, kernel_dtype_));
 }
 
 uint32_t EffcamBuilder::add_dense_kernel(std::string_view name, std::span<const float> io, uint32_t in,
                                          uint32_t units) {
-  const std::vector<float> packed = ops::pack_dense_kernel(io, in, units);
+  const std::vector<float> packed = format::pack_dense_kernel(io, in, units);
   return add_weight(name, kernel_dtype_, format::WeightLayout::BlockedOHWI, {units, 1, 1, in},
                     kernel_bytes(packed, kernel_dtype_));
 }
 
 uint32_t EffcamBuilder::add_depthwise_kernel(std::string_view name, std::span<const float> hwcm, uint32_t kh,
                                              uint32_t kw, uint32_t cin, uint32_t multiplier) {
-  const std::vector<float> packed = ops::pack_depthwise_kernel(hwcm, kh, kw, cin, multiplier);
-  // pack_depthwise_kernel has checked that cin * multiplier fits.
+  const std::vector<float> packed = format::pack_depthwise_kernel(hwcm, kh, kw, cin, multiplier);
+  // format::pack_depthwise_kernel has checked that cin * multiplier fits.
   return add_weight(name, kernel_dtype_, format::WeightLayout::DepthwiseHWC, {cin * multiplier, kh, kw, 1},
                     kernel_bytes(packed, kernel_dtype_));
 }

@@ -1,4 +1,4 @@
-// Builds the contents of a .effcam file in memory and writes it (see engine/format.h, docs/file-format.md).
+// Builds the contents of a .effcam file in memory and writes it (see format/format.h, docs/file-format.md).
 #pragma once
 
 #include <cstdint>
@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/format.h"
+#include "format/format.h"
 
 namespace effcam::convert {
 

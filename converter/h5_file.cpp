@@ -6,7 +6,7 @@
 #include <cstring>
 #include <limits>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace effcam::h5 {
 

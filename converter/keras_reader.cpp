@@ -23,7 +23,7 @@
 #include "converter/h5_file.h"
 #include "converter/keras_archive.h"
 #include "converter/keras_model.h"
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace effcam::keras {
 

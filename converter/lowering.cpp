@@ -8,8 +8,8 @@
 #include <numeric>
 #include <set>
 
-#include "engine/error.h"
-#include "engine/graph.h"
+#include "effcam/error.hpp"
+#include "format/graph.h"
 
 namespace effcam::convert {
 namespace {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 #include "engine/op_args.h"
 #include "engine/session.h"
 #include "ops/backward.h"
@@ -153,7 +153,7 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
       for (size_t k = 0; k < count; ++k) dz[k] = y[class_index] * ((k == class_index ? 1.0f : 0.0f) - y[k]);
     } else {
       score_value = y[class_index];
-      dz[class_index] = ops::activation_derivative(z_c, kernel_activation(act), op.act_max);
+      dz[class_index] = ops::activation_derivative(z_c, act, op.act_max);
     }
     if (has_residual && score == CamScore::Prob) {
       if (float* gr = gradient(op.inputs[1])) gr[class_index] += 1.0f;
@@ -172,7 +172,7 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
         total[k] = (dy ? dy[begin + k] : 0.0f) + (dmean ? dmean[channel] * inv_pixels : 0.0f);
         channel = channel + 1 == c ? 0 : channel + 1;
       }
-      ops::activation_backward(dz + begin, total, dz + begin, m, kernel_activation(act), op.act_max);
+      ops::activation_backward(dz + begin, total, dz + begin, m, act, op.act_max);
     }
     if (has_residual && dy) {
       if (float* gr = gradient(op.inputs[1])) {
@@ -221,7 +221,7 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
       std::fill_n(dh, hidden, 0.0f);
       ops::DenseArgs second{nullptr, hidden, nullptr, cin, weight_view(file, op.weight2), nullptr, ops::Activation::Linear, 0};
       ops::dense_backward_input(second, dz, dh);
-      ops::activation_backward(z1, dh, dh, hidden, kernel_activation(op.activation), op.act_max);
+      ops::activation_backward(z1, dh, dh, hidden, op.activation, op.act_max);
       ops::dense_backward_input(first, dh, gx);
       break;
     }
@@ -330,7 +330,7 @@ void Session::backward_target(uint32_t step) {
   const float inv_pixels = 1.0f / static_cast<float>(g.output.h * g.output.w);
   // The gradient of the op's final output (its own output and, for a depthwise op, its squeeze-excite means).
   auto dy_total = [&](size_t i) { return (dy ? dy[i] : 0.0f) + (dmean ? dmean[i % c] * inv_pixels : 0.0f); };
-  const ops::Activation act = kernel_activation(output_activation(op));
+  const ops::Activation act = output_activation(op);
 
   switch (tap.kind) {
     case TapKind::Output:

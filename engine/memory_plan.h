@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-#include "engine/graph.h"
+#include "format/graph.h"
 
 namespace effcam {
 

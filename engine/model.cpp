@@ -1,6 +1,6 @@
 #include "engine/model.h"
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace effcam {
 

@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/graph.h"
-#include "engine/model_file.h"
+#include "format/graph.h"
+#include "format/model_file.h"
 
 namespace effcam {
 

@@ -4,17 +4,12 @@
 
 #include <cstdint>
 
-#include "engine/format.h"
-#include "engine/graph.h"
-#include "engine/model_file.h"
+#include "format/format.h"
+#include "format/graph.h"
+#include "format/model_file.h"
 #include "ops/kernels.h"
 
 namespace effcam {
-
-// ops::Activation mirrors format::Activation's values.
-inline ops::Activation kernel_activation(format::Activation act) {
-  return static_cast<ops::Activation>(static_cast<uint32_t>(act));
-}
 
 // The activation at an op's output: a squeeze-excite op's gate activation is its second one.
 inline format::Activation output_activation(const format::Op& op) {

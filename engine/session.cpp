@@ -5,11 +5,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 #include "engine/op_args.h"
-#include "engine/resize.h"
 #include "ops/kernels.h"
-#include "ops/weight_layout.h"
+#include "format/weight_layout.h"
 
 namespace effcam {
 
@@ -79,21 +78,17 @@ const float* Session::weight(uint32_t id) const {
   return id == kNone ? nullptr : static_cast<const float*>(model_.file().weight_data(id));
 }
 
-void Session::set_input(const Image& image) {
-  if (image.channels != model_.input_channels()) {
-    throw Error("image has " + std::to_string(image.channels) + " channels, the model takes " +
-                std::to_string(model_.input_channels()));
-  }
+void Session::set_input(std::span<const uint8_t> hwc) {
   const format::Preprocess& pre = model_.file().preprocess();
-  const Image resized = image.width == pre.width && image.height == pre.height
-                            ? Image{}
-                            : resize_lanczos(image, pre.width, pre.height);
-  const Image& source = resized.pixels.empty() ? image : resized;
+  const size_t expected = size_t{pre.width} * pre.height * pre.channels;
+  if (hwc.size() != expected) {
+    throw Error("input has " + std::to_string(hwc.size()) + " pixel values, the model takes " +
+                std::to_string(expected));
+  }
   float* x = tensor(model_.graph().input);
   const uint32_t c = pre.channels;
-  const size_t pixels = size_t{pre.width} * pre.height;
-  for (size_t p = 0; p < pixels; ++p) {
-    for (uint32_t k = 0; k < c; ++k) x[p * c + k] = source.pixels[p * c + k] * pre.scale[k] + pre.offset[k];
+  for (size_t i = 0; i < expected; i += c) {
+    for (uint32_t k = 0; k < c; ++k) x[i + k] = hwc[i + k] * pre.scale[k] + pre.offset[k];
   }
 }
 
@@ -136,7 +131,7 @@ void Session::run_op(uint32_t index, const Variant& variant) {
   const OpGeometry& g = model_.graph().ops[index];
   const ModelFile& file = model_.file();
   const bool softmax = op.activation == format::Activation::Softmax;
-  const ops::Activation act = variant.linear || softmax ? ops::Activation::Linear : kernel_activation(op.activation);
+  const ops::Activation act = variant.linear || softmax ? ops::Activation::Linear : op.activation;
   float* y = variant.output ? variant.output : tensor(op.outputs[0]);
   const float* x = tensor(op.inputs[0]);
   const float* residual = op.inputs[1] == kNone || variant.skip_residual ? nullptr : tensor(op.inputs[1]);
@@ -164,7 +159,7 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       }
       // Scratch (memory_plan.cpp): the transformed weights, then one work area per worker.
       float* u = reinterpret_cast<float*>(reinterpret_cast<char*>(arena_.get()) + plan_.scratch_offset[index]);
-      pool_.parallel_for(ops::round_up_to_block(a.cout) / ops::kChannelBlock,
+      pool_.parallel_for(format::round_up_to_block(a.cout) / format::kChannelBlock,
                          [&](uint32_t b, uint32_t e, uint32_t) { ops::winograd_transform_weights(a, u, b, e); });
       a.winograd_weights = u;
       float* work = u + ops::winograd_weight_floats(a.cin, a.cout);
@@ -219,11 +214,11 @@ void Session::run_op(uint32_t index, const Variant& variant) {
       a.reduced = op.out_channels;
       a.w1 = weight_view(file, op.weight);
       a.b1 = weight(op.bias);
-      a.act = kernel_activation(op.activation);
+      a.act = op.activation;
       a.act_max = op.act_max;
       a.w2 = weight_view(file, op.weight2);
       a.b2 = weight(op.bias2);
-      a.act2 = variant.linear ? ops::Activation::Linear : kernel_activation(op.activation2);
+      a.act2 = variant.linear ? ops::Activation::Linear : op.activation2;
       a.act2_max = op.act_max;
       a.hidden = reinterpret_cast<float*>(reinterpret_cast<char*>(arena_.get()) + plan_.scratch_offset[index]);
       a.gate = y;

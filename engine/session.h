@@ -10,10 +10,9 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/image.h"
 #include "engine/memory_plan.h"
 #include "engine/model.h"
-#include "engine/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace effcam {
 
@@ -49,9 +48,9 @@ class Session {
   const Model& model() const { return model_; }
   const MemoryPlan& plan() const { return plan_; }
 
-  // Resizes the image to the model's input size the way PIL's Image.resize(size, LANCZOS) does, then applies
-  // the model's preprocessing into the input tensor. The image must have the model's channel count.
-  void set_input(const Image& image);
+  // 8-bit pixels, HWC at exactly the model's input size and channel count, through the model's preprocessing into
+  // the input tensor.
+  void set_input(std::span<const uint8_t> hwc);
   // Raw 0..255 values, HWC at exactly the model's input size.
   void set_input_pixels(std::span<const float> hwc);
 

@@ -4,27 +4,27 @@
 #include <cmath>
 #include <vector>
 
-#include "engine/error.h"
-#include "ops/half.h"
-#include "ops/weight_layout.h"
+#include "effcam/error.hpp"
+#include "format/half.h"
+#include "format/weight_layout.h"
 
 namespace effcam::ops {
 
 namespace {
 
 // One 16-wide output-channel row of a blocked kernel, widened to fp32.
-void load_block_row(const WeightView& w, size_t offset, float (&row)[kChannelBlock]) {
+void load_block_row(const WeightView& w, size_t offset, float (&row)[format::kChannelBlock]) {
   if (w.fp16) {
     const uint16_t* halves = static_cast<const uint16_t*>(w.data) + offset;
-    for (uint32_t j = 0; j < kChannelBlock; ++j) row[j] = half_to_float(halves[j]);
+    for (uint32_t j = 0; j < format::kChannelBlock; ++j) row[j] = format::half_to_float(halves[j]);
   } else {
     const float* floats = static_cast<const float*>(w.data) + offset;
-    for (uint32_t j = 0; j < kChannelBlock; ++j) row[j] = floats[j];
+    for (uint32_t j = 0; j < format::kChannelBlock; ++j) row[j] = floats[j];
   }
 }
 
 float load_weight(const WeightView& w, size_t index) {
-  return w.fp16 ? half_to_float(static_cast<const uint16_t*>(w.data)[index]) : static_cast<const float*>(w.data)[index];
+  return w.fp16 ? format::half_to_float(static_cast<const uint16_t*>(w.data)[index]) : static_cast<const float*>(w.data)[index];
 }
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
@@ -82,15 +82,15 @@ void activation_backward(const float* z, const float* dy, float* dz, size_t n, A
 }
 
 void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx) {
-  const uint32_t blocks = round_up_to_block(a.cout) / kChannelBlock;
-  float row[kChannelBlock];
+  const uint32_t blocks = format::round_up_to_block(a.cout) / format::kChannelBlock;
+  float row[format::kChannelBlock];
   for (uint32_t b = 0; b < blocks; ++b) {
-    const uint32_t co0 = b * kChannelBlock;
-    const uint32_t width = std::min(kChannelBlock, a.cout - co0);
+    const uint32_t co0 = b * format::kChannelBlock;
+    const uint32_t width = std::min(format::kChannelBlock, a.cout - co0);
     for (uint32_t ky = 0; ky < a.kh; ++ky)
       for (uint32_t kx = 0; kx < a.kw; ++kx)
         for (uint32_t ci = 0; ci < a.cin; ++ci) {
-          const size_t offset = ((((size_t{b} * a.kh + ky) * a.kw + kx) * a.cin) + ci) * kChannelBlock;
+          const size_t offset = ((((size_t{b} * a.kh + ky) * a.kw + kx) * a.cin) + ci) * format::kChannelBlock;
           load_block_row(a.kernel, offset, row);
           for (uint32_t oy = 0; oy < a.out_h; ++oy) {
             const int64_t iy = int64_t{oy} * a.stride_h + ky - a.pad_top;
@@ -110,7 +110,7 @@ void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx) {
 
 void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* dx) {
   const uint32_t multiplier = a.cout / a.cin;
-  const size_t padded = round_up_to_block(a.cout);
+  const size_t padded = format::round_up_to_block(a.cout);
   std::vector<float> taps(padded);
   for (uint32_t ky = 0; ky < a.kh; ++ky)
     for (uint32_t kx = 0; kx < a.kw; ++kx) {
@@ -134,13 +134,13 @@ void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* 
 }
 
 void dense_backward_input(const DenseArgs& a, const float* dz, float* dx) {
-  const uint32_t blocks = round_up_to_block(a.units) / kChannelBlock;
-  float row[kChannelBlock];
+  const uint32_t blocks = format::round_up_to_block(a.units) / format::kChannelBlock;
+  float row[format::kChannelBlock];
   for (uint32_t b = 0; b < blocks; ++b) {
-    const uint32_t u0 = b * kChannelBlock;
-    const uint32_t width = std::min(kChannelBlock, a.units - u0);
+    const uint32_t u0 = b * format::kChannelBlock;
+    const uint32_t width = std::min(format::kChannelBlock, a.units - u0);
     for (uint32_t i = 0; i < a.inputs; ++i) {
-      load_block_row(a.kernel, (size_t{b} * a.inputs + i) * kChannelBlock, row);
+      load_block_row(a.kernel, (size_t{b} * a.inputs + i) * format::kChannelBlock, row);
       float sum = 0.0f;
       for (uint32_t j = 0; j < width; ++j) sum += dz[u0 + j] * row[j];
       dx[i] += sum;

@@ -11,9 +11,9 @@
 #include <string>
 #include <xsimd/xsimd.hpp>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 #include "ops/kernel_table.h"
-#include "ops/weight_layout.h"
+#include "format/weight_layout.h"
 
 namespace effcam::ops {
 namespace {
@@ -127,14 +127,14 @@ bool conv2d_winograd(uint32_t kh, uint32_t kw, uint32_t stride_h, uint32_t strid
 }
 
 size_t winograd_weight_floats(uint32_t cin, uint32_t cout) {
-  return size_t{detail::kWinogradPositions} * cin * round_up_to_block(cout);
+  return size_t{detail::kWinogradPositions} * cin * format::round_up_to_block(cout);
 }
 
 size_t winograd_scratch_floats(uint32_t cin) {
   // The transformed inputs of a run of tiles (cin padded to whole vectors) and their products for one group of
   // output channels, each for the 36 positions of the 6x6 transform.
   return size_t{detail::kWinogradPositions} * detail::kWinogradTiles *
-         (round_up_to_block(cin) + detail::kWinogradChannels);
+         (format::round_up_to_block(cin) + detail::kWinogradChannels);
 }
 
 void winograd_transform_weights(const ConvArgs& a, float* u, uint32_t block_begin, uint32_t block_end) {
@@ -142,7 +142,7 @@ void winograd_transform_weights(const ConvArgs& a, float* u, uint32_t block_begi
   require(a.cin > 0 && a.cout > 0, "winograd_transform_weights", "zero channels");
   require(conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w), "winograd_transform_weights",
           "only 3x3 stride-1 convs have a Winograd path");
-  check_range("winograd_transform_weights", block_begin, block_end, round_up_to_block(a.cout) / kChannelBlock);
+  check_range("winograd_transform_weights", block_begin, block_end, format::round_up_to_block(a.cout) / format::kChannelBlock);
   kernels().winograd_transform_weights(a, u, block_begin, block_end);
 }
 

@@ -1,5 +1,5 @@
 // The compute kernels the engine runs: fp32 NHWC activations at batch 1, weights viewed in place (fp16 or fp32)
-// in the layouts of ops/weight_layout.h. Every kernel here dispatches at run time to the best SIMD path of the CPU
+// in the layouts of format/weight_layout.h. Every kernel here dispatches at run time to the best SIMD path of the CPU
 // (AVX-512, AVX2+FMA, scalar/SSE2); ops/reference.h has the plain loops with the same semantics.
 //
 // Argument structs hold raw, non-owning pointers. Sizes are trusted: the caller (the engine's plan) gives buffers
@@ -16,20 +16,12 @@
 #include <string_view>
 #include <vector>
 
+#include "format/format.h"
+
 namespace effcam::ops {
 
-// Same numeric values as format::Activation, so the engine can cast.
-enum class Activation : uint32_t {
-  Linear = 0,
-  Relu = 1,               // min(max(x, 0), act_max); act_max = +inf for plain relu, 6 for relu6
-  Sigmoid = 2,
-  Swish = 3,              // x * sigmoid(x)
-  HardSigmoid = 4,        // relu6(x + 3) / 6            (Keras 3)
-  HardSigmoidKeras2 = 5,  // clip(0.2 x + 0.5, 0, 1)     (Keras 2)
-  HardSwish = 6,          // x * relu6(x + 3) / 6
-  Tanh = 7,
-  Softmax = 8,            // not elementwise: only softmax() computes it; the other kernels reject it
-};
+// The activations of the file format (format/format.h), one definition for both.
+using Activation = format::Activation;
 
 // A weight tensor in place: fp16 (uint16_t elements) or fp32.
 struct WeightView {

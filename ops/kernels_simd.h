@@ -12,9 +12,9 @@
 #include <type_traits>
 #include <xsimd/xsimd.hpp>
 
-#include "ops/half.h"
+#include "format/half.h"
 #include "ops/kernel_table.h"
-#include "ops/weight_layout.h"
+#include "format/weight_layout.h"
 
 namespace effcam::ops::detail {
 namespace {
@@ -24,7 +24,7 @@ using Vec = xsimd::batch<float, A>;
 template <class A>
 inline constexpr uint32_t kLanes = static_cast<uint32_t>(Vec<A>::size);
 template <class A>
-inline constexpr uint32_t kVecsPerBlock = kChannelBlock / kLanes<A>;
+inline constexpr uint32_t kVecsPerBlock = format::kChannelBlock / kLanes<A>;
 
 // Register tile of the dense convolution: up to kMaxPixels output pixels x up to kBlocks 16-channel blocks, with
 // about kAccumulators vector accumulators. Fewer blocks (narrow outputs) take more pixels, so the loads of weights
@@ -79,7 +79,7 @@ Vec<A> load_weights(const void* data, size_t index) {
       return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(halves)));
     } else {
       alignas(64) float widened[kLanes<A>];
-      for (uint32_t i = 0; i < kLanes<A>; ++i) widened[i] = half_to_float(halves[i]);
+      for (uint32_t i = 0; i < kLanes<A>; ++i) widened[i] = format::half_to_float(halves[i]);
       return Vec<A>::load_aligned(widened);
     }
   }
@@ -220,7 +220,7 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
     for (uint32_t j = 0; j < NB * V; ++j) acc[p][j] = Vec<A>(0.0f);
 
   const size_t cin = a.cin;
-  const size_t block_stride = size_t{a.kh} * a.kw * cin * kChannelBlock;
+  const size_t block_stride = size_t{a.kh} * a.kw * cin * format::kChannelBlock;
   const int64_t row_step = int64_t{a.in_w} * a.cin;
   const int64_t sw = a.stride_w;
   for (uint32_t ky = t.ky0; ky < t.ky1; ++ky) {
@@ -234,13 +234,13 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
         if (p_lo >= p_hi) continue;
       }
       const int64_t tap = t.in_origin + ky * row_step + int64_t{kx} * a.cin;
-      size_t w_tap = ((size_t{block0} * a.kh + ky) * a.kw + kx) * cin * kChannelBlock;
+      size_t w_tap = ((size_t{block0} * a.kh + ky) * a.kw + kx) * cin * format::kChannelBlock;
       for (size_t c = 0; c < cin; ++c) {
         Vec<A> w[NB * V];
         for (int b = 0; b < NB; ++b)
           for (uint32_t v = 0; v < V; ++v)
             w[b * V + v] =
-                load_weights<A, F16>(a.kernel.data, w_tap + b * block_stride + c * kChannelBlock + v * kLanes<A>);
+                load_weights<A, F16>(a.kernel.data, w_tap + b * block_stride + c * format::kChannelBlock + v * kLanes<A>);
         if (a.input_scale) {
           Vec<A> s(a.input_scale[c]);
           for (uint32_t j = 0; j < NB * V; ++j) w[j] *= s;
@@ -255,11 +255,11 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
   }
 
   // conv + bias into a scratch tile, then activation and residual through the shared epilogue.
-  const uint32_t o0 = block0 * kChannelBlock;
-  const uint32_t n = min_u32(NB * kChannelBlock, a.cout - o0);
+  const uint32_t o0 = block0 * format::kChannelBlock;
+  const uint32_t n = min_u32(NB * format::kChannelBlock, a.cout - o0);
   // (Constant trip counts here keep acc[][] in registers: clang spills the whole tile otherwise.)
   size_t out = t.out_offset + o0;
-  if (n == NB * kChannelBlock) {  // whole blocks: the epilogue straight from the accumulators
+  if (n == NB * format::kChannelBlock) {  // whole blocks: the epilogue straight from the accumulators
     with_activation(a.act, [&](auto tag) {
       for (uint32_t j = 0; j < NB * V; ++j) {
         const Vec<A> bias = a.bias ? Vec<A>::load_unaligned(a.bias + o0 + j * kLanes<A>) : Vec<A>(0.0f);
@@ -273,13 +273,13 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
     });
     return;
   }
-  alignas(64) float raw[P][NB * kChannelBlock];
+  alignas(64) float raw[P][NB * format::kChannelBlock];
   for (uint32_t j = 0; j < NB * V; ++j) {
     uint32_t o = o0 + j * kLanes<A>;
     Vec<A> bias = a.bias && o < a.cout ? load_partial<A>(a.bias + o, min_u32(kLanes<A>, a.cout - o)) : Vec<A>(0.0f);
     for (int p = 0; p < P; ++p) (acc[p][j] + bias).store_aligned(&raw[p][j * kLanes<A>]);
   }
-  finish_rows<A>(&raw[0][0], NB * kChannelBlock, a.y + out, a.residual ? a.residual + out : nullptr, a.cout, P, n,
+  finish_rows<A>(&raw[0][0], NB * format::kChannelBlock, a.y + out, a.residual ? a.residual + out : nullptr, a.cout, P, n,
                  a.act, a.act_max);
 }
 
@@ -304,7 +304,7 @@ void conv_blocks(const ConvArgs& a, const ConvTile& t, uint32_t block0, uint32_t
 template <class A, bool F16>
 void conv2d_typed(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   constexpr uint32_t NB = ConvTileShape<A>::kBlocks;
-  const uint32_t blocks = (a.cout + kChannelBlock - 1) / kChannelBlock;
+  const uint32_t blocks = (a.cout + format::kChannelBlock - 1) / format::kChannelBlock;
 
   bool pointwise = a.kh == 1 && a.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 &&
                    a.pad_left == 0 && a.in_h == a.out_h && a.in_w == a.out_w;
@@ -424,13 +424,13 @@ void winograd_output_1d(const Vec<A>* m, size_t m_stride, Vec<A>* out, size_t st
 
 template <class A, bool F16>
 void winograd_transform_weights_typed(const ConvArgs& a, float* u, uint32_t block_begin, uint32_t block_end) {
-  const uint32_t blocks = (a.cout + kChannelBlock - 1) / kChannelBlock;
+  const uint32_t blocks = (a.cout + format::kChannelBlock - 1) / format::kChannelBlock;
   for (uint32_t b = block_begin; b < block_end; ++b)
     for (uint32_t c = 0; c < a.cin; ++c)
       for (uint32_t v = 0; v < kVecsPerBlock<A>; ++v) {
         auto tap = [&](uint32_t ky, uint32_t kx) {
-          return load_weights<A, F16>(a.kernel.data, ((size_t{b} * 3 + ky) * 3 + kx) * a.cin * kChannelBlock +
-                                                         size_t{c} * kChannelBlock + v * kLanes<A>);
+          return load_weights<A, F16>(a.kernel.data, ((size_t{b} * 3 + ky) * 3 + kx) * a.cin * format::kChannelBlock +
+                                                         size_t{c} * format::kChannelBlock + v * kLanes<A>);
         };
         Vec<A> rows[kWinogradIn][3], t[kWinogradIn][kWinogradIn];  // rows = G g, t = rows G^T
         for (uint32_t kx = 0; kx < 3; ++kx) winograd_kernel_1d<A>(tap(0, kx), tap(1, kx), tap(2, kx), &rows[0][kx], 3);
@@ -438,7 +438,7 @@ void winograd_transform_weights_typed(const ConvArgs& a, float* u, uint32_t bloc
           winograd_kernel_1d<A>(rows[i][0], rows[i][1], rows[i][2], &t[i][0], 1);
         for (uint32_t xi = 0; xi < kWinogradPositions; ++xi)
           t[xi / kWinogradIn][xi % kWinogradIn].store_unaligned(
-              u + ((size_t{xi} * blocks + b) * a.cin + c) * kChannelBlock + v * kLanes<A>);
+              u + ((size_t{xi} * blocks + b) * a.cin + c) * format::kChannelBlock + v * kLanes<A>);
       }
 }
 
@@ -451,9 +451,9 @@ void winograd_transform_weights(const ConvArgs& a, float* u, uint32_t block_begi
 template <class A>
 void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   constexpr uint32_t L = kLanes<A>, T = kWinogradTiles, NB = ConvTileShape<A>::kBlocks;
-  constexpr uint32_t N = kWinogradIn, R = kWinogradOut, kGroupBlocks = kWinogradChannels / kChannelBlock;
-  const size_t ld = round_up_to_block(a.cin);  // floats per tile in v
-  const uint32_t blocks = (a.cout + kChannelBlock - 1) / kChannelBlock;
+  constexpr uint32_t N = kWinogradIn, R = kWinogradOut, kGroupBlocks = kWinogradChannels / format::kChannelBlock;
+  const size_t ld = format::round_up_to_block(a.cin);  // floats per tile in v
+  const uint32_t blocks = (a.cout + format::kChannelBlock - 1) / format::kChannelBlock;
   const uint32_t tiles_w = (a.out_w + R - 1) / R;
   float* const v = a.winograd_scratch;                         // [36][T][ld]: B^T d B per tile
   float* const m = v + size_t{kWinogradPositions} * T * ld;    // [36][T][group blocks x 16]: sum over cin of U . V
@@ -503,8 +503,8 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
 
       for (uint32_t g0 = 0; g0 < blocks; g0 += kGroupBlocks) {
         const uint32_t gb = min_u32(kGroupBlocks, blocks - g0);
-        const uint32_t gw = min_u32(kWinogradChannels, a.cout - g0 * kChannelBlock);
-        const uint32_t ldm = gb * kChannelBlock;  // m rows hold whole blocks, so the GEMM tiles store directly
+        const uint32_t gw = min_u32(kWinogradChannels, a.cout - g0 * format::kChannelBlock);
+        const uint32_t ldm = gb * format::kChannelBlock;  // m rows hold whole blocks, so the GEMM tiles store directly
         // The 36 GEMMs: m[xi] (nt x gw) = v[xi] (nt x cin) . u[xi] (cin x gw), as 1x1 convs over the tiles.
         for (uint32_t xi = 0; xi < kWinogradPositions; ++xi) {
           ConvArgs gemm;
@@ -514,7 +514,7 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
           gemm.cin = a.cin;
           gemm.y = m + size_t{xi} * T * ldm;
           gemm.cout = ldm;
-          gemm.kernel = {a.winograd_weights + (size_t{xi} * blocks + g0) * a.cin * kChannelBlock, false};
+          gemm.kernel = {a.winograd_weights + (size_t{xi} * blocks + g0) * a.cin * format::kChannelBlock, false};
           for (uint32_t b = 0; b < gb; b += NB) {
             const uint32_t nb = min_u32(NB, gb - b), pixels = conv_tile_pixels<A>(nb);
             for (uint32_t p = 0; p < nt; p += pixels) {
@@ -531,7 +531,7 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
         const bool rows_written = R * ty >= row_begin && R * ty + R <= row_end;
         with_activation(a.act, [&](auto tag) {
           auto output_tile = [&](auto fast, uint32_t t, uint32_t ox, uint32_t ol, uint32_t n) {
-            const uint32_t o = g0 * kChannelBlock + ol;
+            const uint32_t o = g0 * format::kChannelBlock + ol;
             Vec<A> mt[N][N], s[R][N], y[R][R];
 #pragma GCC unroll 36
             for (uint32_t xi = 0; xi < kWinogradPositions; ++xi)
@@ -595,7 +595,7 @@ Vec<A> depthwise_output(const DepthwiseArgs& a, const Vec<A>& acc, const Vec<A>&
 template <class A, bool F16, Activation Act, uint32_t K, uint32_t Q>
 void depthwise_tile(const DepthwiseArgs& a, const DepthwiseTaps& t, float* out, uint32_t o, uint32_t last) {
   Vec<A> acc[K][Q];
-  const size_t padded = round_up_to_block(a.cout);
+  const size_t padded = format::round_up_to_block(a.cout);
   for (uint32_t k = 0; k < K; ++k)
     for (uint32_t q = 0; q < Q; ++q) acc[k][q] = Vec<A>(0.0f);
   for (uint32_t ky = t.ky0; ky < t.ky1; ++ky)
@@ -641,7 +641,7 @@ void depthwise_pixels(const DepthwiseArgs& a, const DepthwiseTaps& t, float* out
 template <class A, bool F16, Activation Act>
 void depthwise_spread(const DepthwiseArgs& a, const DepthwiseTaps& t, float* out) {
   const uint32_t multiplier = a.cout / a.cin;
-  const size_t padded = round_up_to_block(a.cout);
+  const size_t padded = format::round_up_to_block(a.cout);
   for (uint32_t o = 0; o < a.cout; o += kLanes<A>) {
     uint32_t n = min_u32(kLanes<A>, a.cout - o);
     Vec<A> acc(0.0f);
@@ -708,14 +708,14 @@ template <class A, bool F16>
 void dense_typed(const DenseArgs& a, uint32_t unit_begin, uint32_t unit_end) {
   constexpr uint32_t V = kVecsPerBlock<A>;
   constexpr uint32_t kChains = V >= 4 ? 1 : 4 / V;
-  for (uint32_t b = unit_begin / kChannelBlock; b * kChannelBlock < unit_end; ++b) {
+  for (uint32_t b = unit_begin / format::kChannelBlock; b * format::kChannelBlock < unit_end; ++b) {
     Vec<A> acc[kChains][V];
     for (uint32_t k = 0; k < kChains; ++k)
       for (uint32_t v = 0; v < V; ++v) acc[k][v] = Vec<A>(0.0f);
-    size_t w_block = size_t{b} * a.inputs * kChannelBlock;
+    size_t w_block = size_t{b} * a.inputs * format::kChannelBlock;
     auto accumulate = [&](uint32_t chain, uint32_t input) {
       Vec<A> x(a.x[input]);
-      size_t row = w_block + size_t{input} * kChannelBlock;
+      size_t row = w_block + size_t{input} * format::kChannelBlock;
       for (uint32_t v = 0; v < V; ++v)
         acc[chain][v] = multiply_add<A>(x, load_weights<A, F16>(a.kernel.data, row + v * kLanes<A>), acc[chain][v]);
     };
@@ -723,17 +723,17 @@ void dense_typed(const DenseArgs& a, uint32_t unit_begin, uint32_t unit_end) {
     for (; i + kChains <= a.inputs; i += kChains)
       for (uint32_t k = 0; k < kChains; ++k) accumulate(k, i + k);
     for (; i < a.inputs; ++i) accumulate(0, i);
-    alignas(64) float result[kChannelBlock];
+    alignas(64) float result[format::kChannelBlock];
     for (uint32_t v = 0; v < V; ++v) {
       Vec<A> sum = acc[0][v];
       for (uint32_t k = 1; k < kChains; ++k) sum += acc[k][v];
-      uint32_t o = b * kChannelBlock + v * kLanes<A>;
+      uint32_t o = b * format::kChannelBlock + v * kLanes<A>;
       if (a.bias && o < a.units) sum += load_partial<A>(a.bias + o, min_u32(kLanes<A>, a.units - o));
       sum.store_aligned(result + v * kLanes<A>);
     }
-    uint32_t first = b * kChannelBlock > unit_begin ? b * kChannelBlock : unit_begin;
-    uint32_t last = min_u32(unit_end, (b + 1) * kChannelBlock);
-    for (uint32_t u = first; u < last; ++u) a.y[u] = result[u - b * kChannelBlock];
+    uint32_t first = b * format::kChannelBlock > unit_begin ? b * format::kChannelBlock : unit_begin;
+    uint32_t last = min_u32(unit_end, (b + 1) * format::kChannelBlock);
+    for (uint32_t u = first; u < last; ++u) a.y[u] = result[u - b * format::kChannelBlock];
   }
   finish_rows<A>(a.y + unit_begin, 0, a.y + unit_begin, nullptr, 0, 1, unit_end - unit_begin, a.act, a.act_max);
 }

@@ -5,28 +5,28 @@
 #include <limits>
 #include <vector>
 
-#include "engine/error.h"
-#include "ops/half.h"
-#include "ops/weight_layout.h"
+#include "effcam/error.hpp"
+#include "format/half.h"
+#include "format/weight_layout.h"
 
 namespace effcam::ops::reference {
 namespace {
 
 float weight_at(const WeightView& w, size_t index) {
-  return w.fp16 ? half_to_float(static_cast<const uint16_t*>(w.data)[index])
+  return w.fp16 ? format::half_to_float(static_cast<const uint16_t*>(w.data)[index])
                 : static_cast<const float*>(w.data)[index];
 }
 
 // BlockedOHWI element (o, ky, kx, c): [o / 16][ky][kx][c][o % 16].
 float blocked_at(const WeightView& w, uint32_t kh, uint32_t kw, uint32_t cin, uint32_t o, uint32_t ky, uint32_t kx,
                  uint32_t c) {
-  size_t index = ((static_cast<size_t>(o / kChannelBlock) * kh + ky) * kw + kx) * cin + c;
-  return weight_at(w, index * kChannelBlock + o % kChannelBlock);
+  size_t index = ((static_cast<size_t>(o / format::kChannelBlock) * kh + ky) * kw + kx) * cin + c;
+  return weight_at(w, index * format::kChannelBlock + o % format::kChannelBlock);
 }
 
 // DepthwiseHWC element (o, ky, kx): [ky][kx][round_up(cout)].
 float depthwise_at(const WeightView& w, uint32_t kw, uint32_t cout, uint32_t o, uint32_t ky, uint32_t kx) {
-  return weight_at(w, (static_cast<size_t>(ky) * kw + kx) * round_up_to_block(cout) + o);
+  return weight_at(w, (static_cast<size_t>(ky) * kw + kx) * format::round_up_to_block(cout) + o);
 }
 
 // The input coordinate of output coordinate `out` at tap `k`, or -1 when it falls in the padding.

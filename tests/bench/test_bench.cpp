@@ -9,7 +9,7 @@
 #include "bench/fma_peak.h"
 #include "bench/profile.h"
 #include "bench/stats.h"
-#include "engine/error.h"
+#include "effcam/error.hpp"
 #include "engine/model.h"
 #include "engine/session.h"
 #include "tests/format/effcam_test_files.h"

@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/cam.h"
-#include "engine/error.h"
-#include "engine/image.h"
-#include "engine/overlay.h"
+#include "imaging/cam.h"
+#include "effcam/error.hpp"
+#include "imaging/image.h"
+#include "imaging/overlay.h"
 #include "tests/test_support.h"
 
 namespace {

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "converter/keras_model.h"
-#include "engine/error.h"
+#include "effcam/error.hpp"
 #include "tests/converter/keras_test_files.h"
 #include "tests/test_support.h"
 

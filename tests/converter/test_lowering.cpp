@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "converter/lowering.h"
-#include "engine/error.h"
+#include "effcam/error.hpp"
 #include "engine/model.h"
 #include "engine/session.h"
 

@@ -15,11 +15,11 @@
 
 #include "converter/keras_model.h"
 #include "converter/lowering.h"
-#include "engine/error.h"
+#include "effcam/error.hpp"
 #include "engine/memory_plan.h"
 #include "engine/model.h"
 #include "engine/session.h"
-#include "engine/thread_pool.h"
+#include "base/thread_pool.h"
 #include "tests/test_support.h"
 
 namespace {

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "converter/effcam_writer.h"
-#include "engine/checksum.h"
-#include "engine/format.h"
+#include "format/checksum.h"
+#include "format/format.h"
 
 namespace effcam::test {
 

@@ -14,12 +14,12 @@
 #include <vector>
 
 #include "converter/effcam_writer.h"
-#include "engine/checksum.h"
-#include "engine/error.h"
-#include "engine/format.h"
-#include "engine/model_file.h"
-#include "ops/half.h"
-#include "ops/weight_layout.h"
+#include "format/checksum.h"
+#include "effcam/error.hpp"
+#include "format/format.h"
+#include "format/model_file.h"
+#include "format/half.h"
+#include "format/weight_layout.h"
 #include "tests/format/effcam_test_files.h"
 #include "tests/test_support.h"
 
@@ -28,7 +28,6 @@ namespace {
 using effcam::Error;
 using effcam::ModelFile;
 namespace format = effcam::format;
-namespace ops = effcam::ops;
 using effcam::test::random_values;
 using effcam::test::reseal;
 using effcam::test::section_table;
@@ -61,46 +60,46 @@ std::string error_of(Action&& action) {
 // ---------------------------------------------------------------------------------------------------------------
 // fp16
 
-TEST_CASE("float_to_half: exact IEEE cases") {
-  using ops::float_to_half;
-  CHECK(float_to_half(1.0f) == 0x3C00);
-  CHECK(float_to_half(-2.0f) == 0xC000);
-  CHECK(float_to_half(0.0f) == 0x0000);
-  CHECK(float_to_half(-0.0f) == 0x8000);
-  CHECK(float_to_half(65504.0f) == 0x7BFF);                                     // largest half
-  CHECK(float_to_half(std::nextafter(65520.0f, 0.0f)) == 0x7BFF);               // just below the midpoint
-  CHECK(float_to_half(65520.0f) == 0x7C00);                                     // midpoint: ties to even = inf
-  CHECK(float_to_half(-65520.0f) == 0xFC00);
-  CHECK(float_to_half(1e10f) == 0x7C00);
-  CHECK(float_to_half(std::numeric_limits<float>::infinity()) == 0x7C00);
-  CHECK(float_to_half(-std::numeric_limits<float>::infinity()) == 0xFC00);
-  CHECK(float_to_half(std::ldexp(1.0f, -14)) == 0x0400);                        // smallest normal
-  CHECK(float_to_half(std::ldexp(1023.0f, -24)) == 0x03FF);                     // largest subnormal
-  CHECK(float_to_half(std::ldexp(1.0f, -24)) == 0x0001);                        // smallest subnormal
-  CHECK(float_to_half(std::ldexp(1.0f, -25)) == 0x0000);                        // tie between 0 and 1 ulp -> 0
-  CHECK(float_to_half(std::nextafter(std::ldexp(1.0f, -25), 1.0f)) == 0x0001);  // just above the tie
-  CHECK(float_to_half(std::ldexp(3.0f, -25)) == 0x0002);                        // tie between 1 and 2 ulp -> 2
-  CHECK(float_to_half(std::ldexp(5.0f, -25)) == 0x0002);                        // tie between 2 and 3 ulp -> 2
-  CHECK(float_to_half(std::ldexp(1.0f, -30)) == 0x0000);
-  CHECK(float_to_half(-std::ldexp(1.0f, -24)) == 0x8001);
-  CHECK(float_to_half(std::ldexp(2047.0f, -25)) == 0x0400);  // rounds up out of the subnormals
-  CHECK(float_to_half(1.0f + std::ldexp(1.0f, -11)) == 0x3C00);        // tie, 1.0 is even
-  CHECK(float_to_half(1.0f + std::ldexp(3.0f, -11)) == 0x3C02);        // tie, rounds up to even
-  CHECK(float_to_half(1.0f + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20)) == 0x3C01);  // above the tie
-  CHECK(float_to_half(0.1f) == 0x2E66);
+TEST_CASE("format::float_to_half: exact IEEE cases") {
+  using format::float_to_half;
+  CHECK(format::float_to_half(1.0f) == 0x3C00);
+  CHECK(format::float_to_half(-2.0f) == 0xC000);
+  CHECK(format::float_to_half(0.0f) == 0x0000);
+  CHECK(format::float_to_half(-0.0f) == 0x8000);
+  CHECK(format::float_to_half(65504.0f) == 0x7BFF);                                     // largest half
+  CHECK(format::float_to_half(std::nextafter(65520.0f, 0.0f)) == 0x7BFF);               // just below the midpoint
+  CHECK(format::float_to_half(65520.0f) == 0x7C00);                                     // midpoint: ties to even = inf
+  CHECK(format::float_to_half(-65520.0f) == 0xFC00);
+  CHECK(format::float_to_half(1e10f) == 0x7C00);
+  CHECK(format::float_to_half(std::numeric_limits<float>::infinity()) == 0x7C00);
+  CHECK(format::float_to_half(-std::numeric_limits<float>::infinity()) == 0xFC00);
+  CHECK(format::float_to_half(std::ldexp(1.0f, -14)) == 0x0400);                        // smallest normal
+  CHECK(format::float_to_half(std::ldexp(1023.0f, -24)) == 0x03FF);                     // largest subnormal
+  CHECK(format::float_to_half(std::ldexp(1.0f, -24)) == 0x0001);                        // smallest subnormal
+  CHECK(format::float_to_half(std::ldexp(1.0f, -25)) == 0x0000);                        // tie between 0 and 1 ulp -> 0
+  CHECK(format::float_to_half(std::nextafter(std::ldexp(1.0f, -25), 1.0f)) == 0x0001);  // just above the tie
+  CHECK(format::float_to_half(std::ldexp(3.0f, -25)) == 0x0002);                        // tie between 1 and 2 ulp -> 2
+  CHECK(format::float_to_half(std::ldexp(5.0f, -25)) == 0x0002);                        // tie between 2 and 3 ulp -> 2
+  CHECK(format::float_to_half(std::ldexp(1.0f, -30)) == 0x0000);
+  CHECK(format::float_to_half(-std::ldexp(1.0f, -24)) == 0x8001);
+  CHECK(format::float_to_half(std::ldexp(2047.0f, -25)) == 0x0400);  // rounds up out of the subnormals
+  CHECK(format::float_to_half(1.0f + std::ldexp(1.0f, -11)) == 0x3C00);        // tie, 1.0 is even
+  CHECK(format::float_to_half(1.0f + std::ldexp(3.0f, -11)) == 0x3C02);        // tie, rounds up to even
+  CHECK(format::float_to_half(1.0f + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20)) == 0x3C01);  // above the tie
+  CHECK(format::float_to_half(0.1f) == 0x2E66);
 
-  const uint16_t nan = float_to_half(std::numeric_limits<float>::quiet_NaN());
+  const uint16_t nan = format::float_to_half(std::numeric_limits<float>::quiet_NaN());
   CHECK((nan & 0x7C00) == 0x7C00);
   CHECK((nan & 0x03FF) != 0);
-  const uint16_t signalling = float_to_half(std::bit_cast<float>(0x7F800001u));  // payload only in low bits
+  const uint16_t signalling = format::float_to_half(std::bit_cast<float>(0x7F800001u));  // payload only in low bits
   CHECK((signalling & 0x7C00) == 0x7C00);
   CHECK((signalling & 0x0200) != 0);  // quiet
 }
 
-TEST_CASE("half_to_float: every half converts exactly and back") {
+TEST_CASE("format::half_to_float: every half converts exactly and back") {
   for (uint32_t bits = 0; bits <= 0xFFFF; ++bits) {
     const auto half = static_cast<uint16_t>(bits);
-    const float value = ops::half_to_float(half);
+    const float value = format::half_to_float(half);
     const uint32_t exponent = (bits >> 10) & 0x1F, mantissa = bits & 0x3FF;
     if (exponent == 0x1F && mantissa != 0) {
       CHECK(std::isnan(value));
@@ -111,24 +110,24 @@ TEST_CASE("half_to_float: every half converts exactly and back") {
                              : exponent == 0  ? std::ldexp(double(mantissa), -24)
                                               : std::ldexp(double(mantissa + 1024), int(exponent) - 25);
     REQUIRE(double(value) == ((bits & 0x8000) ? -magnitude : magnitude));
-    REQUIRE(ops::float_to_half(value) == half);
+    REQUIRE(format::float_to_half(value) == half);
   }
 }
 
-TEST_CASE("float_to_half rounds to the nearest half") {
+TEST_CASE("format::float_to_half rounds to the nearest half") {
   std::mt19937 generator(7);
   std::uniform_int_distribution<uint32_t> exponent(100, 143), mantissa(0, 0x7FFFFF);
   for (int i = 0; i < 200000; ++i) {
     const float value = std::bit_cast<float>((exponent(generator) << 23) | mantissa(generator));
-    const uint16_t half = ops::float_to_half(value);
+    const uint16_t half = format::float_to_half(value);
     if (value >= 65520.0f) {
       REQUIRE(half == 0x7C00);
       continue;
     }
-    const double error = std::abs(double(ops::half_to_float(half)) - value);
+    const double error = std::abs(double(format::half_to_float(half)) - value);
     // Neither neighbour is closer (the largest half's upper neighbour would be 65536).
-    const double below = half > 0 ? std::abs(double(ops::half_to_float(uint16_t(half - 1))) - value) : INFINITY;
-    const double above = half < 0x7BFF ? std::abs(double(ops::half_to_float(uint16_t(half + 1))) - value)
+    const double below = half > 0 ? std::abs(double(format::half_to_float(uint16_t(half - 1))) - value) : INFINITY;
+    const double above = half < 0x7BFF ? std::abs(double(format::half_to_float(uint16_t(half + 1))) - value)
                                        : std::abs(65536.0 - value);
     INFO("value ", value, " half ", half);
     REQUIRE(error <= below);
@@ -140,12 +139,12 @@ TEST_CASE("float_to_half rounds to the nearest half") {
 // ---------------------------------------------------------------------------------------------------------------
 // Packing: walk the packed array and derive each element from the layout's definition in format.h.
 
-TEST_CASE("pack_conv_kernel: BlockedOHWI [ceil(Cout/16)][KH][KW][Cin][16]") {
+TEST_CASE("format::pack_conv_kernel: BlockedOHWI [ceil(Cout/16)][KH][KW][Cin][16]") {
   const uint32_t kh = 3, kw = 2, cin = 5, cout = 37;
   const std::vector<float> hwio = random_values(size_t{kh} * kw * cin * cout, 1);
-  const std::vector<float> packed = ops::pack_conv_kernel(hwio, kh, kw, cin, cout);
+  const std::vector<float> packed = format::pack_conv_kernel(hwio, kh, kw, cin, cout);
   REQUIRE(packed.size() == size_t{3} * kh * kw * cin * 16);
-  REQUIRE(packed.size() == ops::blocked_ohwi_elements(cout, kh, kw, cin));
+  REQUIRE(packed.size() == format::blocked_ohwi_elements(cout, kh, kw, cin));
   std::set<float> seen;
   for (size_t index = 0; index < packed.size(); ++index) {
     const size_t lane = index % 16, c = index / 16 % cin, x = index / 16 / cin % kw, y = index / 16 / cin / kw % kh;
@@ -158,27 +157,27 @@ TEST_CASE("pack_conv_kernel: BlockedOHWI [ceil(Cout/16)][KH][KW][Cin][16]") {
     }
   }
   CHECK(seen.size() == std::set<float>(hwio.begin(), hwio.end()).size());  // every input element placed
-  CHECK_THROWS_AS(ops::pack_conv_kernel(std::span(hwio).first(hwio.size() - 1), kh, kw, cin, cout), Error);
+  CHECK_THROWS_AS(format::pack_conv_kernel(std::span(hwio).first(hwio.size() - 1), kh, kw, cin, cout), Error);
 }
 
-TEST_CASE("pack_dense_kernel: (in, units) -> BlockedOHWI with KH = KW = 1") {
+TEST_CASE("format::pack_dense_kernel: (in, units) -> BlockedOHWI with KH = KW = 1") {
   const uint32_t in = 7, units = 18;
   const std::vector<float> io = random_values(size_t{in} * units, 2);
-  const std::vector<float> packed = ops::pack_dense_kernel(io, in, units);
+  const std::vector<float> packed = format::pack_dense_kernel(io, in, units);
   REQUIRE(packed.size() == size_t{2} * in * 16);
   for (size_t index = 0; index < packed.size(); ++index) {
     const size_t lane = index % 16, i = index / 16 % in, o = index / 16 / in * 16 + lane;
     REQUIRE(packed[index] == (o < units ? io[i * units + o] : 0.0f));
   }
-  CHECK_THROWS_AS(ops::pack_dense_kernel(io, in + 1, units), Error);
+  CHECK_THROWS_AS(format::pack_dense_kernel(io, in + 1, units), Error);
 }
 
-TEST_CASE("pack_depthwise_kernel: DepthwiseHWC [KH][KW][ceil(Cout/16)*16], o = c * multiplier + m") {
+TEST_CASE("format::pack_depthwise_kernel: DepthwiseHWC [KH][KW][ceil(Cout/16)*16], o = c * multiplier + m") {
   const uint32_t kh = 3, kw = 3, cin = 6, multiplier = 3, cout = cin * multiplier, padded = 32;
   const std::vector<float> hwcm = random_values(size_t{kh} * kw * cin * multiplier, 3);
-  const std::vector<float> packed = ops::pack_depthwise_kernel(hwcm, kh, kw, cin, multiplier);
+  const std::vector<float> packed = format::pack_depthwise_kernel(hwcm, kh, kw, cin, multiplier);
   REQUIRE(packed.size() == size_t{kh} * kw * padded);
-  REQUIRE(packed.size() == ops::depthwise_hwc_elements(cout, kh, kw));
+  REQUIRE(packed.size() == format::depthwise_hwc_elements(cout, kh, kw));
   for (size_t index = 0; index < packed.size(); ++index) {
     const size_t o = index % padded, x = index / padded % kw, y = index / padded / kw;
     if (o >= cout) {
@@ -188,12 +187,12 @@ TEST_CASE("pack_depthwise_kernel: DepthwiseHWC [KH][KW][ceil(Cout/16)*16], o = c
       REQUIRE(packed[index] == hwcm[((y * kw + x) * cin + c) * multiplier + m]);
     }
   }
-  CHECK_THROWS_AS(ops::pack_depthwise_kernel(hwcm, kh, kw, cin + 1, multiplier), Error);
+  CHECK_THROWS_AS(format::pack_depthwise_kernel(hwcm, kh, kw, cin + 1, multiplier), Error);
 }
 
 TEST_CASE("element counts that overflow are errors") {
-  CHECK_THROWS_AS(ops::blocked_ohwi_elements(UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX), Error);
-  CHECK_THROWS_AS(ops::depthwise_hwc_elements(UINT32_MAX, UINT32_MAX, UINT32_MAX), Error);
+  CHECK_THROWS_AS(format::blocked_ohwi_elements(UINT32_MAX, UINT32_MAX, UINT32_MAX, UINT32_MAX), Error);
+  CHECK_THROWS_AS(format::depthwise_hwc_elements(UINT32_MAX, UINT32_MAX, UINT32_MAX), Error);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -231,7 +230,7 @@ std::vector<uint8_t> expected_bytes(const std::vector<float>& packed, format::DT
   std::vector<uint8_t> bytes;
   if (dtype == format::DType::F16) {
     for (float value : packed) {
-      const uint16_t half = ops::float_to_half(value);
+      const uint16_t half = format::float_to_half(value);
       bytes.push_back(static_cast<uint8_t>(half & 0xFF));
       bytes.push_back(static_cast<uint8_t>(half >> 8));
     }
@@ -275,10 +274,10 @@ void check_round_trip(const SmallModel& model, const ModelFile& file) {
   CHECK(file.preprocess().output_tensor == 5);
 
   const auto dtype = builder.kernel_dtype();
-  check_weight(file, model.conv_id, expected_bytes(ops::pack_conv_kernel(model.conv, 3, 3, 3, 20), dtype));
+  check_weight(file, model.conv_id, expected_bytes(format::pack_conv_kernel(model.conv, 3, 3, 3, 20), dtype));
   check_weight(file, model.depthwise_id,
-               expected_bytes(ops::pack_depthwise_kernel(model.depthwise, 3, 3, 20, 2), dtype));
-  check_weight(file, model.dense_id, expected_bytes(ops::pack_dense_kernel(model.dense, 40, 5), dtype));
+               expected_bytes(format::pack_depthwise_kernel(model.depthwise, 3, 3, 20, 2), dtype));
+  check_weight(file, model.dense_id, expected_bytes(format::pack_dense_kernel(model.dense, 40, 5), dtype));
   check_weight(file, model.bias_id, expected_bytes(model.bias, format::DType::F32));  // vectors stay fp32
   check_weight(file, model.dense_bias_id, expected_bytes(model.dense_bias, format::DType::F32));
   const format::WeightRecord& conv = file.weight_records()[model.conv_id];

@@ -16,7 +16,7 @@
 
 #include "converter/keras_model.h"
 #include "converter/lowering.h"
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace {
 

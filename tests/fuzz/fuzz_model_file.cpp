@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/error.h"
-#include "engine/model_file.h"
+#include "effcam/error.hpp"
+#include "format/model_file.h"
 #include "tests/format/effcam_test_files.h"
 
 namespace {

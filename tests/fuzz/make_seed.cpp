@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <string>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 #include "tests/format/effcam_test_files.h"
 
 int main(int argc, char** argv) {

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/error.h"
-#include "engine/image.h"
-#include "engine/resize.h"
+#include "effcam/error.hpp"
+#include "imaging/image.h"
+#include "imaging/resize.h"
 #include "tests/test_support.h"
 
 namespace fs = std::filesystem;

@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "engine/error.h"
-#include "ops/half.h"
+#include "effcam/error.hpp"
+#include "format/half.h"
 #include "ops/kernels.h"
 #include "ops/reference.h"
-#include "ops/weight_layout.h"
+#include "format/weight_layout.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define EFFCAM_TEST_SANITIZED 1
@@ -33,6 +33,7 @@
 #endif
 
 namespace ops = effcam::ops;
+namespace format = effcam::format;
 namespace ref = effcam::ops::reference;
 using ops::Activation;
 
@@ -62,7 +63,7 @@ struct Weights {
   std::vector<uint16_t> f16;
   bool fp16 = false;
   Weights(std::vector<float> packed, bool half) : fp16(half) {
-    if (half) f16 = ops::floats_to_halves(packed);
+    if (half) f16 = format::floats_to_halves(packed);
     else f32 = std::move(packed);
   }
   ops::WeightView view() const {
@@ -186,7 +187,7 @@ TEST_CASE("conv2d: every path vs the reference") {
       std::vector<float> bias = random_floats(s.cout), gate = random_floats(s.cin);
       std::vector<float> residual = random_floats(size_t{out_h} * out_w * s.cout);
       for (uint32_t combo = 0; combo < 16; ++combo, ++variant) {
-        Weights w(ops::pack_conv_kernel(hwio, s.k, s.k, s.cin, s.cout), combo & 1);
+        Weights w(format::pack_conv_kernel(hwio, s.k, s.k, s.cin, s.cout), combo & 1);
         ops::ConvArgs a;
         a.x = x.data();
         a.in_h = s.h, a.in_w = s.w, a.cin = s.cin, a.out_h = out_h, a.out_w = out_w, a.cout = s.cout;
@@ -237,7 +238,7 @@ TEST_CASE("depthwise2d: every path vs the reference, with channel sums") {
       std::vector<float> hwcm = random_floats(size_t{s.k} * s.k * cout, 1.0f / float(s.k));
       std::vector<float> bias = random_floats(cout);
       for (uint32_t combo = 0; combo < 4; ++combo, ++variant) {
-        Weights w(ops::pack_depthwise_kernel(hwcm, s.k, s.k, s.cin, s.mult), combo & 1);
+        Weights w(format::pack_depthwise_kernel(hwcm, s.k, s.k, s.cin, s.mult), combo & 1);
         ops::DepthwiseArgs a;
         a.x = x.data(), a.in_h = s.h, a.in_w = s.w, a.cin = s.cin;
         a.out_h = sh.out, a.out_w = sw.out, a.cout = cout;
@@ -280,7 +281,7 @@ TEST_CASE("dense and squeeze_excite: every path vs the reference, unit splits") 
       std::vector<float> x = random_floats(in), bias = random_floats(units);
       std::vector<float> io = random_floats(size_t{in} * units, 1.0f / std::sqrt(float(in)));
       for (uint32_t combo = 0; combo < 4; ++combo, ++variant) {
-        Weights w(ops::pack_dense_kernel(io, in, units), combo & 1);
+        Weights w(format::pack_dense_kernel(io, in, units), combo & 1);
         ops::DenseArgs a{x.data(), in, nullptr, units, w.view(), combo & 2 ? bias.data() : nullptr,
                          activation_for(variant), act_max_for(variant)};
         std::string what = std::string(path) + " dense " + std::to_string(in) + "->" + std::to_string(units) +
@@ -299,8 +300,8 @@ TEST_CASE("dense and squeeze_excite: every path vs the reference, unit splits") 
     for (auto [channels, reduced] : {std::pair<uint32_t, uint32_t>{40, 10}, {17, 3}, {96, 4}}) {
       std::vector<float> means = random_floats(channels), b1 = random_floats(reduced), b2 = random_floats(channels);
       for (bool fp16 : {false, true}) {
-        Weights w1(ops::pack_dense_kernel(random_floats(size_t{channels} * reduced), channels, reduced), fp16);
-        Weights w2(ops::pack_dense_kernel(random_floats(size_t{channels} * reduced), reduced, channels), fp16);
+        Weights w1(format::pack_dense_kernel(random_floats(size_t{channels} * reduced), channels, reduced), fp16);
+        Weights w2(format::pack_dense_kernel(random_floats(size_t{channels} * reduced), reduced, channels), fp16);
         std::vector<float> hidden(reduced), want(channels), got(channels);
         ops::SqueezeExciteArgs a{means.data(), channels, reduced, w1.view(), b1.data(), Activation::Swish, kInf,
                                  w2.view(), b2.data(), Activation::Sigmoid, kInf, hidden.data(), want.data()};
@@ -457,7 +458,7 @@ TEST_CASE("kernels reject bad arguments with effcam::Error") {
 TEST_CASE("bench: 1x1 conv 48x48x256 -> 1280 (fp16 weights), single thread, SIMD paths") {
   const uint32_t h = 48, w = 48, cin = 256, cout = 1280;
   std::vector<float> x = random_floats(size_t{h} * w * cin), y(size_t{h} * w * cout), bias = random_floats(cout);
-  Weights k(ops::pack_conv_kernel(random_floats(size_t{cin} * cout, 0.06f), 1, 1, cin, cout), true);
+  Weights k(format::pack_conv_kernel(random_floats(size_t{cin} * cout, 0.06f), 1, 1, cin, cout), true);
   ops::ConvArgs a;
   a.x = x.data(), a.in_h = h, a.in_w = w, a.cin = cin, a.y = y.data(), a.out_h = h, a.out_w = w, a.cout = cout;
   a.kernel = k.view(), a.bias = bias.data(), a.act = Activation::Swish;

@@ -12,13 +12,14 @@
 #include <string>
 #include <vector>
 
-#include "engine/error.h"
-#include "ops/half.h"
+#include "effcam/error.hpp"
+#include "format/half.h"
 #include "ops/kernels.h"
 #include "ops/reference.h"
-#include "ops/weight_layout.h"
+#include "format/weight_layout.h"
 
 namespace ops = effcam::ops;
+namespace format = effcam::format;
 
 namespace {
 
@@ -63,8 +64,8 @@ TEST_CASE("conv2d Winograd F(4x4, 3x3): every path vs the reference, splits and 
       std::vector<float> hwio = random_floats(rng, size_t{9} * s.cin * s.cout, 1.0f / std::sqrt(9.0f * s.cin));
       std::vector<float> bias = random_floats(rng, s.cout, 1.0f), gate = random_floats(rng, s.cin, 1.0f);
       std::vector<float> residual = random_floats(rng, out_size, 1.0f);
-      std::vector<float> packed = ops::pack_conv_kernel(hwio, 3, 3, s.cin, s.cout);
-      std::vector<uint16_t> halves = ops::floats_to_halves(packed);
+      std::vector<float> packed = format::pack_conv_kernel(hwio, 3, 3, s.cin, s.cout);
+      std::vector<uint16_t> halves = format::floats_to_halves(packed);
       for (uint32_t combo = 0; combo < 8; ++combo, ++variant) {
         const bool fp16 = combo & 1;
         ops::ConvArgs a;
@@ -130,7 +131,7 @@ TEST_CASE("conv2d Winograd: only 3x3 stride-1 convs take it; the transform rejec
   CHECK_FALSE(ops::conv2d_winograd(5, 5, 1, 1));
   CHECK(ops::winograd_weight_floats(5, 20) == size_t{36} * 5 * 32);  // cout padded to whole 16-channel blocks
 
-  std::vector<float> kernel(ops::blocked_ohwi_elements(16, 1, 1, 4), 0.5f), u(36 * 4 * 16);
+  std::vector<float> kernel(format::blocked_ohwi_elements(16, 1, 1, 4), 0.5f), u(36 * 4 * 16);
   ops::ConvArgs a;
   a.cin = 4, a.cout = 16, a.kh = a.kw = 1;
   a.kernel = {kernel.data(), false};

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine/format.h"
+#include "format/format.h"
 
 namespace effcam {
 

@@ -6,7 +6,7 @@
 #include <span>
 #include <vector>
 
-namespace effcam::ops {
+namespace effcam::format {
 
 // Round to nearest, ties to even; overflow gives +-inf, NaN stays NaN (quiet).
 uint16_t float_to_half(float value);
@@ -14,4 +14,4 @@ float half_to_float(uint16_t half);
 
 std::vector<uint16_t> floats_to_halves(std::span<const float> values);
 
-}  // namespace effcam::ops
+}  // namespace effcam::format

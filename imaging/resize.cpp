@@ -1,4 +1,4 @@
-#include "engine/resize.h"
+#include "imaging/resize.h"
 
 #include <algorithm>
 #include <array>
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace effcam {
 namespace {

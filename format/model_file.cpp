@@ -1,6 +1,6 @@
 // Loading and structural validation of .effcam files. Every offset, size and id is checked, with overflow-checked
 // arithmetic, before anything is viewed; a file that passes can be read through the views without bounds checks.
-#include "engine/model_file.h"
+#include "format/model_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -17,9 +17,9 @@
 #include <system_error>
 #include <utility>
 
-#include "engine/checksum.h"
-#include "engine/error.h"
-#include "ops/weight_layout.h"
+#include "format/checksum.h"
+#include "effcam/error.hpp"
+#include "format/weight_layout.h"
 
 namespace effcam {
 namespace {
@@ -230,9 +230,9 @@ uint64_t implied_byte_size(const Validator& validator, const format::WeightRecor
     switch (record.layout) {
       case format::WeightLayout::Vector: elements = dims[0]; break;
       case format::WeightLayout::BlockedOHWI:
-        elements = ops::blocked_ohwi_elements(dims[0], dims[1], dims[2], dims[3]);
+        elements = format::blocked_ohwi_elements(dims[0], dims[1], dims[2], dims[3]);
         break;
-      case format::WeightLayout::DepthwiseHWC: elements = ops::depthwise_hwc_elements(dims[0], dims[1], dims[2]); break;
+      case format::WeightLayout::DepthwiseHWC: elements = format::depthwise_hwc_elements(dims[0], dims[1], dims[2]); break;
     }
   } catch (const Error&) {
     validator.fail(what + ": dims overflow");

@@ -1,9 +1,9 @@
 // fp32 <-> fp16 by bit manipulation: portable (no F16C needed) and exact for every input.
-#include "ops/half.h"
+#include "format/half.h"
 
 #include <bit>
 
-namespace effcam::ops {
+namespace effcam::format {
 
 uint16_t float_to_half(float value) {
   const uint32_t bits = std::bit_cast<uint32_t>(value);
@@ -67,4 +67,4 @@ std::vector<uint16_t> floats_to_halves(std::span<const float> values) {
   return halves;
 }
 
-}  // namespace effcam::ops
+}  // namespace effcam::format

@@ -1,4 +1,4 @@
-#include "engine/cam.h"
+#include "imaging/cam.h"
 
 #include <algorithm>
 #include <array>
@@ -6,7 +6,7 @@
 #include <string>
 #include <utility>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace effcam {
 namespace {

@@ -1,9 +1,9 @@
-#include "engine/graph.h"
+#include "format/graph.h"
 
 #include <string>
 
-#include "engine/error.h"
-#include "engine/model_file.h"
+#include "effcam/error.hpp"
+#include "format/model_file.h"
 
 namespace effcam {
 

@@ -1,4 +1,4 @@
-// The weight layouts the kernels read (engine/format.h WeightLayout), and packing into them.
+// The weight layouts the kernels read (format/format.h WeightLayout), and packing into them.
 // One home for the layout: the converter packs with these functions, the kernels and their tests read the result.
 #pragma once
 
@@ -7,9 +7,10 @@
 #include <span>
 #include <vector>
 
-namespace effcam::ops {
+#include "format/format.h"
 
-inline constexpr uint32_t kChannelBlock = 16;  // output channels per block (format::kChannelBlock)
+namespace effcam::format {
+
 
 inline constexpr uint32_t round_up_to_block(uint32_t channels) {
   return (channels + kChannelBlock - 1) / kChannelBlock * kChannelBlock;
@@ -29,4 +30,4 @@ std::vector<float> pack_dense_kernel(std::span<const float> io, uint32_t in, uin
 std::vector<float> pack_depthwise_kernel(std::span<const float> hwcm, uint32_t kh, uint32_t kw, uint32_t cin,
                                          uint32_t multiplier);
 
-}  // namespace effcam::ops
+}  // namespace effcam::format

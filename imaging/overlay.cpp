@@ -1,4 +1,4 @@
-#include "engine/overlay.h"
+#include "imaging/overlay.h"
 
 #include <stb/stb_image_write.h>  // Debian's libstb holds the implementation
 #include <sys/stat.h>
@@ -18,7 +18,7 @@
 #include <string_view>
 #include <utility>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace effcam {
 namespace {

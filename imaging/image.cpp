@@ -1,4 +1,4 @@
-#include "engine/image.h"
+#include "imaging/image.h"
 
 #include <stb_image.h>
 #include <zlib.h>
@@ -10,7 +10,7 @@
 #include <optional>
 #include <string_view>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
 namespace effcam {
 namespace {

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/cam.h"
-#include "engine/image.h"
+#include "imaging/cam.h"
+#include "imaging/image.h"
 
 namespace effcam {
 

@@ -1,12 +1,12 @@
-// Packing Keras kernels into the layouts of engine/format.h (WeightLayout).
-#include "ops/weight_layout.h"
+// Packing Keras kernels into the layouts of format/format.h (WeightLayout).
+#include "format/weight_layout.h"
 
 #include <initializer_list>
 #include <string>
 
-#include "engine/error.h"
+#include "effcam/error.hpp"
 
-namespace effcam::ops {
+namespace effcam::format {
 namespace {
 
 // Product of dimensions; a layout too large to address is an error, not a wrap-around.
@@ -74,4 +74,4 @@ std::vector<float> pack_depthwise_kernel(std::span<const float> hwcm, uint32_t k
   return packed;
 }
 
-}  // namespace effcam::ops
+}  // namespace effcam::format

@@ -1,4 +1,4 @@
-#include "engine/process_memory.h"
+#include "base/process_memory.h"
 
 #include <cstdio>
 #include <cstring>

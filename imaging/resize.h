@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "engine/image.h"
+#include "imaging/image.h"
 
 namespace effcam {
 

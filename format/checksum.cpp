@@ -1,5 +1,5 @@
 // CRC-32C: the SSE4.2 crc32 instruction when present (three interleaved streams), else slicing-by-8 tables.
-#include "engine/checksum.h"
+#include "format/checksum.h"
 
 #include <array>
 #include <cstring>

@@ -6,7 +6,7 @@
 #include <span>
 #include <vector>
 
-#include "engine/format.h"
+#include "format/format.h"
 
 namespace effcam {
 
