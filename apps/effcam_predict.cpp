@@ -42,9 +42,9 @@ struct Arguments {
   bool list_layers = false;
   // Grad-CAM: on when any of its options is given.
   bool cam = false;
-  effcam::CamMethod cam_method = effcam::CamMethod::GradCam;
+  effcam::imaging::CamMethod cam_method = effcam::imaging::CamMethod::GradCam;
   std::string cam_layer;  // empty: the model's default (last Conv2D / DepthwiseConv2D)
-  effcam::CamScore cam_score = effcam::CamScore::Logit;
+  effcam::engine::CamScore cam_score = effcam::engine::CamScore::Logit;
   std::optional<uint32_t> cam_class;
   std::string overlay, heatmap;
   bool overlay_original_size = false;
@@ -85,7 +85,7 @@ Arguments parse_arguments(int argc, char** argv) {
       args.list_layers = true;
     } else if (arg == "--cam") {
       args.cam = true;
-      args.cam_method = effcam::parse_cam_method(value());
+      args.cam_method = effcam::imaging::parse_cam_method(value());
     } else if (arg == "--cam-layer") {
       args.cam = true;
       args.cam_layer = value();
@@ -93,7 +93,7 @@ Arguments parse_arguments(int argc, char** argv) {
       args.cam = true;
       const std::string score = value();
       if (score != "logit" && score != "prob") throw effcam::Error("--cam-score must be logit or prob, got '" + score + "'");
-      args.cam_score = score == "logit" ? effcam::CamScore::Logit : effcam::CamScore::Prob;
+      args.cam_score = score == "logit" ? effcam::engine::CamScore::Logit : effcam::engine::CamScore::Prob;
     } else if (arg == "--cam-class") {
       args.cam = true;
       args.cam_class = effcam::cli::parse_count(arg, value(), 0, (1u << 30) - 1);
@@ -133,16 +133,16 @@ double ms_since(Clock::time_point start) {
 namespace {
 
 int run(const Arguments& args) {
-  const effcam::Model model = effcam::Model::load(args.model);
+  const effcam::engine::Model model = effcam::engine::Model::load(args.model);
   if (args.list_layers) {
-    for (const effcam::Model::TargetableLayer& layer : model.targetable_layers()) {
+    for (const effcam::engine::Model::TargetableLayer& layer : model.targetable_layers()) {
       std::printf("%-40s %-24s %ux%ux%u\n", layer.name.c_str(), layer.class_name.c_str(), layer.shape.h,
                   layer.shape.w, layer.shape.c);
     }
     std::printf("default Grad-CAM layer: %s\n", model.default_cam_layer().c_str());
     return 0;
   }
-  effcam::SessionOptions options;
+  effcam::engine::SessionOptions options;
   options.threads = args.threads;
   options.probes = args.dump_layers;
   if (args.cam) options.cam_layer = args.cam_layer.empty() ? model.default_cam_layer() : args.cam_layer;
@@ -150,8 +150,8 @@ int run(const Arguments& args) {
     throw effcam::Error("--cam-class " + std::to_string(*args.cam_class) + " is out of range: the model has " +
                         std::to_string(model.classes()) + " classes");
   }
-  effcam::Session session(model, options);
-  const effcam::MemoryPlan& plan = session.plan();
+  effcam::engine::Session session(model, options);
+  const effcam::engine::MemoryPlan& plan = session.plan();
   const uint32_t classes = model.classes();
   const uint32_t top_k = std::min(args.top_k, classes);
   bool any_failed = false;
@@ -159,13 +159,13 @@ int run(const Arguments& args) {
   for (const std::string& path : args.images) {
     try {
       const Clock::time_point start = Clock::now();
-      const effcam::Image image = effcam::load_image(path, model.input_channels());
+      const effcam::imaging::Image image = effcam::imaging::load_image(path, model.input_channels());
       const double decode_ms = ms_since(start);
       const Clock::time_point preprocess_start = Clock::now();
       const bool model_size = image.width == model.input_width() && image.height == model.input_height();
-      const effcam::Image resized =
-          model_size ? effcam::Image{} : effcam::resize_lanczos(image, model.input_width(), model.input_height());
-      const effcam::Image& model_image = model_size ? image : resized;
+      const effcam::imaging::Image resized =
+          model_size ? effcam::imaging::Image{} : effcam::imaging::resize_lanczos(image, model.input_width(), model.input_height());
+      const effcam::imaging::Image& model_image = model_size ? image : resized;
       session.set_input(model_image.pixels);
       const double preprocess_ms = ms_since(preprocess_start);
       const Clock::time_point forward_start = Clock::now();
@@ -179,27 +179,27 @@ int run(const Arguments& args) {
                         [&](uint32_t a, uint32_t b) { return probabilities[a] > probabilities[b]; });
 
       // Grad-CAM: the backward pass to the target layer, the map, and the images.
-      std::optional<effcam::Explanation> explanation;
-      effcam::CamMap cam;
+      std::optional<effcam::engine::Explanation> explanation;
+      effcam::imaging::CamMap cam;
       double cam_ms = 0;
       std::vector<std::string> written;
       if (args.cam) {
         const Clock::time_point cam_start = Clock::now();
         const uint32_t class_index = args.cam_class.value_or(order[0]);
         explanation = session.explain(class_index, args.cam_score);
-        cam = effcam::compute_cam(args.cam_method, explanation->activations, explanation->gradients,
+        cam = effcam::imaging::compute_cam(args.cam_method, explanation->activations, explanation->gradients,
                                   explanation->shape.h, explanation->shape.w, explanation->shape.c);
         cam_ms = ms_since(cam_start);
-        const effcam::Image& base = args.overlay_original_size ? image : model_image;
+        const effcam::imaging::Image& base = args.overlay_original_size ? image : model_image;
         if (!args.overlay.empty() || !args.heatmap.empty()) {
-          const effcam::Image heatmap = effcam::render_heatmap(cam, base.width, base.height);
+          const effcam::imaging::Image heatmap = effcam::imaging::render_heatmap(cam, base.width, base.height);
           if (!args.heatmap.empty()) {
             written.push_back(output_path(args.heatmap, path, args.images.size()));
-            effcam::write_image(heatmap, written.back());
+            effcam::imaging::write_image(heatmap, written.back());
           }
           if (!args.overlay.empty()) {
             written.push_back(output_path(args.overlay, path, args.images.size()));
-            effcam::write_image(effcam::blend_overlay(base, heatmap), written.back());
+            effcam::imaging::write_image(effcam::imaging::blend_overlay(base, heatmap), written.back());
           }
         }
       }
@@ -226,12 +226,12 @@ int run(const Arguments& args) {
           line["logits"] = std::vector<float>(session.logits().begin(), session.logits().end());
         }
         if (explanation) {
-          line["cam"] = {{"method", effcam::cam_method_name(args.cam_method)},
+          line["cam"] = {{"method", effcam::imaging::cam_method_name(args.cam_method)},
                          {"layer", explanation->layer},
                          {"class_index", explanation->class_index},
                          {"label", model.label(explanation->class_index)},
                          {"score", explanation->score},
-                         {"score_kind", args.cam_score == effcam::CamScore::Logit ? "logit" : "prob"},
+                         {"score_kind", args.cam_score == effcam::engine::CamScore::Logit ? "logit" : "prob"},
                          {"height", cam.height},
                          {"width", cam.width},
                          {"values", cam.normalized},
@@ -252,9 +252,9 @@ int run(const Arguments& args) {
           std::printf("  %2u. %-28s %.4f\n", k + 1, model.label(order[k]).c_str(), probabilities[order[k]]);
         }
         if (explanation) {
-          std::printf("  %s at %s for %s (%s %.4f)%s\n", std::string(effcam::cam_method_name(args.cam_method)).c_str(),
+          std::printf("  %s at %s for %s (%s %.4f)%s\n", std::string(effcam::imaging::cam_method_name(args.cam_method)).c_str(),
                       explanation->layer.c_str(), model.label(explanation->class_index).c_str(),
-                      args.cam_score == effcam::CamScore::Logit ? "logit" : "prob", explanation->score,
+                      args.cam_score == effcam::engine::CamScore::Logit ? "logit" : "prob", explanation->score,
                       cam.empty ? ": empty map (no positive evidence)" : "");
           for (const std::string& file : written) std::printf("  wrote %s\n", file.c_str());
         }

@@ -156,11 +156,11 @@ int run(const Arguments& args) {
     throw effcam::Error(std::string(kDefaultModel) +
                         " does not exist: run scripts/main.sh (it converts the bundled model) or pass --model");
   }
-  const effcam::Model model = effcam::Model::load(args.model);
-  effcam::SessionOptions options;
+  const effcam::engine::Model model = effcam::engine::Model::load(args.model);
+  effcam::engine::SessionOptions options;
   options.threads = args.threads;
   if (args.cam) options.cam_layer = args.cam_layer.empty() ? model.default_cam_layer() : args.cam_layer;
-  effcam::Session session(model, options);
+  effcam::engine::Session session(model, options);
   // The plan may reuse the input tensor's memory, so every run gets its input again (outside the timing).
   const std::vector<float> pixels =
       test_pixels(size_t{model.input_height()} * model.input_width() * model.input_channels());
@@ -179,8 +179,8 @@ int run(const Arguments& args) {
     const std::span<const float> probabilities = session.probabilities();
     const auto top1 =
         static_cast<uint32_t>(std::max_element(probabilities.begin(), probabilities.end()) - probabilities.begin());
-    const effcam::Explanation explanation = session.explain(top1, effcam::CamScore::Logit);
-    effcam::compute_cam(effcam::CamMethod::GradCam, explanation.activations, explanation.gradients,
+    const effcam::engine::Explanation explanation = session.explain(top1, effcam::engine::CamScore::Logit);
+    effcam::imaging::compute_cam(effcam::imaging::CamMethod::GradCam, explanation.activations, explanation.gradients,
                         explanation.shape.h, explanation.shape.w, explanation.shape.c);
   };
   for (uint32_t i = 0; i < args.warmup; ++i) {

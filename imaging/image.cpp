@@ -12,7 +12,7 @@
 
 #include "effcam/error.hpp"
 
-namespace effcam {
+namespace effcam::imaging {
 namespace {
 
 enum class Format { Jpeg, Png, Bmp, Gif };
@@ -366,4 +366,4 @@ std::vector<float> to_float_hwc(const Image& image) {
   return std::vector<float>(image.pixels.begin(), image.pixels.end());
 }
 
-}  // namespace effcam
+}  // namespace effcam::imaging

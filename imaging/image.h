@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace effcam {
+namespace effcam::imaging {
 
 // 8-bit pixels, row-major, channels interleaved (HWC). channels is 1 (L) or 3 (RGB) after decoding.
 struct Image {
@@ -33,4 +33,4 @@ Image load_image(const std::string& path, uint32_t wanted_channels);
 // The pixels as fp32 HWC in 0..255 (no scaling: the model's own preprocessing is applied later).
 std::vector<float> to_float_hwc(const Image& image);
 
-}  // namespace effcam
+}  // namespace effcam::imaging

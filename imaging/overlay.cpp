@@ -20,7 +20,7 @@
 
 #include "effcam/error.hpp"
 
-namespace effcam {
+namespace effcam::imaging {
 namespace {
 
 // matplotlib's _jet_data (_cm.py): (x, value left of x, value right of x) per channel.
@@ -229,4 +229,4 @@ void write_image(const Image& image, const std::string& path) {
   temporary.release();
 }
 
-}  // namespace effcam
+}  // namespace effcam::imaging

@@ -10,7 +10,7 @@
 #include "imaging/cam.h"
 #include "imaging/image.h"
 
-namespace effcam {
+namespace effcam::imaging {
 
 // matplotlib's LinearSegmentedColormap('jet', _jet_data, N=256) (colors.py _create_lookup_table), as 8-bit RGB:
 // entry i = uint8(float32(lut[i]) * 255), the truncation keras' array_to_img applies to the tutorial's
@@ -36,4 +36,4 @@ Image blend_overlay(const Image& image_rgb, const Image& heatmap_rgb, float alph
 // Throws effcam::Error naming the path on an unknown extension, an invalid image or any I/O failure.
 void write_image(const Image& image, const std::string& path);
 
-}  // namespace effcam
+}  // namespace effcam::imaging
