@@ -18,6 +18,7 @@
 #include "engine/model.h"
 #include "base/process_memory.h"
 #include "engine/session.h"
+#include "ops/kernels.h"
 
 namespace {
 
@@ -152,6 +153,8 @@ void print_profile(const effcam::bench::Profile& profile) {
 }
 
 int run(const Arguments& args) {
+  // The kernel path is the library's explicit option; the tool takes it from the environment like effcam-predict.
+  if (const char* forced = std::getenv("EFFCAM_DISPATCH"); forced && *forced) effcam::ops::set_dispatch(forced);
   if (args.model == kDefaultModel && !std::filesystem::exists(args.model)) {
     throw effcam::Error(std::string(kDefaultModel) +
                         " does not exist: run scripts/main.sh (it converts the bundled model) or pass --model");

@@ -212,14 +212,14 @@ Tensor random_image(uint32_t seed) {
 
 struct Lowered {
   std::vector<uint8_t> bytes;
-  effcam::convert::LoweringSummary summary;
+  effcam::converter::LoweringSummary summary;
 };
 
 Lowered lower(const effcam::keras::Model& model, effcam::format::DType dtype) {
-  effcam::convert::LoweringOptions options;
+  effcam::converter::LoweringOptions options;
   options.kernel_dtype = dtype;
   Lowered out;
-  out.bytes = effcam::convert::lower(model, options, out.summary).serialize();
+  out.bytes = effcam::converter::lower(model, options, out.summary).serialize();
   return out;
 }
 

@@ -31,8 +31,8 @@ const std::vector<uint8_t>& food101_bytes() {
   static const std::vector<uint8_t> bytes = [] {
     const std::filesystem::path path = std::filesystem::path(effcam::test::env_or("EFFCAM_SOURCE_DIR", ".")) /
                                        "models/food101-effv2b0/food101_effv2b0.keras";
-    effcam::convert::LoweringSummary summary;
-    return effcam::convert::lower(effcam::keras::read_model(path.string()), {}, summary).serialize();
+    effcam::converter::LoweringSummary summary;
+    return effcam::converter::lower(effcam::keras::read_model(path.string()), {}, summary).serialize();
   }();
   return bytes;
 }
