@@ -175,7 +175,7 @@ EffcamBuilder emit(const Graph& g, const keras::Model& model, const LoweringOpti
   builder.set_preprocess(pre);
 
   if (!options.labels.empty() && options.labels.size() != output.shape.c) {
-    throw Error("the labels file has " + std::to_string(options.labels.size()) + " names but the model has " +
+    throw Error(std::to_string(options.labels.size()) + " labels were given but the model has " +
                 std::to_string(output.shape.c) + " classes");
   }
   builder.set_labels(options.labels);
