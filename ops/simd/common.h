@@ -127,7 +127,7 @@ Vec<A> activate(const Vec<A>& x, float act_max) {
 // (The public wrappers have rejected Softmax and unknown values.)
 template <class F>
 void with_activation(Activation act, F&& f) {
-  using enum Activation;
+  using enum format::Activation;  // clang 14 refuses `using enum` through the ops::Activation alias
   switch (act) {
     case Relu: return f(std::integral_constant<Activation, Relu>{});
     case Sigmoid: return f(std::integral_constant<Activation, Sigmoid>{});
