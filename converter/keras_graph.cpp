@@ -6,6 +6,7 @@
 #include <cctype>
 #include <functional>
 #include <map>
+#include <optional>
 #include <queue>
 #include <regex>
 #include <set>

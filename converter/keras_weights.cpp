@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "converter/keras_json.h"
 #include "effcam/error.hpp"
