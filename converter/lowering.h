@@ -32,7 +32,8 @@ struct LoweringSummary {
 // Throws effcam::Error naming the layer for anything unsupported ("layer 'x' (Lambda) is not supported; ...").
 EffcamBuilder lower(const keras::Model& model, const LoweringOptions& options, LoweringSummary& summary);
 
-// The Keras classes the converter accepts, for messages and docs.
+// The Keras classes the converter accepts, for messages and docs: the classes of the translation table
+// (lowering/translate.cpp), in its order.
 const std::vector<std::string>& supported_layer_classes();
 
 }  // namespace effcam::converter

@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libxtensor-dev libxsimd-dev libstb-dev doctest-dev      # engine, ops, tests
+  libxsimd-dev xtl-dev libstb-dev doctest-dev            # ops (xsimd needs xtl's CMake target), imaging, tests
   libhdf5-dev libzip-dev nlohmann-json3-dev zlib1g-dev    # converter; zlib also bounds PNG inflation
   zipcmp zipmerge ziptool                                 # required by libzip's CMake package config
   clang libclang-rt-14-dev                                # libFuzzer and sanitizer runtimes

@@ -1114,6 +1114,8 @@ TEST_CASE("corrupt and hostile inputs throw effcam::Error naming the problem") {
     c = good_config;
     c["config"]["layers"][1]["config"]["units"] = "x";
     expect_error(write_config("units_string.keras", c), {"'d'", "'units' must be a positive integer, not string"});
+    c["config"]["layers"][1]["config"]["units"] = 3.0;  // Keras writes Python ints; the lowering refuses 3.0 too
+    expect_error(write_config("units_float.keras", c), {"'d'", "'units' must be a positive integer, not 3.0"});
     c = good_config;
     c["config"]["layers"][1]["config"]["use_bias"] = "yes";
     expect_error(write_config("use_bias_string.keras", c), {"'use_bias' must be true or false"});

@@ -292,7 +292,17 @@ TEST_CASE("unsupported layers and configs are refused with the layer named") {
     m.model.layers[3].class_name = "Lambda";
     const std::string message = refused(m);
     CHECK(message.find("'stem_bn' (Lambda)") != std::string::npos);
-    CHECK(message.find("supported layers") != std::string::npos);
+    std::string supported;  // the list is the translation table
+    for (const std::string& name : effcam::converter::supported_layer_classes()) {
+      supported += (supported.empty() ? "" : ", ") + name;
+    }
+    CHECK(message.find("supported layers: " + supported) != std::string::npos);
+    CHECK(supported.find("DepthwiseConv2D") != std::string::npos);
+  }
+  {
+    ModelMaker m = make_block_model();
+    m.model.layers[2].config["filters"] = 8.0;  // the reader's rule: config integers are JSON integers
+    CHECK(refused(m).find("'stem_conv' (Conv2D): 'filters' must be a positive integer, got 8.0") != std::string::npos);
   }
   {
     ModelMaker m = make_block_model();
@@ -317,7 +327,7 @@ TEST_CASE("unsupported layers and configs are refused with the layer named") {
   {
     ModelMaker m = make_block_model();
     m.model.input_shape = {-1, -1, 3};
-    CHECK(refused(m).find("--input-size") != std::string::npos);
+    CHECK(refused(m).find("the input size is not fixed in the model") != std::string::npos);
   }
 }
 

@@ -1,0 +1,166 @@
+// What every SIMD kernel shares: the vector type of architecture A, fused multiply-add, fp16 weight loads,
+// partial loads and stores, exp and the activations, and the activation + residual epilogue.
+// Internal: part of the SIMD kernels, included only through ops/kernels_simd.h (see there).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <xsimd/xsimd.hpp>
+
+#include "format/half.h"
+#include "ops/kernel_table.h"
+#include "format/weight_layout.h"
+
+namespace effcam::ops::detail {
+namespace {
+
+template <class A>
+using Vec = xsimd::batch<float, A>;
+template <class A>
+inline constexpr uint32_t kLanes = static_cast<uint32_t>(Vec<A>::size);
+template <class A>
+inline constexpr uint32_t kVecsPerBlock = format::kChannelBlock / kLanes<A>;
+
+constexpr uint32_t min_u32(uint32_t a, uint32_t b) { return a < b ? a : b; }
+constexpr int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
+constexpr int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// x * y + z, fused where the CPU can: xsimd 8.1 has no AVX-512 fma kernel (its generic x * y + z is only fused
+// when the compiler contracts it, which clang does not across the operator calls).
+template <class A>
+Vec<A> multiply_add(const Vec<A>& x, const Vec<A>& y, const Vec<A>& z) {
+  if constexpr (std::is_same_v<A, xsimd::avx512bw>) return _mm512_fmadd_ps(x, y, z);
+  else return xsimd::fma(x, y, z);
+}
+
+// kLanes<A> weights starting at element `index`, widened from fp16 in the register when the view is fp16.
+template <class A, bool F16>
+Vec<A> load_weights(const void* data, size_t index) {
+  if constexpr (!F16) {
+    return Vec<A>::load_unaligned(static_cast<const float*>(data) + index);
+  } else {
+    const uint16_t* halves = static_cast<const uint16_t*>(data) + index;
+    if constexpr (std::is_same_v<A, xsimd::avx512bw>) {
+      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(halves)));
+    } else if constexpr (std::is_same_v<A, xsimd::fma3<xsimd::avx2>>) {
+      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(halves)));
+    } else {
+      alignas(64) float widened[kLanes<A>];
+      for (uint32_t i = 0; i < kLanes<A>; ++i) widened[i] = format::half_to_float(halves[i]);
+      return Vec<A>::load_aligned(widened);
+    }
+  }
+}
+
+// The first `count` (<= lanes) floats at p, zeros after: never reads past p + count.
+template <class A>
+Vec<A> load_partial(const float* p, uint32_t count) {
+  if (count == kLanes<A>) return Vec<A>::load_unaligned(p);
+  if constexpr (std::is_same_v<A, xsimd::avx512bw>) return _mm512_maskz_loadu_ps(__mmask16((1u << count) - 1), p);
+  alignas(64) float part[kLanes<A>] = {};
+  for (uint32_t i = 0; i < count; ++i) part[i] = p[i];
+  return Vec<A>::load_aligned(part);
+}
+
+template <class A>
+void store_partial(float* p, const Vec<A>& v, uint32_t count) {
+  if (count == kLanes<A>) return v.store_unaligned(p);
+  if constexpr (std::is_same_v<A, xsimd::avx512bw>) return _mm512_mask_storeu_ps(p, __mmask16((1u << count) - 1), v);
+  alignas(64) float part[kLanes<A>];
+  v.store_aligned(part);
+  for (uint32_t i = 0; i < count; ++i) p[i] = part[i];
+}
+
+// e^x to a few ulp (Cephes' expf polynomial on x - n ln2) with none of xsimd::exp's special-case selects. Like
+// std::exp it overflows to +inf past ~88.72 and underflows through the denormals to 0: 2^n is applied as two
+// normal powers of two, which covers n in [-150, 128].
+template <class A>
+Vec<A> exp_fast(const Vec<A>& x) {
+  using Int = xsimd::batch<int32_t, A>;
+  const Vec<A> clamped = xsimd::min(xsimd::max(x, Vec<A>(-104.0f)), Vec<A>(89.0f));
+  const Vec<A> n = xsimd::nearbyint(clamped * Vec<A>(1.44269504088896341f));
+  Vec<A> r = multiply_add<A>(n, Vec<A>(-0.693359375f), clamped);  // ln 2 in two parts, the first exact
+  r = multiply_add<A>(n, Vec<A>(2.12194440e-4f), r);
+  Vec<A> poly(1.9875691500e-4f);
+  poly = multiply_add<A>(poly, r, Vec<A>(1.3981999507e-3f));
+  poly = multiply_add<A>(poly, r, Vec<A>(8.3334519073e-3f));
+  poly = multiply_add<A>(poly, r, Vec<A>(4.1665795894e-2f));
+  poly = multiply_add<A>(poly, r, Vec<A>(1.6666665459e-1f));
+  poly = multiply_add<A>(poly, r, Vec<A>(5.0000001201e-1f));
+  poly = multiply_add<A>(poly, r * r, r + Vec<A>(1.0f));
+  if constexpr (std::is_same_v<A, xsimd::avx512bw>) return _mm512_scalef_ps(poly, n);  // one rounding, any n
+  const Int k = xsimd::to_int(n);
+  const Int half = k >> 1;
+  auto power_of_two = [](const Int& e) { return xsimd::bitwise_cast<Vec<A>>((e + Int(127)) << 23); };
+  return poly * power_of_two(half) * power_of_two(k - half);
+}
+
+template <class A>
+Vec<A> sigmoid(const Vec<A>& x) {
+  return Vec<A>(1.0f) / (Vec<A>(1.0f) + exp_fast<A>(-x));
+}
+
+template <class A>
+Vec<A> relu6(const Vec<A>& x) {
+  return xsimd::min(xsimd::max(x, Vec<A>(0.0f)), Vec<A>(6.0f));
+}
+
+// One elementwise activation, chosen at compile time so loops over it are free of branches.
+template <class A, Activation Act>
+Vec<A> activate(const Vec<A>& x, float act_max) {
+  if constexpr (Act == Activation::Relu) return xsimd::min(xsimd::max(x, Vec<A>(0.0f)), Vec<A>(act_max));
+  else if constexpr (Act == Activation::Sigmoid) return sigmoid<A>(x);
+  else if constexpr (Act == Activation::Swish) return x / (Vec<A>(1.0f) + exp_fast<A>(-x));
+  else if constexpr (Act == Activation::HardSigmoid) return relu6<A>(x + Vec<A>(3.0f)) / Vec<A>(6.0f);
+  else if constexpr (Act == Activation::HardSigmoidKeras2)
+    return xsimd::min(xsimd::max(multiply_add<A>(x, Vec<A>(0.2f), Vec<A>(0.5f)), Vec<A>(0.0f)), Vec<A>(1.0f));
+  else if constexpr (Act == Activation::HardSwish) return x * relu6<A>(x + Vec<A>(3.0f)) / Vec<A>(6.0f);
+  else if constexpr (Act == Activation::Tanh) return xsimd::tanh(x);
+  else return x;
+}
+
+// Calls f(std::integral_constant<Activation, act>): the switch happens once, outside f's loops.
+// (The public wrappers have rejected Softmax and unknown values.)
+template <class F>
+void with_activation(Activation act, F&& f) {
+  using enum format::Activation;  // clang 14 refuses `using enum` through the ops::Activation alias
+  switch (act) {
+    case Relu: return f(std::integral_constant<Activation, Relu>{});
+    case Sigmoid: return f(std::integral_constant<Activation, Sigmoid>{});
+    case Swish: return f(std::integral_constant<Activation, Swish>{});
+    case HardSigmoid: return f(std::integral_constant<Activation, HardSigmoid>{});
+    case HardSigmoidKeras2: return f(std::integral_constant<Activation, HardSigmoidKeras2>{});
+    case HardSwish: return f(std::integral_constant<Activation, HardSwish>{});
+    case Tanh: return f(std::integral_constant<Activation, Tanh>{});
+    case Linear:
+    case Softmax: break;
+  }
+  f(std::integral_constant<Activation, Linear>{});
+}
+
+// The shared epilogue: y[r * y_stride + i] = act(raw[r * raw_stride + i]) + residual[r * y_stride + i] for
+// r < rows, i < n; residual is optional. raw may be y, and residual may be y (each element is read before written).
+template <class A>
+void finish_rows(const float* raw, size_t raw_stride, float* y, const float* residual, size_t y_stride,
+                 uint32_t rows, size_t n, Activation act, float act_max) {
+  with_activation(act, [&](auto tag) {
+    for (uint32_t r = 0; r < rows; ++r) {
+      const float* in = raw + r * raw_stride;
+      float* out = y + r * y_stride;
+      const float* res = residual ? residual + r * y_stride : nullptr;
+      for (size_t i = 0; i < n; i += kLanes<A>) {
+        uint32_t count = static_cast<uint32_t>(n - i < kLanes<A> ? n - i : kLanes<A>);
+        Vec<A> v = activate<A, decltype(tag)::value>(load_partial<A>(in + i, count), act_max);
+        if (res) v += load_partial<A>(res + i, count);
+        store_partial<A>(out + i, v, count);
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace effcam::ops::detail
