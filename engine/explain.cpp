@@ -175,15 +175,13 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
       ops::activation_backward(dz + begin, total, dz + begin, m, act, op.act_max);
     }
     if (has_residual && dy) {
-      if (float* gr = gradient(op.inputs[1])) {
-        for (size_t i = 0; i < count; ++i) gr[i] += dy[i];
-      }
+      if (float* gr = gradient(op.inputs[1])) ops::identity_backward(dy, gr, count);
     }
   }
 
   float* gx = gradient(op.inputs[0]);
   const float* x = tensor(op.inputs[0]);
-  const uint32_t in_pixels = g.input.h * g.input.w, cin = g.input.c;
+  const uint32_t in_pixels = g.input.h * g.input.w, cin = g.input.c, pixels = g.output.h * g.output.w;
   switch (op.kind) {
     case OpKind::Conv: {
       float* gg = gradient(op.inputs[2]);
@@ -197,11 +195,8 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
       float* scaled = extra(cam_.input_gradient[step]);
       std::fill_n(scaled, g.input.elements(), 0.0f);
       ops::conv2d_backward_input(a, dz, scaled);
-      const float* gate = tensor(op.inputs[2]);
-      for (size_t i = 0; i < g.input.elements(); ++i) {
-        if (gx) gx[i] += scaled[i] * gate[i % cin];
-        if (gg) gg[i % cin] += scaled[i] * x[i];
-      }
+      const ops::ElementwiseArgs gating{x, tensor(op.inputs[2]), nullptr, in_pixels, cin, true, ops::Activation::Linear, 0};
+      ops::multiply_backward(gating, scaled, gx, gg);
       break;
     }
     case OpKind::Depthwise: {
@@ -234,82 +229,44 @@ void Session::backward_op(uint32_t step, uint32_t class_index, CamScore score, f
     }
     case OpKind::ChannelAffine: {
       if (!gx) break;
-      const float* scale = weight(op.weight);
-      for (size_t i = 0; i < count; ++i) gx[i] += dz[i] * (scale ? scale[i % cin] : 1.0f);
+      const ops::ChannelAffineArgs a{nullptr, nullptr, pixels, cin, weight(op.weight), nullptr, nullptr,
+                                     ops::Activation::Linear, 0};
+      ops::channel_affine_backward(a, dz, gx);
       break;
     }
-    case OpKind::Add: {
-      float* gb = gradient(op.inputs[1]);
-      for (size_t i = 0; i < count; ++i) {
-        if (gx) gx[i] += dz[i];
-        if (gb) gb[i] += dz[i];
-      }
+    case OpKind::Add:
+      ops::add_backward(dz, gx, gradient(op.inputs[1]), count);
       break;
-    }
     case OpKind::Multiply: {
-      float* gb = gradient(op.inputs[1]);
-      const float* b = tensor(op.inputs[1]);
       const bool broadcast = model_.graph().tensors[op.inputs[1]].elements() != count;
-      const uint32_t c = g.output.c;
-      for (size_t i = 0; i < count; ++i) {
-        const size_t bi = broadcast ? i % c : i;
-        if (gx) gx[i] += dz[i] * b[bi];
-        if (gb) gb[bi] += dz[i] * x[i];
-      }
+      const ops::ElementwiseArgs a{x, tensor(op.inputs[1]), nullptr, pixels, g.output.c, broadcast,
+                                   ops::Activation::Linear, 0};
+      ops::multiply_backward(a, dz, gx, gradient(op.inputs[1]));
       break;
     }
     case OpKind::GlobalAvgPool: {
       if (!gx) break;
-      const float inv = 1.0f / static_cast<float>(in_pixels);
-      for (size_t i = 0; i < g.input.elements(); ++i) gx[i] += dz[i % cin] * inv;
+      const ops::GlobalPoolArgs a{x, g.input.h, g.input.w, cin, nullptr};
+      ops::global_avg_pool_backward(a, dz, gx);
       break;
     }
     case OpKind::MaxPool:
     case OpKind::AvgPool: {
       if (!gx) break;
-      for (uint32_t oy = 0; oy < g.output.h; ++oy)
-        for (uint32_t ox = 0; ox < g.output.w; ++ox)
-          for (uint32_t ch = 0; ch < cin; ++ch) {
-            const float d = dz[(size_t{oy} * g.output.w + ox) * cin + ch];
-            size_t best = 0, valid = 0;
-            float best_value = 0;
-            std::vector<size_t> window;  // at most kh * kw positions, small
-            for (uint32_t ky = 0; ky < op.kernel_h; ++ky)
-              for (uint32_t kx = 0; kx < op.kernel_w; ++kx) {
-                const int64_t iy = int64_t{oy} * op.stride_h + ky - g.pad_top;
-                const int64_t ix = int64_t{ox} * op.stride_w + kx - g.pad_left;
-                if (iy < 0 || ix < 0 || iy >= g.input.h || ix >= g.input.w) continue;
-                const size_t at = (static_cast<size_t>(iy) * g.input.w + static_cast<size_t>(ix)) * cin + ch;
-                if (valid == 0 || x[at] > best_value) {
-                  best = at;
-                  best_value = x[at];
-                }
-                ++valid;
-                window.push_back(at);
-              }
-            if (valid == 0) continue;
-            if (op.kind == OpKind::MaxPool) {
-              gx[best] += d;
-            } else {
-              for (size_t at : window) gx[at] += d / static_cast<float>(valid);
-            }
-          }
+      ops::PoolArgs a = pool_args(op, g);
+      a.x = x;
+      (op.kind == OpKind::MaxPool ? ops::max_pool2d_backward : ops::avg_pool2d_backward)(a, dz, gx);
       break;
     }
     case OpKind::ZeroPad: {
       if (!gx) break;
-      for (uint32_t iy = 0; iy < g.input.h; ++iy)
-        for (uint32_t ix = 0; ix < g.input.w; ++ix)
-          for (uint32_t ch = 0; ch < cin; ++ch) {
-            gx[(size_t{iy} * g.input.w + ix) * cin + ch] +=
-                dz[((size_t{iy} + op.pad_top) * g.output.w + ix + op.pad_left) * cin + ch];
-          }
+      const ops::ZeroPadArgs a{x, g.input.h, g.input.w, cin, nullptr, op.pad_top, op.pad_bottom, op.pad_left,
+                               op.pad_right};
+      ops::zero_pad_backward(a, dz, gx);
       break;
     }
     case OpKind::Reshape:
-      if (gx) {
-        for (size_t i = 0; i < count; ++i) gx[i] += dz[i];
-      }
+      if (gx) ops::identity_backward(dz, gx, count);
       break;
   }
 }
