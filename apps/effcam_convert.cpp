@@ -9,7 +9,7 @@
 #include "converter/lowering.h"
 #include "apps/cli.h"
 #include "effcam/error.hpp"
-#include "format/graph.h"
+#include "engine/graph.h"
 #include "format/model_file.h"
 
 namespace {

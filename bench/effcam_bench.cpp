@@ -103,10 +103,6 @@ std::vector<float> test_pixels(size_t count) {
   return pixels;
 }
 
-std::string shape_text(const effcam::Shape& s) {
-  return std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c);
-}
-
 Json profile_json(const effcam::bench::Profile& profile) {
   using effcam::bench::gflops;
   using effcam::bench::op_kind_name;

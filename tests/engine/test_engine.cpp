@@ -18,6 +18,7 @@
 #include "effcam/error.hpp"
 #include "engine/memory_plan.h"
 #include "engine/model.h"
+#include "engine/op_table.h"
 #include "engine/session.h"
 #include "base/thread_pool.h"
 #include "tests/test_support.h"
@@ -132,6 +133,25 @@ TEST_CASE("an exception in any chunk reaches the caller after every chunk is don
       CHECK(covered.load() == 100);
     }
   }
+}
+
+TEST_CASE("the op table: one complete row per op kind, found by its kind; an unknown kind has none") {
+  constexpr uint32_t kKinds = static_cast<uint32_t>(effcam::format::OpKind::Reshape);
+  std::set<std::string> names;
+  for (uint32_t k = 1; k <= kKinds; ++k) {
+    const auto kind = static_cast<effcam::format::OpKind>(k);
+    const effcam::OpDefinition* row = effcam::find_op_definition(kind);
+    REQUIRE(row != nullptr);
+    CHECK(row->kind == kind);
+    const bool complete = row->shape && row->multiply_adds && row->scratch_floats && row->forward &&
+                          row->backward_scratch && row->backward && row->output_activation;
+    CHECK(complete);
+    names.insert(row->name);
+  }
+  CHECK(names.size() == kKinds);  // every row its own
+  CHECK(effcam::find_op_definition(effcam::format::OpKind{0}) == nullptr);
+  CHECK(effcam::find_op_definition(effcam::format::OpKind{kKinds + 1}) == nullptr);
+  CHECK_THROWS_AS(effcam::op_definition(effcam::format::OpKind{kKinds + 1}), effcam::Error);
 }
 
 TEST_CASE("the memory plan never overwrites a live tensor and stays near the liveness lower bound") {
