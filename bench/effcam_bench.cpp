@@ -104,10 +104,6 @@ std::vector<float> test_pixels(size_t count) {
   return pixels;
 }
 
-std::string shape_text(const effcam::Shape& s) {
-  return std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c);
-}
-
 Json profile_json(const effcam::bench::Profile& profile) {
   using effcam::bench::gflops;
   using effcam::bench::op_kind_name;
@@ -167,7 +163,7 @@ int run(const Arguments& args) {
   // The plan may reuse the input tensor's memory, so every run gets its input again (outside the timing).
   const std::vector<float> pixels =
       test_pixels(size_t{model.input_height()} * model.input_width() * model.input_channels());
-  const uint64_t multiply_adds = effcam::graph_multiply_adds(model.file().ops(), model.graph());
+  const uint64_t multiply_adds = effcam::engine::graph_multiply_adds(model.file().ops(), model.graph());
   const size_t op_count = model.file().ops().size();
 
   // One timed unit: the forward pass and, with --cam, Grad-CAM for the top-1 class's logit as effcam-predict does

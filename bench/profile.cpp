@@ -4,27 +4,15 @@
 
 #include "bench/stats.h"
 #include "effcam/error.hpp"
+#include "engine/op_table.h"
 
 namespace effcam::bench {
 
 using format::OpKind;
 
 const char* op_kind_name(OpKind kind) {
-  switch (kind) {
-    case OpKind::Conv: return "Conv";
-    case OpKind::Depthwise: return "Depthwise";
-    case OpKind::SqueezeExcite: return "SqueezeExcite";
-    case OpKind::Dense: return "Dense";
-    case OpKind::ChannelAffine: return "ChannelAffine";
-    case OpKind::Add: return "Add";
-    case OpKind::Multiply: return "Multiply";
-    case OpKind::GlobalAvgPool: return "GlobalAvgPool";
-    case OpKind::MaxPool: return "MaxPool";
-    case OpKind::AvgPool: return "AvgPool";
-    case OpKind::ZeroPad: return "ZeroPad";
-    case OpKind::Reshape: return "Reshape";
-  }
-  return "unknown";
+  const engine::OpDefinition* definition = engine::find_op_definition(kind);
+  return definition ? definition->name : "unknown";
 }
 
 double gflops(uint64_t multiply_adds, double ms) {
@@ -47,7 +35,7 @@ Profile summarize_profile(const engine::Model& model, std::span<const double> op
     op.name = model.file().string(ops[i].name);
     op.output = model.graph().ops[i].output;
     op.ms = median(samples);
-    op.multiply_adds = op_multiply_adds(ops[i], model.graph().ops[i]);
+    op.multiply_adds = engine::op_multiply_adds(ops[i], model.graph().ops[i]);
     profile.total_ms += op.ms;
 
     auto kind = std::find_if(profile.kinds.begin(), profile.kinds.end(),

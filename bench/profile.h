@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "format/format.h"
-#include "format/graph.h"
+#include "engine/graph.h"
 #include "engine/model.h"
 
 namespace effcam::bench {
@@ -40,7 +40,7 @@ struct Profile {
 // Throws effcam::Error when its size is not runs x the model's op count or runs is 0.
 Profile summarize_profile(const engine::Model& model, std::span<const double> op_ms, size_t runs);
 
-// "Conv", "Depthwise", ... as in format::OpKind.
+// "Conv", "Depthwise", ... as in format::OpKind (the op table's names); "unknown" for others.
 const char* op_kind_name(format::OpKind kind);
 
 // Achieved GFLOP/s of `multiply_adds` (2 FLOP each) done in `ms` milliseconds; 0 when ms is not positive.

@@ -6,7 +6,7 @@
 
 #include "converter/keras_model.h"
 #include "effcam/error.hpp"
-#include "format/graph.h"
+#include "engine/graph.h"
 #include "format/model_file.h"
 
 namespace effcam::converter {
@@ -27,7 +27,7 @@ ConversionResult convert_file(const std::string& input, const std::string& outpu
     builder.emplace(lower(model, options, result.summary));
     // The file must load and form a valid graph before it is written.
     const std::vector<uint8_t> bytes = builder->serialize();
-    build_graph(ModelFile::from_bytes(bytes));
+    engine::build_graph(ModelFile::from_bytes(bytes));
   } catch (const Error& e) {
     if (e.code() != ErrorCode::InvalidArgument) throw;
     throw Error(e.what(), ErrorCode::Format);

@@ -3,29 +3,11 @@
 #include <algorithm>
 #include <numeric>
 
-#include "ops/kernels.h"
+#include "engine/op_table.h"
 
 namespace effcam::engine {
 
 using format::kNone;
-using format::OpKind;
-
-uint64_t op_scratch_floats(const format::Op& op, const OpGeometry& geometry, uint32_t threads) {
-  switch (op.kind) {
-    case OpKind::Conv:
-      // Winograd: the transformed weights, shared, and each worker's tiles.
-      if (!ops::conv2d_winograd(op.kernel_h, op.kernel_w, op.stride_h, op.stride_w)) return 0;
-      return ops::winograd_weight_floats(geometry.input.c, geometry.output.c) +
-             uint64_t{threads} * ops::winograd_scratch_floats(geometry.input.c);
-    case OpKind::Depthwise:
-      // Squeeze-excite sums: one buffer per worker when several threads split the rows.
-      return op.outputs[1] != kNone && threads > 1 ? uint64_t{threads} * geometry.output.c : 0;
-    case OpKind::SqueezeExcite:
-      return op.out_channels;  // the hidden layer
-    default:
-      return 0;
-  }
-}
 
 namespace {
 
@@ -105,31 +87,14 @@ MemoryPlan Planner::run() {
       return input != kNone && dies_at(input, i) && graph_.tensors[input].elements() == graph_.tensors[y].elements() &&
              (op.inputs[0] == input || group_of(op.inputs[0]) != group_of(input));
     };
-    uint32_t reuse = kNone;
-    switch (op.kind) {
-      case OpKind::Reshape:  // a view: the same bytes under another shape
-        reuse = op.inputs[0];
-        break;
-      case OpKind::ChannelAffine:
-        if (can_reuse(op.inputs[0])) {
-          reuse = op.inputs[0];
-        } else if (can_reuse(op.inputs[1])) {
-          reuse = op.inputs[1];
-        }
-        break;
-      case OpKind::Add:
-      case OpKind::Multiply:
-        if (can_reuse(op.inputs[0])) {
-          reuse = op.inputs[0];
-        } else if (can_reuse(op.inputs[1])) {
-          reuse = op.inputs[1];
-        }
-        break;
-      case OpKind::Conv:  // the residual add in place; never over the conv's own input
-        if (can_reuse(op.inputs[1]) && group_of(op.inputs[1]) != group_of(op.inputs[0])) reuse = op.inputs[1];
-        break;
-      default:
-        break;
+    // A view shares its input's bytes; otherwise the first input the op's in-place rule allows, and never the
+    // buffer of inputs[0] through another slot (a conv's residual that is also its input).
+    const OpDefinition& definition = op_definition(op.kind);
+    uint32_t reuse = definition.view ? op.inputs[0] : kNone;
+    for (uint8_t slot : definition.in_place_inputs) {
+      if (reuse != kNone || slot == kNoSlot) break;
+      const uint32_t input = op.inputs[slot];
+      if (can_reuse(input) && (slot == 0 || group_of(input) != group_of(op.inputs[0]))) reuse = input;
     }
     if (reuse != kNone) {
       join(y, reuse);
@@ -146,7 +111,8 @@ MemoryPlan Planner::run() {
   plan.scratch_bytes.assign(ops_.size(), 0);
   plan.scratch_offset.assign(ops_.size(), 0);
   for (uint32_t i = 0; i < ops_.size(); ++i) {
-    const uint64_t bytes = op_scratch_floats(ops_[i], graph_.ops[i], request_.threads) * sizeof(float);
+    const uint64_t bytes =
+        op_definition(ops_[i].kind).scratch_floats(ops_[i], graph_.ops[i], request_.threads) * sizeof(float);
     if (bytes == 0) continue;
     scratch[i] = {align_up(bytes), i, i, 0};
     for (const auto& [op, step] : request_.extend_scratch) {

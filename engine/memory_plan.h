@@ -1,7 +1,8 @@
 // The static memory plan: every activation tensor and per-op scratch gets an offset in one arena before anything
 // runs. Lifetimes come from the execution order; buffers are placed greedy-by-size with best fit (TensorFlow
 // Lite's ArenaPlanner, Pisarchyk & Lee 2020), 64-byte aligned; some ops write in place over an input that dies
-// at that op (activations, residual adds, element-wise ops) and reshapes are views.
+// at that op (activations, residual adds, element-wise ops) and reshapes are views. Each op kind's scratch and
+// in-place rule come from its row of the op table (engine/op_table.h).
 #pragma once
 
 #include <cstdint>
@@ -42,9 +43,6 @@ struct MemoryPlan {
   uint64_t lower_bound_bytes = 0;       // the largest sum of simultaneously live buffers (no planner can do less)
   static constexpr uint64_t kUnplanned = ~uint64_t{0};
 };
-
-// Scratch each op needs besides its tensors (floats), for `threads` workers.
-uint64_t op_scratch_floats(const format::Op& op, const OpGeometry& geometry, uint32_t threads);
 
 MemoryPlan plan_memory(std::span<const format::Op> ops, const Graph& graph, const PlanRequest& request);
 

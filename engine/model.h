@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "format/graph.h"
+#include "engine/graph.h"
 #include "format/model_file.h"
 
 namespace effcam::engine {

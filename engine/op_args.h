@@ -1,5 +1,5 @@
-// The kernels' view of a file's op: activation codes, weights in place, and the window geometry the graph computed.
-// The forward pass (session.cpp) and the explanation's backward pass (explain.cpp) both build kernel arguments here.
+// The kernels' view of a file's op: weights in place and the window geometry the graph computed. The op table's rows
+// (engine/op/) build their forward and backward kernel arguments here, and the explainer its target's.
 #pragma once
 
 #include <cstdint>
@@ -10,11 +10,6 @@
 #include "ops/kernels.h"
 
 namespace effcam::engine {
-
-// The activation at an op's output: a squeeze-excite op's gate activation is its second one.
-inline format::Activation output_activation(const format::Op& op) {
-  return op.kind == format::OpKind::SqueezeExcite ? op.activation2 : op.activation;
-}
 
 // A weight tensor viewed in the mapped file (fp16 or fp32).
 ops::WeightView weight_view(const ModelFile& file, uint32_t id);

@@ -1,16 +1,15 @@
-// The graph of a loaded .effcam file with every tensor's shape: semantic validation of the ops (which inputs
-// each kind needs, weight dims against tensor shapes) and the TensorFlow window arithmetic, in one place.
+// The shapes of a .effcam file's graph: tensor shapes at batch 1, the TensorFlow window arithmetic the converter and
+// the engine share, and the Graph record the engine's graph builder fills (engine/graph.h: each op kind's shape rule
+// lives in its row of the op table).
 #pragma once
 
 #include <cstdint>
-#include <span>
+#include <string>
 #include <vector>
 
 #include "format/format.h"
 
 namespace effcam {
-
-class ModelFile;
 
 // An activation tensor at batch 1, NHWC. Vectors are 1 x 1 x C.
 struct Shape {
@@ -18,6 +17,8 @@ struct Shape {
   uint64_t elements() const { return uint64_t{h} * w * c; }
   bool operator==(const Shape&) const = default;
 };
+// "HxWxC", for messages.
+std::string shape_text(const Shape& shape);
 
 // One spatial dimension of a window op (conv, pooling) on an input of `in` pixels (explicit padding included).
 struct Window {
@@ -43,15 +44,5 @@ struct Graph {
   uint32_t output = format::kNone;    // graph output tensor
   uint32_t classes = 0;               // channels of the output
 };
-
-// Multiply-adds of one op at batch 1, counted for its kernels: Conv, Depthwise, SqueezeExcite (both layers) and
-// Dense. Element-wise ops, pooling, padding and reshapes count zero (the usual convention of CNN FLOP figures).
-uint64_t op_multiply_adds(const format::Op& op, const OpGeometry& geometry);
-// The sum over all ops of a graph built from `ops`.
-uint64_t graph_multiply_adds(std::span<const format::Op> ops, const Graph& graph);
-
-// Checks that the file's ops form a valid graph (every tensor produced once before use, the inputs each kind
-// needs, shapes that fit, weight dims that match) and computes all shapes. Throws effcam::Error naming the op.
-Graph build_graph(const ModelFile& file);
 
 }  // namespace effcam

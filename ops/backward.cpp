@@ -148,4 +148,102 @@ void dense_backward_input(const DenseArgs& a, const float* dz, float* dx) {
   }
 }
 
+void identity_backward(const float* dy, float* dx, size_t n) {
+  for (size_t i = 0; i < n; ++i) dx[i] += dy[i];
+}
+
+void add_backward(const float* dy, float* da, float* db, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (da) da[i] += dy[i];
+    if (db) db[i] += dy[i];
+  }
+}
+
+void multiply_backward(const ElementwiseArgs& a, const float* dy, float* da, float* db) {
+  const size_t count = size_t{a.pixels} * a.channels;
+  // One loop for both: a and b may be the same tensor (x * x), and then da and db are one buffer.
+  for (size_t i = 0; i < count; ++i) {
+    const size_t bi = a.b_broadcast ? i % a.channels : i;
+    if (da) da[i] += dy[i] * a.b[bi];
+    if (db) db[bi] += dy[i] * a.a[i];
+  }
+}
+
+void channel_affine_backward(const ChannelAffineArgs& a, const float* dy, float* dx) {
+  if (!a.scale) {
+    identity_backward(dy, dx, size_t{a.pixels} * a.channels);
+    return;
+  }
+  for (size_t p = 0; p < a.pixels; ++p) {
+    const size_t at = p * a.channels;
+    for (uint32_t c = 0; c < a.channels; ++c) dx[at + c] += dy[at + c] * a.scale[c];
+  }
+}
+
+void global_avg_pool_backward(const GlobalPoolArgs& a, const float* dy, float* dx) {
+  const size_t pixels = size_t{a.h} * a.w;
+  const float inv = 1.0f / static_cast<float>(pixels);
+  for (size_t p = 0; p < pixels; ++p) {
+    for (uint32_t c = 0; c < a.channels; ++c) dx[p * a.channels + c] += dy[c] * inv;
+  }
+}
+
+namespace {
+
+// The rows / columns [begin, end) of the input a window at output coordinate `out` covers.
+struct Span {
+  uint32_t begin, end;
+};
+Span window_span(uint32_t out, uint32_t stride, uint32_t pad, uint32_t kernel, uint32_t size) {
+  const int64_t first = int64_t{out} * stride - pad;
+  const int64_t last = first + kernel;
+  return {static_cast<uint32_t>(std::clamp<int64_t>(first, 0, size)), static_cast<uint32_t>(std::clamp<int64_t>(last, 0, size))};
+}
+
+}  // namespace
+
+void max_pool2d_backward(const PoolArgs& a, const float* dy, float* dx) {
+  for (uint32_t oy = 0; oy < a.out_h; ++oy) {
+    const Span rows = window_span(oy, a.stride_h, a.pad_top, a.kh, a.in_h);
+    for (uint32_t ox = 0; ox < a.out_w; ++ox) {
+      const Span cols = window_span(ox, a.stride_w, a.pad_left, a.kw, a.in_w);
+      if (rows.begin == rows.end || cols.begin == cols.end) continue;
+      for (uint32_t c = 0; c < a.channels; ++c) {
+        size_t best = (size_t{rows.begin} * a.in_w + cols.begin) * a.channels + c;
+        for (uint32_t iy = rows.begin; iy < rows.end; ++iy)
+          for (uint32_t ix = cols.begin; ix < cols.end; ++ix) {
+            const size_t at = (size_t{iy} * a.in_w + ix) * a.channels + c;
+            if (a.x[at] > a.x[best]) best = at;
+          }
+        dx[best] += dy[(size_t{oy} * a.out_w + ox) * a.channels + c];
+      }
+    }
+  }
+}
+
+void avg_pool2d_backward(const PoolArgs& a, const float* dy, float* dx) {
+  for (uint32_t oy = 0; oy < a.out_h; ++oy) {
+    const Span rows = window_span(oy, a.stride_h, a.pad_top, a.kh, a.in_h);
+    for (uint32_t ox = 0; ox < a.out_w; ++ox) {
+      const Span cols = window_span(ox, a.stride_w, a.pad_left, a.kw, a.in_w);
+      const size_t valid = size_t{rows.end - rows.begin} * (cols.end - cols.begin);
+      if (valid == 0) continue;
+      for (uint32_t c = 0; c < a.channels; ++c) {
+        const float share = dy[(size_t{oy} * a.out_w + ox) * a.channels + c] / static_cast<float>(valid);
+        for (uint32_t iy = rows.begin; iy < rows.end; ++iy)
+          for (uint32_t ix = cols.begin; ix < cols.end; ++ix) dx[(size_t{iy} * a.in_w + ix) * a.channels + c] += share;
+      }
+    }
+  }
+}
+
+void zero_pad_backward(const ZeroPadArgs& a, const float* dy, float* dx) {
+  const size_t out_w = size_t{a.in_w} + a.pad_left + a.pad_right;
+  for (uint32_t iy = 0; iy < a.in_h; ++iy) {
+    const float* from = dy + ((size_t{iy} + a.pad_top) * out_w + a.pad_left) * a.channels;
+    float* to = dx + size_t{iy} * a.in_w * a.channels;
+    for (size_t k = 0; k < size_t{a.in_w} * a.channels; ++k) to[k] += from[k];
+  }
+}
+
 }  // namespace effcam::ops

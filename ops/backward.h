@@ -1,8 +1,10 @@
 // Gradient kernels for the explanation pass (Grad-CAM): from the gradient of an op's output to the gradient of its
-// input. No weight gradients are ever computed. Same layouts and argument structs as the forward kernels
-// (ops/kernels.h); every kernel ACCUMULATES into its gradient output (+=), so several consumers of one tensor can
-// add their shares. Plain loops over contiguous channels (the compiler vectorizes them); the cost is the same
-// order as the forward op's and only the layers between the target and the output are ever differentiated.
+// inputs, for every op kind. No weight gradients are ever computed. Same layouts and argument structs as the forward
+// kernels (ops/kernels.h; a kernel reads only the fields it names, the forward tensors x / a / b where the gradient
+// needs them); every kernel ACCUMULATES into its gradient outputs (+=), so several consumers of one tensor can add
+// their shares, and a gradient output that is nullptr is not wanted. Plain loops over contiguous channels (the
+// compiler vectorizes them), no allocation; the cost is the same order as the forward op's and only the layers
+// between the target and the output are ever differentiated. ops/reference.h has their plain twins.
 #pragma once
 
 #include <cstddef>
@@ -27,5 +29,23 @@ void depthwise2d_backward_input(const DepthwiseArgs& args, const float* dz, floa
 
 // dx[i] += sum_u W[u][i] dz[u], kernel as in `args` (BlockedOHWI {units, 1, 1, inputs}).
 void dense_backward_input(const DenseArgs& args, const float* dz, float* dx);
+
+// dx += dy over n floats: the gradient through a reshape (the same bytes) and to the residual of a fused add.
+void identity_backward(const float* dy, float* dx, size_t n);
+// y = a + b over n floats: da += dy, db += dy. da and db may alias (a + a).
+void add_backward(const float* dy, float* da, float* db, size_t n);
+// y = a * b over args.pixels x args.channels (b one pixel when args.b_broadcast): da += dy * b, db += dy * a
+// (summed over the pixels when broadcast). Reads args.a and args.b.
+void multiply_backward(const ElementwiseArgs& args, const float* dy, float* da, float* db);
+// y = x * scale[c] + ...: dx += dy * scale over args.pixels x args.channels (args.scale nullptr = 1).
+void channel_affine_backward(const ChannelAffineArgs& args, const float* dy, float* dx);
+// y[c] = mean over h x w: dx[., ., c] += dy[c] / (h * w).
+void global_avg_pool_backward(const GlobalPoolArgs& args, const float* dy, float* dx);
+// The whole gradient of a window goes to its first maximum in args.x (row-major window order); geometry as in args.
+void max_pool2d_backward(const PoolArgs& args, const float* dy, float* dx);
+// A window's gradient is shared equally by its positions inside the image (TF semantics, as the forward).
+void avg_pool2d_backward(const PoolArgs& args, const float* dy, float* dx);
+// dx += the part of dy inside the padding.
+void zero_pad_backward(const ZeroPadArgs& args, const float* dy, float* dx);
 
 }  // namespace effcam::ops

@@ -199,4 +199,150 @@ void softmax(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>(std::exp(x[i] - top) / sum);
 }
 
+namespace {
+
+// The output coordinate whose window reads input coordinate `in` at tap `k`, or -1 when none does.
+int64_t output_coord(uint32_t in, uint32_t stride, uint32_t pad, uint32_t k, uint32_t size) {
+  const int64_t at = int64_t{in} + pad - k;
+  if (at < 0 || at % stride != 0 || at / stride >= size) return -1;
+  return at / stride;
+}
+
+// Whether input (iy, ix) lies in the window of output (oy, ox).
+bool in_window(const PoolArgs& a, uint32_t oy, uint32_t ox, uint32_t iy, uint32_t ix) {
+  const int64_t y0 = int64_t{oy} * a.stride_h - a.pad_top, x0 = int64_t{ox} * a.stride_w - a.pad_left;
+  return iy >= y0 && iy < y0 + a.kh && ix >= x0 && ix < x0 + a.kw;
+}
+
+}  // namespace
+
+void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx) {
+  for (uint32_t iy = 0; iy < a.in_h; ++iy)
+    for (uint32_t ix = 0; ix < a.in_w; ++ix)
+      for (uint32_t c = 0; c < a.cin; ++c) {
+        double sum = 0;
+        for (uint32_t ky = 0; ky < a.kh; ++ky)
+          for (uint32_t kx = 0; kx < a.kw; ++kx) {
+            const int64_t oy = output_coord(iy, a.stride_h, a.pad_top, ky, a.out_h);
+            const int64_t ox = output_coord(ix, a.stride_w, a.pad_left, kx, a.out_w);
+            if (oy < 0 || ox < 0) continue;
+            const float* g = dz + pixel_offset(static_cast<uint32_t>(oy), static_cast<uint32_t>(ox), a.out_w, a.cout);
+            for (uint32_t o = 0; o < a.cout; ++o) sum += double{g[o]} * blocked_at(a.kernel, a.kh, a.kw, a.cin, o, ky, kx, c);
+          }
+        dx[pixel_offset(iy, ix, a.in_w, a.cin) + c] += static_cast<float>(sum);
+      }
+}
+
+void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* dx) {
+  const uint32_t multiplier = a.cout / a.cin;
+  for (uint32_t iy = 0; iy < a.in_h; ++iy)
+    for (uint32_t ix = 0; ix < a.in_w; ++ix)
+      for (uint32_t c = 0; c < a.cin; ++c) {
+        double sum = 0;
+        for (uint32_t ky = 0; ky < a.kh; ++ky)
+          for (uint32_t kx = 0; kx < a.kw; ++kx) {
+            const int64_t oy = output_coord(iy, a.stride_h, a.pad_top, ky, a.out_h);
+            const int64_t ox = output_coord(ix, a.stride_w, a.pad_left, kx, a.out_w);
+            if (oy < 0 || ox < 0) continue;
+            const float* g = dz + pixel_offset(static_cast<uint32_t>(oy), static_cast<uint32_t>(ox), a.out_w, a.cout);
+            for (uint32_t o = c * multiplier; o < (c + 1) * multiplier; ++o) {
+              sum += double{g[o]} * depthwise_at(a.kernel, a.kw, a.cout, o, ky, kx);
+            }
+          }
+        dx[pixel_offset(iy, ix, a.in_w, a.cin) + c] += static_cast<float>(sum);
+      }
+}
+
+void dense_backward_input(const DenseArgs& a, const float* dz, float* dx) {
+  for (uint32_t i = 0; i < a.inputs; ++i) {
+    double sum = 0;
+    for (uint32_t u = 0; u < a.units; ++u) sum += double{dz[u]} * blocked_at(a.kernel, 1, 1, a.inputs, u, 0, 0, i);
+    dx[i] += static_cast<float>(sum);
+  }
+}
+
+void identity_backward(const float* dy, float* dx, size_t n) {
+  for (size_t i = 0; i < n; ++i) dx[i] = static_cast<float>(double{dx[i]} + dy[i]);
+}
+
+void add_backward(const float* dy, float* da, float* db, size_t n) {
+  if (da) identity_backward(dy, da, n);
+  if (db) identity_backward(dy, db, n);
+}
+
+void multiply_backward(const ElementwiseArgs& a, const float* dy, float* da, float* db) {
+  const size_t count = size_t{a.pixels} * a.channels;
+  if (da) {
+    for (size_t i = 0; i < count; ++i) da[i] += static_cast<float>(double{dy[i]} * a.b[a.b_broadcast ? i % a.channels : i]);
+  }
+  if (!db) return;
+  if (!a.b_broadcast) {
+    for (size_t i = 0; i < count; ++i) db[i] += static_cast<float>(double{dy[i]} * a.a[i]);
+    return;
+  }
+  for (uint32_t c = 0; c < a.channels; ++c) {
+    double sum = 0;
+    for (size_t p = 0; p < a.pixels; ++p) sum += double{dy[p * a.channels + c]} * a.a[p * a.channels + c];
+    db[c] += static_cast<float>(sum);
+  }
+}
+
+void channel_affine_backward(const ChannelAffineArgs& a, const float* dy, float* dx) {
+  for (size_t i = 0; i < size_t{a.pixels} * a.channels; ++i) {
+    dx[i] += static_cast<float>(double{dy[i]} * (a.scale ? a.scale[i % a.channels] : 1.0f));
+  }
+}
+
+void global_avg_pool_backward(const GlobalPoolArgs& a, const float* dy, float* dx) {
+  const double pixels = static_cast<double>(a.h) * a.w;
+  for (size_t i = 0; i < size_t{a.h} * a.w * a.channels; ++i) dx[i] += static_cast<float>(dy[i % a.channels] / pixels);
+}
+
+void max_pool2d_backward(const PoolArgs& a, const float* dy, float* dx) {
+  // Each output's window, scanned in row-major order; its gradient goes to the first position holding the maximum.
+  for (uint32_t oy = 0; oy < a.out_h; ++oy)
+    for (uint32_t ox = 0; ox < a.out_w; ++ox)
+      for (uint32_t c = 0; c < a.channels; ++c) {
+        int64_t best = -1;
+        for (uint32_t ky = 0; ky < a.kh; ++ky)
+          for (uint32_t kx = 0; kx < a.kw; ++kx) {
+            const int64_t iy = input_coord(oy, a.stride_h, a.pad_top, ky, a.in_h);
+            const int64_t ix = input_coord(ox, a.stride_w, a.pad_left, kx, a.in_w);
+            if (iy < 0 || ix < 0) continue;
+            const int64_t at = static_cast<int64_t>(
+                pixel_offset(static_cast<uint32_t>(iy), static_cast<uint32_t>(ix), a.in_w, a.channels) + c);
+            if (best < 0 || a.x[at] > a.x[best]) best = at;
+          }
+        if (best >= 0) dx[best] += dy[pixel_offset(oy, ox, a.out_w, a.channels) + c];
+      }
+}
+
+void avg_pool2d_backward(const PoolArgs& a, const float* dy, float* dx) {
+  // Each input position gathers the share of every output whose window holds it.
+  for (uint32_t iy = 0; iy < a.in_h; ++iy)
+    for (uint32_t ix = 0; ix < a.in_w; ++ix)
+      for (uint32_t c = 0; c < a.channels; ++c) {
+        double sum = 0;
+        for (uint32_t oy = 0; oy < a.out_h; ++oy)
+          for (uint32_t ox = 0; ox < a.out_w; ++ox) {
+            if (!in_window(a, oy, ox, iy, ix)) continue;
+            uint32_t valid = 0;
+            for (uint32_t y = 0; y < a.in_h; ++y)
+              for (uint32_t x = 0; x < a.in_w; ++x) valid += in_window(a, oy, ox, y, x) ? 1 : 0;
+            sum += dy[pixel_offset(oy, ox, a.out_w, a.channels) + c] / double(valid);
+          }
+        dx[pixel_offset(iy, ix, a.in_w, a.channels) + c] += static_cast<float>(sum);
+      }
+}
+
+void zero_pad_backward(const ZeroPadArgs& a, const float* dy, float* dx) {
+  const uint32_t out_w = a.in_w + a.pad_left + a.pad_right;
+  for (uint32_t iy = 0; iy < a.in_h; ++iy)
+    for (uint32_t ix = 0; ix < a.in_w; ++ix)
+      for (uint32_t c = 0; c < a.channels; ++c) {
+        dx[pixel_offset(iy, ix, a.in_w, a.channels) + c] +=
+            dy[pixel_offset(iy + a.pad_top, ix + a.pad_left, out_w, a.channels) + c];
+      }
+}
+
 }  // namespace effcam::ops::reference

@@ -1,7 +1,10 @@
-// Plain scalar references of every kernel in ops/kernels.h: straightforward loops over the logical layouts,
-// double accumulation. Same arguments and semantics (including ranges); the tests hold the SIMD paths to them.
+// Plain scalar references of every kernel in ops/kernels.h and ops/backward.h: straightforward loops over the logical
+// layouts, double accumulation; the gradients are written the other way round from ops/backward.cpp (each input
+// element gathers what it contributed to). Same arguments and semantics (including ranges, and += for gradients);
+// the tests hold the fast kernels to them.
 #pragma once
 
+#include "ops/backward.h"
 #include "ops/kernels.h"
 
 namespace effcam::ops::reference {
@@ -22,5 +25,17 @@ void max_pool2d(const PoolArgs& args, uint32_t row_begin, uint32_t row_end);
 void avg_pool2d(const PoolArgs& args, uint32_t row_begin, uint32_t row_end);
 void zero_pad(const ZeroPadArgs& args, uint32_t row_begin, uint32_t row_end);
 void softmax(float* x, size_t n);
+
+void conv2d_backward_input(const ConvArgs& args, const float* dz, float* dx);
+void depthwise2d_backward_input(const DepthwiseArgs& args, const float* dz, float* dx);
+void dense_backward_input(const DenseArgs& args, const float* dz, float* dx);
+void identity_backward(const float* dy, float* dx, size_t n);
+void add_backward(const float* dy, float* da, float* db, size_t n);
+void multiply_backward(const ElementwiseArgs& args, const float* dy, float* da, float* db);
+void channel_affine_backward(const ChannelAffineArgs& args, const float* dy, float* dx);
+void global_avg_pool_backward(const GlobalPoolArgs& args, const float* dy, float* dx);
+void max_pool2d_backward(const PoolArgs& args, const float* dy, float* dx);
+void avg_pool2d_backward(const PoolArgs& args, const float* dy, float* dx);
+void zero_pad_backward(const ZeroPadArgs& args, const float* dy, float* dx);
 
 }  // namespace effcam::ops::reference

@@ -43,7 +43,7 @@ def normalized(stdout, out_dir):
         json.loads(line)  # each line is one JSON object
         for key in VOLATILE:
             line = re.sub(r'"%s":(\{[^}]*\}|[0-9.e+-]+),' % key, "", line)
-        lines.append(line.replace(out_dir, "<out>").replace(t.SOURCE_DIR, "<src>").replace(t.TESTDATA, "<data>"))
+        lines.append(line.replace(out_dir, "<out>").replace(t.TESTDATA, "<data>").replace(t.SOURCE_DIR, "<src>"))
     return "\n".join(lines) + "\n"
 
 

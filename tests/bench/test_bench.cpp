@@ -42,12 +42,12 @@ TEST_CASE("multiply-adds count the kernels of each op and nothing else") {
   const auto ops = small.model.file().ops();
   const effcam::Graph& graph = small.model.graph();
   REQUIRE(ops.size() == 4);
-  CHECK(effcam::op_multiply_adds(ops[0], graph.ops[0]) == kConvMacs);
-  CHECK(effcam::op_multiply_adds(ops[1], graph.ops[1]) == kDepthwiseMacs);
-  CHECK(effcam::op_multiply_adds(ops[2], graph.ops[2]) == 0);  // global average pool
-  CHECK(effcam::op_multiply_adds(ops[3], graph.ops[3]) == kDenseMacs);
-  CHECK(effcam::graph_multiply_adds(ops, graph) == kConvMacs + kDepthwiseMacs + kDenseMacs);
-  CHECK_THROWS_AS(effcam::graph_multiply_adds(ops.first(3), graph), effcam::Error);
+  CHECK(effcam::engine::op_multiply_adds(ops[0], graph.ops[0]) == kConvMacs);
+  CHECK(effcam::engine::op_multiply_adds(ops[1], graph.ops[1]) == kDepthwiseMacs);
+  CHECK(effcam::engine::op_multiply_adds(ops[2], graph.ops[2]) == 0);  // global average pool
+  CHECK(effcam::engine::op_multiply_adds(ops[3], graph.ops[3]) == kDenseMacs);
+  CHECK(effcam::engine::graph_multiply_adds(ops, graph) == kConvMacs + kDepthwiseMacs + kDenseMacs);
+  CHECK_THROWS_AS(effcam::engine::graph_multiply_adds(ops.first(3), graph), effcam::Error);
 
   // Squeeze-excite: both 1x1 layers, C -> R -> C.
   effcam::format::Op se{};
@@ -56,7 +56,7 @@ TEST_CASE("multiply-adds count the kernels of each op and nothing else") {
   effcam::OpGeometry geometry;
   geometry.input = {1, 1, 96};
   geometry.output = {1, 1, 96};
-  CHECK(effcam::op_multiply_adds(se, geometry) == 2u * 96 * 24);
+  CHECK(effcam::engine::op_multiply_adds(se, geometry) == 2u * 96 * 24);
 }
 
 TEST_CASE("run_profiled computes what run computes and times every op") {

@@ -16,10 +16,13 @@
 #include "converter/keras_model.h"
 #include "converter/lowering.h"
 #include "effcam/error.hpp"
+#include "engine/graph.h"
 #include "engine/memory_plan.h"
 #include "engine/model.h"
+#include "engine/op_table.h"
 #include "engine/session.h"
 #include "base/thread_pool.h"
+#include "tests/format/effcam_test_files.h"
 #include "tests/test_support.h"
 
 namespace {
@@ -132,6 +135,69 @@ TEST_CASE("an exception in any chunk reaches the caller after every chunk is don
       CHECK(covered.load() == 100);
     }
   }
+}
+
+TEST_CASE("the op table: one complete row per op kind, found by its kind; an unknown kind has none") {
+  constexpr uint32_t kKinds = static_cast<uint32_t>(effcam::format::OpKind::Reshape);
+  std::set<std::string> names;
+  for (uint32_t k = 1; k <= kKinds; ++k) {
+    const auto kind = static_cast<effcam::format::OpKind>(k);
+    const effcam::engine::OpDefinition* row = effcam::engine::find_op_definition(kind);
+    REQUIRE(row != nullptr);
+    CHECK(row->kind == kind);
+    const bool complete = row->shape && row->multiply_adds && row->scratch_floats && row->forward &&
+                          row->backward_scratch && row->backward && row->output_activation;
+    CHECK(complete);
+    names.insert(row->name);
+  }
+  CHECK(names.size() == kKinds);  // every row its own
+  CHECK(effcam::engine::find_op_definition(effcam::format::OpKind{0}) == nullptr);
+  CHECK(effcam::engine::find_op_definition(effcam::format::OpKind{kKinds + 1}) == nullptr);
+  CHECK_THROWS_AS(effcam::engine::op_definition(effcam::format::OpKind{kKinds + 1}), effcam::Error);
+}
+
+// build_graph's message for the small test model after `edit` changes its ops ("" when the graph is valid).
+template <class Edit>
+std::string graph_error(Edit edit) {
+  effcam::test::SmallModel model(effcam::format::DType::F32);
+  edit(model.builder.mutable_ops());
+  const std::vector<uint8_t> bytes = model.builder.serialize();
+  try {
+    effcam::engine::build_graph(effcam::ModelFile::from_bytes(bytes));
+  } catch (const effcam::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_CASE("the graph runs each op's shape rule from its row and names the op that breaks one") {
+  using Ops = std::vector<effcam::format::Op>;
+  effcam::test::SmallModel model(effcam::format::DType::F32);
+  const std::vector<uint8_t> bytes = model.builder.serialize();
+  const effcam::Graph graph = effcam::engine::build_graph(effcam::ModelFile::from_bytes(bytes));
+  // conv 3x3 stride 2 "same" on 224x224x3 -> 112x112x20; depthwise x2 -> 112x112x40 and its 1x1x40 mean; global
+  // pool -> 1x1x40; dense -> 5 classes.
+  CHECK(graph.ops[0].output == effcam::Shape{112, 112, 20});
+  CHECK(graph.ops[0].pad_top == 0);
+  CHECK(graph.ops[0].pad_bottom == 1);
+  CHECK(graph.ops[1].output == effcam::Shape{112, 112, 40});
+  CHECK(graph.tensors[model.builder.ops()[1].outputs[1]] == effcam::Shape{1, 1, 40});
+  CHECK(graph.ops[2].output == effcam::Shape{1, 1, 40});
+  CHECK(graph.classes == 5);
+  CHECK(graph_error([](Ops&) {}).empty());
+
+  CHECK(graph_error([](Ops& ops) { ops[0].out_channels = 16; }) ==
+        "op 0 'stem_conv': kernel has dims 20x3x3x3, the graph needs 16x3x3x3");
+  CHECK(graph_error([](Ops& ops) { ops[0].inputs[1] = ops[0].inputs[0]; }) ==
+        "op 0 'stem_conv': residual 224x224x3 does not match the output 112x112x20");
+  CHECK(graph_error([](Ops& ops) { ops[1].out_channels = 30; }) ==
+        "op 1 'block1a_dwconv': output channels are not a multiple of the input's");
+  CHECK(graph_error([](Ops& ops) { ops[3].inputs[1] = ops[3].inputs[0]; }) ==
+        "op 3 'predictions': input 1 is not used by this op kind");
+  CHECK(graph_error([](Ops& ops) { std::swap(ops[0].outputs[1], ops[1].outputs[1]); }) ==
+        "op 0 'stem_conv': only a depthwise op has a second output");
+  // A global pool record read as a window op: its window is 0 x 0.
+  CHECK(graph_error([](Ops& ops) { ops[2].kind = effcam::format::OpKind::MaxPool; }) == "op 2 'avg_pool': window of size 0");
 }
 
 TEST_CASE("the memory plan never overwrites a live tensor and stays near the liveness lower bound") {

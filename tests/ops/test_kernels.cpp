@@ -19,6 +19,7 @@
 #include "format/half.h"
 #include "ops/kernels.h"
 #include "ops/reference.h"
+#include "tests/ops/kernel_test_support.h"
 #include "format/weight_layout.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -36,6 +37,11 @@ namespace ops = effcam::ops;
 namespace format = effcam::format;
 namespace ref = effcam::ops::reference;
 using ops::Activation;
+using effcam::test::check_close;
+using effcam::test::random_floats;
+using effcam::test::rng;
+using effcam::test::Same;
+using effcam::test::Weights;
 
 namespace {
 
@@ -45,49 +51,9 @@ constexpr Activation kElementwise[] = {Activation::Linear, Activation::Relu, Act
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr bool kSanitized = EFFCAM_TEST_SANITIZED;
 
-std::mt19937& rng() {
-  static std::mt19937 engine(20240611);
-  return engine;
-}
-
-std::vector<float> random_floats(size_t n, float scale = 1.0f) {
-  std::uniform_real_distribution<float> dist(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng());
-  return v;
-}
-
-// A packed weight tensor as fp32 or as its fp16 image; view() points into it.
-struct Weights {
-  std::vector<float> f32;
-  std::vector<uint16_t> f16;
-  bool fp16 = false;
-  Weights(std::vector<float> packed, bool half) : fp16(half) {
-    if (half) f16 = format::floats_to_halves(packed);
-    else f32 = std::move(packed);
-  }
-  ops::WeightView view() const {
-    return fp16 ? ops::WeightView{f16.data(), true} : ops::WeightView{f32.data(), false};
-  }
-};
-
 // Each activation, with relu alternating between plain (+inf) and relu6.
 Activation activation_for(size_t i) { return kElementwise[i % std::size(kElementwise)]; }
 float act_max_for(size_t i) { return (i / std::size(kElementwise)) % 2 ? 6.0f : kInf; }
-
-// |got - want| within 1e-5 relative (plus a small absolute floor for values near zero).
-void check_close(const std::vector<float>& got, const std::vector<float>& want, const std::string& what,
-                 float rel = 1e-5f, float abs = 1e-5f) {
-  REQUIRE(got.size() == want.size());
-  size_t bad = 0, first = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    bool ok = std::fabs(got[i] - want[i]) <= rel * std::fabs(want[i]) + abs;
-    if (!ok && bad++ == 0) first = i;
-  }
-  INFO(what << ": " << bad << " of " << got.size() << " differ; first at " << first << ": got "
-            << (bad ? got[first] : 0.0f) << " want " << (bad ? want[first] : 0.0f));
-  CHECK(bad == 0);
-}
 
 void check_same_bytes(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
   INFO(what);
@@ -101,16 +67,6 @@ void in_pieces(uint32_t n, F f) {
   uint32_t cuts[] = {0, n / 3, n / 3, n / 3 + 1, n};
   for (size_t i = 0; i + 1 < std::size(cuts); ++i) f(std::min(cuts[i], n), std::min(cuts[i + 1], n));
 }
-
-// TF "same" padding: out = ceil(in / stride), the odd pixel goes after.
-struct Same {
-  uint32_t out, pad_before;
-  Same(uint32_t in, uint32_t k, uint32_t stride) {
-    out = (in + stride - 1) / stride;
-    int64_t total = std::max<int64_t>(int64_t(out - 1) * stride + k - in, 0);
-    pad_before = static_cast<uint32_t>(total / 2);
-  }
-};
 
 struct ConvShape {
   uint32_t h, w, cin, cout, k, stride;

@@ -1,0 +1,114 @@
+#include "engine/executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <string>
+
+#include "effcam/error.hpp"
+#include "engine/op_table.h"
+#include "ops/kernels.h"
+
+namespace effcam::engine {
+
+using format::kNone;
+
+namespace {
+
+float* allocate_arena(uint64_t bytes) {
+  const uint64_t size = std::max<uint64_t>(kArenaAlignment, bytes);
+  void* memory = std::aligned_alloc(kArenaAlignment, size);
+  if (!memory) throw Error("cannot allocate the " + std::to_string(size) + "-byte activation arena");
+  return static_cast<float*>(memory);
+}
+
+}  // namespace
+
+Executor::Executor(const Model& model, uint32_t threads) : model_(model), pool_(threads), arena_(nullptr, std::free) {
+  ops::dispatch_name();
+}
+
+void Executor::allocate(const PlanRequest& request) {
+  plan_ = plan_memory(model_.file().ops(), model_.graph(), request);
+  arena_.reset(allocate_arena(plan_.arena_bytes));
+  if (model_.has_logits()) logits_.resize(model_.classes());
+}
+
+float* Executor::at(uint64_t offset) const {
+  return reinterpret_cast<float*>(reinterpret_cast<char*>(arena_.get()) + offset);
+}
+
+float* Executor::tensor(uint32_t id) const { return at(plan_.tensor_offset[id]); }
+
+float* Executor::extra(uint32_t index) const { return at(plan_.extra_offset[index]); }
+
+const float* Executor::weight(uint32_t id) const {
+  return id == kNone ? nullptr : static_cast<const float*>(model_.file().weight_data(id));
+}
+
+void Executor::set_input(std::span<const uint8_t> hwc) {
+  const format::Preprocess& pre = model_.file().preprocess();
+  const size_t expected = size_t{pre.width} * pre.height * pre.channels;
+  if (hwc.size() != expected) {
+    throw Error("input has " + std::to_string(hwc.size()) + " pixel values, the model takes " +
+                std::to_string(expected));
+  }
+  float* x = tensor(model_.graph().input);
+  const uint32_t c = pre.channels;
+  for (size_t i = 0; i < expected; i += c) {
+    for (uint32_t k = 0; k < c; ++k) x[i + k] = hwc[i + k] * pre.scale[k] + pre.offset[k];
+  }
+}
+
+void Executor::set_input_pixels(std::span<const float> hwc) {
+  const format::Preprocess& pre = model_.file().preprocess();
+  const size_t expected = size_t{pre.width} * pre.height * pre.channels;
+  if (hwc.size() != expected) {
+    throw Error("input has " + std::to_string(hwc.size()) + " values, the model takes " + std::to_string(expected));
+  }
+  float* x = tensor(model_.graph().input);
+  for (size_t i = 0; i < expected; ++i) {
+    const uint32_t k = static_cast<uint32_t>(i % pre.channels);
+    x[i] = hwc[i] * pre.scale[k] + pre.offset[k];
+  }
+}
+
+void Executor::run(double* op_ms) {
+  using Clock = std::chrono::steady_clock;
+  const size_t count = model_.file().ops().size();
+  for (uint32_t i = 0; i < count; ++i) {
+    const Clock::time_point start = op_ms ? Clock::now() : Clock::time_point{};
+    run_op(i);
+    if (op_ms) op_ms[i] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  }
+}
+
+void Executor::run_op(uint32_t index, const Recompute& recompute) {
+  const format::Op& op = model_.file().ops()[index];
+  const OpGeometry& g = model_.graph().ops[index];
+  const OpDefinition& definition = op_definition(op.kind);
+  const bool softmax = op.activation == format::Activation::Softmax;
+  ForwardCall call{model_.file(), op, g, pool_, {}, {}, {}, nullptr, nullptr, format::Activation::Linear,
+                   recompute.skip_activation};
+  for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
+    const uint32_t t = op.inputs[slot];
+    if (t == kNone) continue;
+    call.input[slot] = tensor(t);
+    call.input_shape[slot] = model_.graph().tensors[t];
+  }
+  if (recompute.skip_residual && definition.residual_input) call.input[1] = nullptr;
+  float* y = recompute.output ? recompute.output : tensor(op.outputs[0]);
+  call.output[0] = y;
+  if (op.outputs[1] != kNone && !recompute.output) call.output[1] = tensor(op.outputs[1]);
+  if (plan_.scratch_bytes[index] > 0) call.scratch = at(plan_.scratch_offset[index]);
+  call.bias = recompute.skip_bias ? nullptr : weight(op.bias);
+  call.activation = recompute.skip_activation || softmax ? format::Activation::Linear : op.activation;
+  definition.forward(call);
+
+  if (softmax && !recompute.skip_activation) {
+    if (op.outputs[0] == model_.graph().output && !recompute.output) std::copy(y, y + g.output.c, logits_.begin());
+    ops::softmax(y, g.output.elements());
+  }
+}
+
+}  // namespace effcam::engine

@@ -1,0 +1,64 @@
+// The executor: the forward interpreter of one Model. It owns the thread pool and the arena of one memory plan, and
+// runs ops through the op table (engine/op_table.h): the whole forward pass, or one op again with a Recompute (a
+// fused Keras layer's own output, an op's pre-activation for the backward pass). It keeps no other state, so the
+// Session's probes and the Explainer's backward pass are clients of it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "engine/memory_plan.h"
+#include "engine/model.h"
+
+namespace effcam::engine {
+
+// How one forward call differs from the plain forward pass.
+struct Recompute {
+  bool skip_activation = false;  // no activation (a squeeze-excite's gate activation, a final softmax) applied
+  bool skip_residual = false;    // no fused residual add
+  bool skip_bias = false;        // no (folded) bias added
+  float* output = nullptr;       // write outputs[0] here instead of its tensor; outputs[1] is then left alone
+};
+
+class Executor {
+ public:
+  // Starts the pool. Resolves the kernels' dispatch path on the caller's thread first: an EFFCAM_DISPATCH that is
+  // unknown or that this CPU lacks fails here as one effcam::Error, not later inside a worker thread (which would
+  // terminate the process).
+  Executor(const Model& model, uint32_t threads);
+
+  uint32_t threads() const { return pool_.size(); }
+  // Plans the arena for `request` (made for threads() workers) and allocates it: once, before anything runs.
+  void allocate(const PlanRequest& request);
+  const MemoryPlan& plan() const { return plan_; }
+
+  // 8-bit pixels (or raw 0..255 values), HWC at exactly the model's input size, through the model's preprocessing
+  // into the input tensor. Throws effcam::Error for a wrong size.
+  void set_input(std::span<const uint8_t> hwc);
+  void set_input_pixels(std::span<const float> hwc);
+
+  // Every op in order; op_ms[i] gets op i's wall time in milliseconds when op_ms is not null.
+  void run(double* op_ms);
+  void run_op(uint32_t index, const Recompute& recompute = {});
+
+  // Arena views: a tensor, a PlanRequest::extra buffer; a weight vector of the file (nullptr for kNone).
+  float* tensor(uint32_t id) const;
+  float* extra(uint32_t index) const;
+  const float* weight(uint32_t id) const;
+  // Pre-softmax logits of the last run, empty when the model does not end in softmax.
+  std::span<const float> logits() const { return logits_; }
+
+ private:
+  float* at(uint64_t offset) const;
+
+  const Model& model_;
+  ThreadPool pool_;
+  MemoryPlan plan_;
+  std::unique_ptr<float[], void (*)(void*)> arena_;
+  std::vector<float> logits_;
+};
+
+}  // namespace effcam::engine

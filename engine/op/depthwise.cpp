@@ -1,0 +1,99 @@
+// Depthwise: y = act(depthwise(x) + bias); output channel o reads input channel o / multiplier. outputs[1], when
+// given, is the spatial mean of y per channel: the squeeze-excite "squeeze", summed in the kernel's epilogue.
+#include <algorithm>
+
+#include "engine/op/definitions.h"
+#include "engine/op_args.h"
+#include "ops/backward.h"
+#include "ops/kernels.h"
+
+namespace effcam::engine::op {
+namespace {
+
+using format::kNone;
+
+Shape shape(OpCheck& check) {
+  const format::Op& op = check.op();
+  const Shape window = check.window();
+  if (op.out_channels == 0 || op.out_channels % check.x().c != 0) {
+    check.fail("output channels are not a multiple of the input's");
+  }
+  check.kernel(op.weight, format::WeightLayout::DepthwiseHWC, op.out_channels, op.kernel_h, op.kernel_w, 1, "kernel");
+  check.vector(op.bias, op.out_channels, "bias");
+  check.unused_input(1);
+  check.unused_input(2);
+  return {window.h, window.w, op.out_channels};
+}
+
+uint64_t multiply_adds(const format::Op& op, const OpGeometry& g) {
+  return g.output.elements() * op.kernel_h * op.kernel_w;
+}
+
+uint64_t scratch_floats(const format::Op& op, const OpGeometry& g, uint32_t threads) {
+  // Squeeze-excite sums: one buffer per worker when several threads split the rows.
+  return op.outputs[1] != kNone && threads > 1 ? uint64_t{threads} * g.output.c : 0;
+}
+
+void forward(const ForwardCall& call) {
+  const format::Op& op = call.op;
+  ThreadPool& pool = call.pool;
+  ops::DepthwiseArgs a = depthwise_args(call.file, op, call.geometry);
+  a.x = call.input[0];
+  a.y = call.output[0];
+  a.bias = call.bias;
+  a.act = call.activation;
+  a.act_max = op.act_max;
+  float* mean = call.output[1];
+  if (!mean) {
+    pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::depthwise2d(a, b, e); });
+    return;
+  }
+  const uint32_t c = a.cout;
+  if (pool.size() == 1) {
+    std::fill(mean, mean + c, 0.0f);
+    a.channel_sums = mean;
+    ops::depthwise2d(a, 0, a.out_h);
+  } else {
+    float* sums = call.scratch;
+    std::fill(sums, sums + size_t{pool.size()} * c, 0.0f);
+    pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t worker) {
+      ops::DepthwiseArgs mine = a;
+      mine.channel_sums = sums + size_t{worker} * c;
+      ops::depthwise2d(mine, b, e);
+    });
+    std::copy(sums, sums + c, mean);
+    for (uint32_t w = 1; w < pool.size(); ++w) {
+      for (uint32_t k = 0; k < c; ++k) mean[k] += sums[size_t{w} * c + k];
+    }
+  }
+  const float inv = 1.0f / static_cast<float>(output_pixels(call.geometry));
+  for (uint32_t k = 0; k < c; ++k) mean[k] *= inv;
+}
+
+void backward(const BackwardCall& call) {
+  if (!call.input_gradient[0]) return;
+  const ops::DepthwiseArgs a = depthwise_args(call.file, call.op, call.geometry);
+  ops::depthwise2d_backward_input(a, call.dz, call.input_gradient[0]);
+}
+
+}  // namespace
+
+const OpDefinition kDepthwise = {
+    .kind = format::OpKind::Depthwise,
+    .name = "Depthwise",
+    .shape = shape,
+    .mean_output = true,
+    .residual_input = false,
+    .input_scale = false,
+    .kernel = true,
+    .output_activation = &format::Op::activation,
+    .multiply_adds = multiply_adds,
+    .scratch_floats = scratch_floats,
+    .in_place_inputs = {kNoSlot, kNoSlot},
+    .view = false,
+    .forward = forward,
+    .backward_scratch = no_backward_scratch,
+    .backward = backward,
+};
+
+}  // namespace effcam::engine::op

@@ -1,0 +1,148 @@
+// The op table: everything the engine knows about one op kind, in one row per format::OpKind. Each row lives in its
+// own file, engine/op/<kind>.cpp, which states the kind's shape rule and checks, multiply-adds, scratch, in-place rule,
+// forward and backward; engine/op_table.cpp indexes the rows by kind. The graph builder (engine/graph.cpp), the
+// memory planner (engine/memory_plan.cpp), the executor (engine/executor.cpp), the explainer (engine/explainer.cpp)
+// and the profiler (bench/profile.cpp) loop over this table and never switch on the kind. A row is plain data and
+// function pointers (TFLite's TfLiteRegistration, ggml's forward_<op>): no virtual calls, no state.
+//
+// Adding an op kind: its record in format/format.h, its kernels (forward, backward, reference twins) in ops/, one
+// file here and its line in op_table.cpp, and the converter's lowering that emits it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "format/format.h"
+#include "format/graph.h"
+#include "format/model_file.h"
+
+namespace effcam::engine {
+
+// The graph builder's view of one op while the op's shape rule runs: the op's record, its inputs' shapes and checks
+// that throw effcam::Error naming the op (engine/graph.cpp defines them).
+class OpCheck {
+ public:
+  OpCheck(const ModelFile& file, const Graph& graph, const std::vector<bool>& defined, uint32_t index,
+          OpGeometry& geometry)
+      : file_(file), graph_(graph), defined_(defined), index_(index), op_(file.ops()[index]), geometry_(geometry) {}
+
+  const format::Op& op() const { return op_; }
+  // inputs[0]'s shape (the graph builder has checked that it exists).
+  const Shape& x() const { return geometry_.input; }
+  // The shape of inputs[slot]; fails when it is missing or not yet computed.
+  const Shape& input(uint32_t slot) const;
+  // nullptr when inputs[slot] is kNone.
+  const Shape* optional_input(uint32_t slot) const;
+  // Fails when inputs[slot] is given: the kind does not read it.
+  void unused_input(uint32_t slot) const;
+  // Fails unless weight `id` exists with this layout and these logical dims.
+  void kernel(uint32_t id, format::WeightLayout layout, uint32_t d0, uint32_t d1, uint32_t d2, uint32_t d3,
+              const char* what) const;
+  // Fails unless weight `id` is kNone or an fp32 vector of `length`.
+  void vector(uint32_t id, uint32_t length, const char* what) const;
+  // The TensorFlow window of a conv or pooling op over x() (explicit padding included): records the total padding in
+  // the geometry and returns the output's height and width (channels as x()).
+  Shape window();
+  [[noreturn]] void fail(const std::string& what) const;
+
+ private:
+  const ModelFile& file_;
+  const Graph& graph_;
+  const std::vector<bool>& defined_;
+  uint32_t index_;
+  const format::Op& op_;
+  OpGeometry& geometry_;
+};
+
+// One forward call of an op, its tensors resolved in the arena by the executor.
+struct ForwardCall {
+  const ModelFile& file;
+  const format::Op& op;
+  const OpGeometry& geometry;
+  ThreadPool& pool;
+  const float* input[format::kMaxOpInputs];  // nullptr when absent, or skipped (the residual of a recomputation)
+  Shape input_shape[format::kMaxOpInputs];
+  float* output[format::kMaxOpOutputs];      // nullptr when absent, or not wanted (a recomputation's outputs[1])
+  float* scratch;                            // the op's planned scratch (OpDefinition::scratch_floats)
+  const float* bias;                         // the op's bias, nullptr when absent or skipped
+  format::Activation activation;             // the activation to apply: Linear when skipped (softmax is the executor's)
+  bool skip_activation;                      // a recomputation without the activation (the gate's too)
+
+  // A weight vector of the file (fp32), nullptr for kNone.
+  const float* weight(uint32_t id) const {
+    return id == format::kNone ? nullptr : static_cast<const float*>(file.weight_data(id));
+  }
+};
+
+// One backward step of an op: d score / d its pre-activation in, d score / d its inputs accumulated (+=).
+struct BackwardCall {
+  const ModelFile& file;
+  const format::Op& op;
+  const OpGeometry& geometry;
+  const float* dz;                                    // the gradient of the op's pre-activation, output shape
+  const float* input[format::kMaxOpInputs];           // the forward inputs
+  Shape input_shape[format::kMaxOpInputs];
+  float* input_gradient[format::kMaxOpInputs];        // nullptr when the score does not need it
+  float* scratch;                                     // BackwardScratch::step_floats floats, this step only
+  float* shared_scratch;                              // BackwardScratch::shared_floats floats (see there)
+
+  const float* weight(uint32_t id) const {
+    return id == format::kNone ? nullptr : static_cast<const float*>(file.weight_data(id));
+  }
+};
+
+// The buffers an op's backward step needs besides the gradients, in floats.
+struct BackwardScratch {
+  uint64_t step_floats = 0;    // a buffer of its own, live during the step
+  uint64_t shared_floats = 0;  // room in one buffer shared by every step of the pass (sized for the widest op)
+};
+
+inline constexpr uint8_t kNoSlot = 0xFF;
+
+struct OpDefinition {
+  format::OpKind kind;
+  const char* name;  // as in format::OpKind: "Conv", "Depthwise", ...
+
+  // Shape rule and checks: validates the op's inputs and weights through `check` and returns outputs[0]'s shape.
+  Shape (*shape)(OpCheck& check);
+  // outputs[1] may hold the spatial mean of outputs[0] per channel (1x1xC).
+  bool mean_output;
+  // inputs[1], when given, is a residual added after the activation (BeforeResidual taps; its gradient is dy).
+  bool residual_input;
+  // inputs[2], when given, scales the input per channel before the op (ScaledInput taps).
+  bool input_scale;
+  // A kernel whose output a folded BatchNorm scaled: BeforeAffine taps undo it.
+  bool kernel;
+  // The activation at outputs[0]: &format::Op::activation, or the squeeze-excite gate's &format::Op::activation2.
+  format::Activation format::Op::*output_activation;
+
+  // Multiply-adds at batch 1, counted for kernels only (element-wise ops, pooling, padding count zero: the usual
+  // convention of CNN FLOP figures).
+  uint64_t (*multiply_adds)(const format::Op& op, const OpGeometry& geometry);
+  // Scratch of the forward call besides its tensors (floats), for `threads` workers.
+  uint64_t (*scratch_floats)(const format::Op& op, const OpGeometry& geometry, uint32_t threads);
+  // In-place rule: input slots whose buffer outputs[0] may take over when that input dies at this op (the kernel
+  // allows y == that input), in order of preference; kNoSlot ends the list.
+  uint8_t in_place_inputs[2];
+  // outputs[0] is inputs[0]'s bytes under another shape (always shared, never copied).
+  bool view;
+
+  void (*forward)(const ForwardCall& call);
+  BackwardScratch (*backward_scratch)(const format::Op& op, const OpGeometry& geometry);
+  // Accumulates the gradients of the op's inputs from dz (the residual's share is the explainer's).
+  void (*backward)(const BackwardCall& call);
+};
+
+// The row of a kind; nullptr for a kind the engine does not know.
+const OpDefinition* find_op_definition(format::OpKind kind);
+// The row of a kind the graph has validated.
+const OpDefinition& op_definition(format::OpKind kind);
+
+// The activation at an op's output.
+inline format::Activation output_activation(const format::Op& op) {
+  return op.*(op_definition(op.kind).output_activation);
+}
+
+}  // namespace effcam::engine

@@ -1,0 +1,252 @@
+// The gradient kernels of ops/backward.h against their plain twins in ops/reference.h (written the other way round:
+// each input gathers its contributions), and both against the forward kernels they differentiate: for an op linear
+// in its input, <dy, F(x)> = <F^T(dy), x> (the adjoint identity), which pins the gradient to the forward semantics
+// without a hand-written expected value. Gradients accumulate (+=): every call starts from a random dx.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "format/weight_layout.h"
+#include "ops/backward.h"
+#include "ops/kernels.h"
+#include "ops/reference.h"
+#include "tests/ops/kernel_test_support.h"
+
+namespace ops = effcam::ops;
+namespace format = effcam::format;
+namespace ref = effcam::ops::reference;
+using effcam::test::check_close;
+using effcam::test::random_floats;
+using effcam::test::Same;
+using effcam::test::Weights;
+
+namespace {
+
+double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) sum += double{a[i]} * b[i];
+  return sum;
+}
+
+// Runs the fast and the reference gradient from the same random starting dx; checks they agree and returns what the
+// fast kernel added (dx_after - dx_before).
+std::vector<float> gradient(size_t n, const std::function<void(float*)>& fast, const std::function<void(float*)>& plain,
+                            const std::string& what) {
+  const std::vector<float> start = random_floats(n);
+  std::vector<float> got = start, want = start;
+  fast(got.data());
+  plain(want.data());
+  check_close(got, want, what, 1e-5f, 1e-5f);
+  std::vector<float> added(n);
+  for (size_t i = 0; i < n; ++i) added[i] = got[i] - start[i];
+  return added;
+}
+
+// <dy, F(x)> == <F^T(dy), x> for a forward F linear in x.
+void check_adjoint(const std::vector<float>& dy, const std::vector<float>& y, const std::vector<float>& dx,
+                   const std::vector<float>& x, const std::string& what) {
+  const double forward = dot(dy, y), backward = dot(dx, x);
+  INFO(what << ": <dy, F(x)> = " << forward << ", <F^T dy, x> = " << backward);
+  CHECK(std::fabs(forward - backward) <= 1e-4 * (std::fabs(forward) + 1.0));
+}
+
+struct Window {
+  uint32_t h, w, c, k, stride;
+  bool same;
+};
+constexpr Window kWindows[] = {{9, 7, 5, 3, 2, true}, {8, 8, 17, 2, 2, false}, {7, 5, 3, 5, 1, true},
+                               {6, 9, 16, 3, 1, false}, {3, 3, 4, 5, 2, true}};
+
+// Output size and leading padding of one window dimension.
+std::pair<uint32_t, uint32_t> window_out(uint32_t in, const Window& s) {
+  if (!s.same) return {(in - s.k) / s.stride + 1, 0};
+  const Same same(in, s.k, s.stride);
+  return {same.out, same.pad_before};
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_backward_input: matches its reference and is the forward conv's adjoint") {
+  for (const Window& s : kWindows) {
+    for (uint32_t cout : {5u, 16u, 33u}) {
+      for (bool fp16 : {false, true}) {
+        const auto [out_h, pad_top] = window_out(s.h, s);
+        const auto [out_w, pad_left] = window_out(s.w, s);
+        Weights w(format::pack_conv_kernel(random_floats(size_t{s.k} * s.k * s.c * cout), s.k, s.k, s.c, cout), fp16);
+        ops::ConvArgs a;
+        a.in_h = s.h, a.in_w = s.w, a.cin = s.c, a.out_h = out_h, a.out_w = out_w, a.cout = cout;
+        a.kh = a.kw = s.k, a.stride_h = a.stride_w = s.stride, a.pad_top = pad_top, a.pad_left = pad_left;
+        a.kernel = w.view();
+        const std::string what = "conv " + std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c) +
+                                 "->" + std::to_string(cout) + " k" + std::to_string(s.k) + " s" +
+                                 std::to_string(s.stride) + (fp16 ? " fp16" : " fp32");
+        const std::vector<float> x = random_floats(size_t{s.h} * s.w * s.c);
+        const std::vector<float> dy = random_floats(size_t{out_h} * out_w * cout);
+        const std::vector<float> dx = gradient(
+            x.size(), [&](float* g) { ops::conv2d_backward_input(a, dy.data(), g); },
+            [&](float* g) { ref::conv2d_backward_input(a, dy.data(), g); }, what);
+        std::vector<float> y(dy.size());
+        a.x = x.data(), a.y = y.data();
+        ref::conv2d(a, 0, out_h);
+        check_adjoint(dy, y, dx, x, what);
+      }
+    }
+  }
+}
+
+TEST_CASE("depthwise2d_backward_input: matches its reference and is the forward's adjoint, with multipliers") {
+  for (const Window& s : kWindows) {
+    for (uint32_t multiplier : {1u, 3u}) {
+      const auto [out_h, pad_top] = window_out(s.h, s);
+      const auto [out_w, pad_left] = window_out(s.w, s);
+      const uint32_t cout = s.c * multiplier;
+      Weights w(format::pack_depthwise_kernel(random_floats(size_t{s.k} * s.k * cout), s.k, s.k, s.c, multiplier),
+                multiplier == 3);
+      ops::DepthwiseArgs a;
+      a.in_h = s.h, a.in_w = s.w, a.cin = s.c, a.out_h = out_h, a.out_w = out_w, a.cout = cout;
+      a.kh = a.kw = s.k, a.stride_h = a.stride_w = s.stride, a.pad_top = pad_top, a.pad_left = pad_left;
+      a.kernel = w.view();
+      const std::string what = "depthwise " + std::to_string(s.h) + "x" + std::to_string(s.w) + "x" +
+                               std::to_string(s.c) + " x" + std::to_string(multiplier) + " k" + std::to_string(s.k);
+      const std::vector<float> x = random_floats(size_t{s.h} * s.w * s.c);
+      const std::vector<float> dy = random_floats(size_t{out_h} * out_w * cout);
+      const std::vector<float> dx = gradient(
+          x.size(), [&](float* g) { ops::depthwise2d_backward_input(a, dy.data(), g); },
+          [&](float* g) { ref::depthwise2d_backward_input(a, dy.data(), g); }, what);
+      std::vector<float> y(dy.size());
+      a.x = x.data(), a.y = y.data();
+      ref::depthwise2d(a, 0, out_h);
+      check_adjoint(dy, y, dx, x, what);
+    }
+  }
+}
+
+TEST_CASE("dense_backward_input: matches its reference and is the forward's adjoint") {
+  for (auto [in, units] : {std::pair<uint32_t, uint32_t>{1, 1}, {40, 7}, {13, 40}, {257, 16}}) {
+    Weights w(format::pack_dense_kernel(random_floats(size_t{in} * units), in, units), units == 7);
+    ops::DenseArgs a{nullptr, in, nullptr, units, w.view(), nullptr, ops::Activation::Linear, 0};
+    const std::string what = "dense " + std::to_string(in) + "->" + std::to_string(units);
+    const std::vector<float> x = random_floats(in), dy = random_floats(units);
+    const std::vector<float> dx = gradient(
+        in, [&](float* g) { ops::dense_backward_input(a, dy.data(), g); },
+        [&](float* g) { ref::dense_backward_input(a, dy.data(), g); }, what);
+    std::vector<float> y(units);
+    a.x = x.data(), a.y = y.data();
+    ref::dense(a, 0, units);
+    check_adjoint(dy, y, dx, x, what);
+  }
+}
+
+TEST_CASE("pooling, zero padding and global pooling gradients: reference and adjoint") {
+  for (const Window& s : kWindows) {
+    const auto [out_h, pad_top] = window_out(s.h, s);
+    const auto [out_w, pad_left] = window_out(s.w, s);
+    const std::vector<float> x = random_floats(size_t{s.h} * s.w * s.c);
+    const std::vector<float> dy = random_floats(size_t{out_h} * out_w * s.c);
+    std::vector<float> y(dy.size());
+    ops::PoolArgs a{x.data(), s.h, s.w, s.c, y.data(), out_h, out_w, s.k, s.k, s.stride, s.stride, pad_top, pad_left};
+    const std::string shape = std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c) + " k" +
+                              std::to_string(s.k) + " s" + std::to_string(s.stride);
+    // Max pooling is linear in x around x (it picks one input per window): the adjoint identity holds there too.
+    std::vector<float> dx = gradient(
+        x.size(), [&](float* g) { ops::max_pool2d_backward(a, dy.data(), g); },
+        [&](float* g) { ref::max_pool2d_backward(a, dy.data(), g); }, "max pool " + shape);
+    ref::max_pool2d(a, 0, out_h);
+    check_adjoint(dy, y, dx, x, "max pool " + shape);
+    dx = gradient(
+        x.size(), [&](float* g) { ops::avg_pool2d_backward(a, dy.data(), g); },
+        [&](float* g) { ref::avg_pool2d_backward(a, dy.data(), g); }, "avg pool " + shape);
+    ref::avg_pool2d(a, 0, out_h);
+    check_adjoint(dy, y, dx, x, "avg pool " + shape);
+
+    const uint32_t pads[4] = {s.k / 2, s.stride, 0, s.k};
+    std::vector<float> padded(size_t{s.h + pads[0] + pads[1]} * (s.w + pads[2] + pads[3]) * s.c);
+    const ops::ZeroPadArgs z{x.data(), s.h, s.w, s.c, padded.data(), pads[0], pads[1], pads[2], pads[3]};
+    const std::vector<float> dpadded = random_floats(padded.size());
+    dx = gradient(
+        x.size(), [&](float* g) { ops::zero_pad_backward(z, dpadded.data(), g); },
+        [&](float* g) { ref::zero_pad_backward(z, dpadded.data(), g); }, "zero pad " + shape);
+    ref::zero_pad(z, 0, s.h + pads[0] + pads[1]);
+    check_adjoint(dpadded, padded, dx, x, "zero pad " + shape);
+
+    std::vector<float> mean(s.c);
+    const ops::GlobalPoolArgs gp{x.data(), s.h, s.w, s.c, mean.data()};
+    const std::vector<float> dmean = random_floats(s.c);
+    dx = gradient(
+        x.size(), [&](float* g) { ops::global_avg_pool_backward(gp, dmean.data(), g); },
+        [&](float* g) { ref::global_avg_pool_backward(gp, dmean.data(), g); }, "global pool " + shape);
+    ref::global_avg_pool(gp, 0, s.c);
+    check_adjoint(dmean, mean, dx, x, "global pool " + shape);
+  }
+}
+
+TEST_CASE("max pool gradient: a tie goes to the window's first maximum, an empty window to no one") {
+  // 2x2 input, one channel, 2x2 window: all equal, so the first position (0, 0) takes the whole gradient.
+  const std::vector<float> x = {1, 1, 1, 1};
+  std::vector<float> y(1), dx(4, 0.0f);
+  const float dy = 3.0f;
+  const ops::PoolArgs a{x.data(), 2, 2, 1, y.data(), 1, 1, 2, 2, 1, 1, 0, 0};
+  ops::max_pool2d_backward(a, &dy, dx.data());
+  CHECK(dx == std::vector<float>{3, 0, 0, 0});
+  // A window entirely in the padding (pad_top 3 on a 2-row input) passes nothing on.
+  const ops::PoolArgs outside{x.data(), 2, 2, 1, y.data(), 1, 1, 2, 2, 1, 1, 3, 0};
+  ops::max_pool2d_backward(outside, &dy, dx.data());
+  ops::avg_pool2d_backward(outside, &dy, dx.data());
+  CHECK(dx == std::vector<float>{3, 0, 0, 0});
+}
+
+TEST_CASE("element-wise gradients: add (aliased operands), multiply (broadcast), affine, identity") {
+  const uint32_t pixels = 37, channels = 19;
+  const size_t n = size_t{pixels} * channels;
+  const std::vector<float> dy = random_floats(n), a = random_floats(n), b = random_floats(n), gate = random_floats(channels);
+
+  // add: each operand receives dy; a + a (one buffer for both) receives it twice.
+  std::vector<float> da = gradient(
+      n, [&](float* g) { ops::add_backward(dy.data(), g, nullptr, n); },
+      [&](float* g) { ref::add_backward(dy.data(), g, nullptr, n); }, "add");
+  check_close(da, dy, "add: da = dy");
+  std::vector<float> twice = gradient(
+      n, [&](float* g) { ops::add_backward(dy.data(), g, g, n); }, [&](float* g) { ref::add_backward(dy.data(), g, g, n); },
+      "add aliased");
+  for (size_t i = 0; i < n; ++i) twice[i] *= 0.5f;
+  check_close(twice, dy, "add aliased: da = 2 dy");
+  check_close(gradient(n, [&](float* g) { ops::identity_backward(dy.data(), g, n); },
+                       [&](float* g) { ref::identity_backward(dy.data(), g, n); }, "identity"),
+              dy, "identity: dx = dy");
+
+  // multiply: the adjoint identity in each operand (the product is linear in each).
+  for (bool broadcast : {false, true}) {
+    const std::string what = broadcast ? "multiply by a 1x1xC gate" : "multiply";
+    const std::vector<float>& bv = broadcast ? gate : b;
+    ops::ElementwiseArgs m{a.data(), bv.data(), nullptr, pixels, channels, broadcast, ops::Activation::Linear, 0};
+    std::vector<float> y(n);
+    m.y = y.data();
+    ref::multiply(m, 0, pixels);
+    da = gradient(
+        n, [&](float* g) { ops::multiply_backward(m, dy.data(), g, nullptr); },
+        [&](float* g) { ref::multiply_backward(m, dy.data(), g, nullptr); }, what + " da");
+    check_adjoint(dy, y, da, a, what + " in a");
+    const std::vector<float> db = gradient(
+        bv.size(), [&](float* g) { ops::multiply_backward(m, dy.data(), nullptr, g); },
+        [&](float* g) { ref::multiply_backward(m, dy.data(), nullptr, g); }, what + " db");
+    check_adjoint(dy, y, db, bv, what + " in b");
+  }
+
+  // channel affine without its shift: linear in x, with and without a scale.
+  for (bool scaled : {false, true}) {
+    std::vector<float> y(n);
+    const ops::ChannelAffineArgs f{a.data(), y.data(), pixels, channels, scaled ? gate.data() : nullptr, nullptr,
+                                   nullptr, ops::Activation::Linear, 0};
+    ref::channel_affine(f, 0, pixels);
+    const std::string what = scaled ? "affine" : "affine without scale";
+    const std::vector<float> dx = gradient(
+        n, [&](float* g) { ops::channel_affine_backward(f, dy.data(), g); },
+        [&](float* g) { ref::channel_affine_backward(f, dy.data(), g); }, what);
+    check_adjoint(dy, y, dx, a, what);
+  }
+}
