@@ -201,12 +201,16 @@ class JpegDecoder final : public RowDecoder {
   }
 
   void read_row(uint8_t* out) override {
-    JSAMPROW row = scanline_.data();
+    // L to L and RGB to RGB: libjpeg writes straight into out.
+    const bool direct = (cinfo_.out_color_space == JCS_GRAYSCALE && channels_ == 1) ||
+                        (cinfo_.out_color_space == JCS_RGB && channels_ == 3);
+    JSAMPROW row = direct ? out : scanline_.data();
     guarded([&] {
       jpeg_read_scanlines(&cinfo_, &row, 1);
       // After the last row: the rest of the file up to EOI, where a cut file shows (Pillow needs it too).
       if (cinfo_.output_scanline == cinfo_.output_height) jpeg_finish_decompress(&cinfo_);
     });
+    if (direct) return;
     const uint8_t* in = scanline_.data();
     switch (cinfo_.out_color_space) {
       case JCS_GRAYSCALE:

@@ -236,6 +236,7 @@ EXTRA_CASES = [
     ("face_exif6.jpg", 90, 120, 3, 1, 1),
     ("face_exif8.jpg", 40, 60, 1, 1, 1),
     ("wide_20000x3.png", 224, 224, 1, 0, 0),
+    ("wide_20000x3.png", 16, 16, 3, 0, 0),  # a filter of 7501 taps: the plain 32-bit horizontal pass
     ("face.png", 1024, 768, 3, 0, 0),  # same size: the identity
     ("face.png", 1100, 800, 3, 0, 0),  # upscale
 ]

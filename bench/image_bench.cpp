@@ -1,0 +1,82 @@
+// effcam-image-bench: time and peak memory (VmHWM) of turning one encoded image into a model's input, in a fresh
+// process, so that bench/image_decode.py can put the figures beside Debian's PIL doing the same.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "base/process_memory.h"
+#include "effcam/error.hpp"
+#include "imaging/image.h"
+#include "imaging/resize.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: effcam-image-bench IMAGE WIDTH HEIGHT [--gray] [--fast] [--exif] [--whole] [--repeat N]\n"
+    "Decodes IMAGE and resizes it to WIDTH x HEIGHT (RGB, or L with --gray) N times (default 1) through\n"
+    "load_model_image and prints one JSON line: each run's milliseconds and the process's peak RSS (VmHWM).\n"
+    "  --fast    JPEG DCT scaling (DecodeOptions::fast_jpeg_dct)\n"
+    "  --exif    apply the EXIF orientation\n"
+    "  --whole   the whole-image path instead: decode_full_size, then resize_lanczos (the full-size picture in\n"
+    "            memory), for comparison\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string path = argv[1];
+  const auto width = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
+  const auto height = static_cast<uint32_t>(std::strtoul(argv[3], nullptr, 10));
+  effcam::DecodeOptions options;
+  uint32_t channels = 3;
+  bool whole = false;
+  int repeat = 1;
+  for (int i = 4; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--gray") {
+      channels = 1;
+    } else if (arg == "--fast") {
+      options.fast_jpeg_dct = true;
+    } else if (arg == "--exif") {
+      options.apply_exif_orientation = true;
+    } else if (arg == "--whole") {
+      whole = true;
+    } else if (arg == "--repeat" && i + 1 < argc) {
+      repeat = std::clamp(std::atoi(argv[++i]), 1, 1000);
+    } else {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+  }
+  const uint64_t rss_before = effcam::peak_rss_bytes();
+  std::string times;
+  uint64_t checksum = 0;
+  try {
+    for (int r = 0; r < repeat; ++r) {
+      const auto start = std::chrono::steady_clock::now();
+      effcam::Image image;
+      if (whole) {
+        image = effcam::resize_lanczos(
+            effcam::decode_full_size(effcam::ImageSource::file(path), channels, options), width, height);
+      } else {
+        image = effcam::load_model_image(effcam::ImageSource::file(path), width, height, channels, options).image;
+      }
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      times += (r ? ", " : "") + std::to_string(ms);
+      for (const uint8_t v : image.pixels) checksum += v;
+    }
+  } catch (const effcam::Error& e) {
+    std::fprintf(stderr, "effcam-image-bench: %s\n", e.what());
+    return 1;
+  }
+  std::printf("{\"ms\": [%s], \"peak_rss_bytes\": %llu, \"peak_rss_before_bytes\": %llu, \"checksum\": %llu}\n",
+              times.c_str(), static_cast<unsigned long long>(effcam::peak_rss_bytes()),
+              static_cast<unsigned long long>(rss_before), static_cast<unsigned long long>(checksum));
+  return 0;
+}
