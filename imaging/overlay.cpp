@@ -1,6 +1,10 @@
 #include "imaging/overlay.h"
 
-#include <stb/stb_image_write.h>  // Debian's libstb holds the implementation
+// clang-format off: jpeglib.h needs <cstdio> first
+#include <cstdio>
+#include <jpeglib.h>
+// clang-format on
+#include <png.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,17 +12,21 @@
 #include <cctype>
 #include <cerrno>
 #include <climits>
+#include <csetjmp>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <initializer_list>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <utility>
 
 #include "effcam/error.hpp"
+#include "imaging/decoder.h"
 
 namespace effcam {
 namespace {
@@ -92,17 +100,6 @@ bool has_extension(const std::string& path, std::initializer_list<std::string_vi
   return std::find(extensions.begin(), extensions.end(), extension) != extensions.end();
 }
 
-// stb's write callback into a FILE, remembering a short write.
-struct FileSink {
-  std::FILE* file;
-  bool failed = false;
-};
-
-void write_to_sink(void* context, void* data, int size) {
-  auto* sink = static_cast<FileSink*>(context);
-  if (std::fwrite(data, 1, static_cast<size_t>(size), sink->file) != static_cast<size_t>(size)) sink->failed = true;
-}
-
 // The temporary file's name until it is renamed into place; removed if the write does not get that far.
 class TemporaryFile {
  public:
@@ -119,6 +116,257 @@ class TemporaryFile {
   std::string name_;
 };
 
+
+// One output row of upsample_map: the bilinear blend of two CAM rows at the given columns.
+void upsample_row(const CamMap& cam, const std::vector<BilinearTap>& columns, const BilinearTap& row, float* out) {
+  const auto at = [&](uint32_t y, uint32_t x) -> double { return cam.normalized[size_t{y} * cam.width + x]; };
+  for (size_t x = 0; x < columns.size(); ++x) {
+    const BilinearTap& column = columns[x];
+    const double top =
+        at(row.first, column.first) * (1.0 - column.weight) + at(row.first, column.second) * column.weight;
+    const double bottom =
+        at(row.second, column.first) * (1.0 - column.weight) + at(row.second, column.second) * column.weight;
+    out[x] = static_cast<float>(top * (1.0 - row.weight) + bottom * row.weight);
+  }
+}
+
+void check_cam(const CamMap& cam) {
+  if (cam.width == 0 || cam.height == 0 || cam.normalized.size() != uint64_t{cam.width} * cam.height)
+    throw Error("upsample_map: inconsistent CAM map " + std::to_string(cam.height) + "x" +
+                std::to_string(cam.width) + " with " + std::to_string(cam.normalized.size()) + " values");
+}
+
+// jet colours of upsampled values, RGB.
+void color_row(const float* values, size_t count, uint8_t* rgb) {
+  const auto& colors = jet_colormap();
+  for (size_t i = 0; i < count; ++i) {
+    const float value = values[i] > 0.0f ? std::min(values[i], 1.0f) : 0.0f;  // NaN from a hand-made map -> 0
+    const auto& color = colors[static_cast<uint8_t>(255.0f * value)];
+    std::copy(color.begin(), color.end(), rgb + i * 3);
+  }
+}
+
+// The heatmap of a CAM, one row at a time (render_heatmap's rows).
+class HeatmapRows {
+ public:
+  HeatmapRows(const CamMap& cam, uint32_t width, uint32_t height)
+      : cam_(cam), columns_(bilinear_taps(cam.width, width)), rows_(bilinear_taps(cam.height, height)),
+        values_(width) {}
+  void row(uint32_t y, uint8_t* rgb) {
+    upsample_row(cam_, columns_, rows_[y], values_.data());
+    color_row(values_.data(), values_.size(), rgb);
+  }
+
+ private:
+  const CamMap& cam_;
+  std::vector<BilinearTap> columns_, rows_;
+  std::vector<float> values_;
+};
+
+// The Keras tutorial's blend, element by element: heatmap * alpha + image in float32 (an L image counts thrice).
+float superimposed(uint8_t heat, uint8_t image, float alpha) {
+  return static_cast<float>(heat) * alpha + static_cast<float>(image);
+}
+
+// array_to_img's scaling of a superimposed value, given the global minimum and the range.
+uint8_t scaled(float value, float low, float range) {
+  float x = value - low;
+  if (range != 0.0f) x /= range;
+  return static_cast<uint8_t>(x * 255.0f);
+}
+
+// Rows of the blend of an RGB heatmap row with an image row of `channels` (1 or 3).
+void blend_row(const uint8_t* heat, const uint8_t* image, uint32_t channels, size_t width, float alpha, float low,
+               float range, uint8_t* out) {
+  for (size_t i = 0; i < width * 3; ++i) {
+    out[i] = scaled(superimposed(heat[i], image[channels == 3 ? i : i / 3], alpha), low, range);
+  }
+}
+
+void widen_min_max(const uint8_t* heat, const uint8_t* image, uint32_t channels, size_t width, float alpha,
+                   float& low, float& high) {
+  for (size_t i = 0; i < width * 3; ++i) {
+    const float v = superimposed(heat[i], image[channels == 3 ? i : i / 3], alpha);
+    low = std::min(low, v);
+    high = std::max(high, v);
+  }
+}
+
+// PNG (libpng) or JPEG at quality 90 (libjpeg-turbo, 4:2:0 as stb_image_write did at 90) written a row at a
+// time into a temporary file beside the path, renamed over it by finish(); a failed write leaves nothing behind.
+class RowWriter {
+ public:
+  RowWriter(const std::string& path, uint32_t width, uint32_t height, uint32_t channels) : path_(path) {
+    png_ = has_extension(path, {".png"});
+    if (!png_ && !has_extension(path, {".jpg", ".jpeg"})) {
+      throw Error("cannot write image '" + path + "': the extension is not .png, .jpg or .jpeg");
+    }
+    if (width == 0 || height == 0 || channels == 0 || channels > 4 || (!png_ && channels != 1 && channels != 3))
+      fail("cannot encode a " + std::to_string(width) + "x" + std::to_string(height) + "x" + std::to_string(channels) +
+           " image");
+    if (uint64_t{width} * channels > INT_MAX || height > INT_MAX || (!png_ && (width > 65535 || height > 65535)))
+      fail(std::to_string(width) + "x" + std::to_string(height) + " is too large for " + (png_ ? "PNG" : "JPEG"));
+    std::string pattern = path + ".tmp-XXXXXX";
+    const int fd = mkstemp(pattern.data());
+    if (fd < 0) fail(std::strerror(errno));
+    temporary_.emplace(pattern);
+    fchmod(fd, 0644);  // mkstemp's 0600 would make the output unreadable to others, unlike a plain fopen
+    file_ = fdopen(fd, "wb");
+    if (!file_) {
+      close(fd);
+      fail(std::strerror(errno));
+    }
+    if (png_) {
+      png_struct_ = png_create_write_struct(PNG_LIBPNG_VER_STRING, this, png_error_handler, nullptr);
+      if (!png_struct_ || !(png_info_ = png_create_info_struct(png_struct_))) fail("cannot create a PNG writer");
+      static constexpr int kColorType[] = {PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+                                           PNG_COLOR_TYPE_RGB_ALPHA};
+      guarded([&] {
+        png_init_io(png_struct_, file_);
+        png_set_IHDR(png_struct_, png_info_, width, height, 8, kColorType[channels - 1], PNG_INTERLACE_NONE,
+                     PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+        png_write_info(png_struct_, png_info_);
+      });
+    } else {
+      jpeg_.err = jpeg_std_error(&jpeg_error_.manager);
+      jpeg_error_.manager.error_exit = jpeg_error_handler;
+      guarded([&] {
+        jpeg_create_compress(&jpeg_);
+        jpeg_created_ = true;
+        jpeg_stdio_dest(&jpeg_, file_);
+        jpeg_.image_width = width;
+        jpeg_.image_height = height;
+        jpeg_.input_components = static_cast<int>(channels);
+        jpeg_.in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+        jpeg_set_defaults(&jpeg_);
+        jpeg_set_quality(&jpeg_, 90, TRUE);
+        jpeg_start_compress(&jpeg_, TRUE);
+      });
+    }
+  }
+  ~RowWriter() {
+    if (png_struct_) png_destroy_write_struct(&png_struct_, png_info_ ? &png_info_ : nullptr);
+    if (jpeg_created_) jpeg_destroy_compress(&jpeg_);
+    if (file_) std::fclose(file_);
+  }
+  RowWriter(const RowWriter&) = delete;
+  RowWriter& operator=(const RowWriter&) = delete;
+
+  void write_row(const uint8_t* row) {
+    guarded([&] {
+      if (png_) {
+        png_write_row(png_struct_, row);
+      } else {
+        JSAMPROW rows[1] = {const_cast<JSAMPROW>(row)};  // libjpeg only reads it
+        jpeg_write_scanlines(&jpeg_, rows, 1);
+      }
+    });
+  }
+
+  void finish() {
+    guarded([&] {
+      if (png_) {
+        png_write_end(png_struct_, png_info_);
+      } else {
+        jpeg_finish_compress(&jpeg_);
+      }
+    });
+    const bool closed = std::fclose(file_) == 0;
+    file_ = nullptr;
+    if (!closed) fail("write failed");
+    if (std::rename(temporary_->name().c_str(), path_.c_str()) != 0) fail(std::strerror(errno));
+    temporary_->release();
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& problem) const {
+    throw Error("cannot write image '" + path_ + "': " + problem, ErrorCode::Io);
+  }
+
+  // libpng's and libjpeg's errors come back here by longjmp; nothing with a destructor lies between.
+  template <typename Call>
+  void guarded(Call&& call) {
+    if (setjmp(jump_) != 0) fail(message_);
+    call();
+  }
+
+  static void png_error_handler(png_structp png, png_const_charp message) {
+    auto* self = static_cast<RowWriter*>(png_get_error_ptr(png));
+    std::snprintf(self->message_, sizeof self->message_, "%s", message);
+    std::longjmp(self->jump_, 1);
+  }
+
+  struct JpegError {
+    jpeg_error_mgr manager;
+    RowWriter* self;
+  };
+  static void jpeg_error_handler(j_common_ptr cinfo) {
+    RowWriter* self = reinterpret_cast<JpegError*>(cinfo->err)->self;
+    cinfo->err->format_message(cinfo, self->message_);
+    std::longjmp(self->jump_, 1);
+  }
+
+  std::string path_;
+  bool png_ = false;
+  std::optional<TemporaryFile> temporary_;
+  std::FILE* file_ = nullptr;
+  png_structp png_struct_ = nullptr;
+  png_infop png_info_ = nullptr;
+  jpeg_compress_struct jpeg_{};
+  JpegError jpeg_error_{{}, this};
+  bool jpeg_created_ = false;
+  std::jmp_buf jump_;
+  char message_[JMSG_LENGTH_MAX > 256 ? JMSG_LENGTH_MAX : 256] = {};
+};
+
+// The decoded image of a source in its applied orientation, a row at a time: streamed from the decoder when the
+// orientation keeps rows as rows (none, or a left-right mirror), else decoded whole and turned (decode_full_size).
+class OrientedRows {
+ public:
+  OrientedRows(const ImageSource& source, uint32_t channels, const DecodeOptions& options) {
+    RowDecoderSettings settings;
+    settings.channels = channels;
+    settings.max_pixels = options.max_pixels;
+    decoder_ = open_row_decoder(source, settings);
+    const Orientation orientation =
+        options.apply_exif_orientation ? decoder_->exif_orientation() : Orientation::Normal;
+    mirror_ = orientation == Orientation::MirrorX;
+    width_ = decoder_->width();
+    height_ = decoder_->height();
+    channels_ = channels;
+    if (orientation != Orientation::Normal && !mirror_) {
+      decoder_.reset();
+      whole_ = decode_full_size(source, channels, options);
+      width_ = whole_.width;
+      height_ = whole_.height;
+    }
+  }
+  uint32_t width() const { return width_; }
+  uint32_t height() const { return height_; }
+
+  void read_row(uint8_t* out) {
+    const size_t row_bytes = size_t{width_} * channels_;
+    if (!decoder_) {
+      std::memcpy(out, &whole_.pixels[next_row_++ * row_bytes], row_bytes);
+      return;
+    }
+    decoder_->read_row(out);
+    if (mirror_) {
+      for (uint32_t x = 0; x < width_ / 2; ++x) {
+        std::swap_ranges(out + size_t{x} * channels_, out + size_t{x + 1} * channels_,
+                         out + size_t{width_ - 1 - x} * channels_);
+      }
+    }
+  }
+
+ private:
+  std::unique_ptr<RowDecoder> decoder_;
+  Image whole_;
+  bool mirror_ = false;
+  uint32_t width_ = 0, height_ = 0, channels_ = 0;
+  size_t next_row_ = 0;
+};
+
 }  // namespace
 
 const std::array<std::array<uint8_t, 3>, 256>& jet_colormap() {
@@ -127,37 +375,19 @@ const std::array<std::array<uint8_t, 3>, 256>& jet_colormap() {
 }
 
 std::vector<float> upsample_map(const CamMap& cam, uint32_t out_w, uint32_t out_h) {
-  if (cam.width == 0 || cam.height == 0 || cam.normalized.size() != uint64_t{cam.width} * cam.height)
-    throw Error("upsample_map: inconsistent CAM map " + std::to_string(cam.height) + "x" +
-                std::to_string(cam.width) + " with " + std::to_string(cam.normalized.size()) + " values");
+  check_cam(cam);
   check_size(out_w, out_h, "upsample_map");
   const std::vector<BilinearTap> columns = bilinear_taps(cam.width, out_w);
   const std::vector<BilinearTap> rows = bilinear_taps(cam.height, out_h);
-  const auto at = [&](uint32_t y, uint32_t x) -> double { return cam.normalized[size_t{y} * cam.width + x]; };
   std::vector<float> out(size_t{out_w} * out_h);
-  for (uint32_t y = 0; y < out_h; ++y) {
-    const BilinearTap& row = rows[y];
-    for (uint32_t x = 0; x < out_w; ++x) {
-      const BilinearTap& column = columns[x];
-      const double top =
-          at(row.first, column.first) * (1.0 - column.weight) + at(row.first, column.second) * column.weight;
-      const double bottom =
-          at(row.second, column.first) * (1.0 - column.weight) + at(row.second, column.second) * column.weight;
-      out[size_t{y} * out_w + x] = static_cast<float>(top * (1.0 - row.weight) + bottom * row.weight);
-    }
-  }
+  for (uint32_t y = 0; y < out_h; ++y) upsample_row(cam, columns, rows[y], &out[size_t{y} * out_w]);
   return out;
 }
 
 Image render_heatmap(const CamMap& cam, uint32_t out_w, uint32_t out_h) {
   const std::vector<float> values = upsample_map(cam, out_w, out_h);
-  const auto& colors = jet_colormap();
   Image heatmap{out_w, out_h, 3, std::vector<uint8_t>(values.size() * 3)};
-  for (size_t i = 0; i < values.size(); ++i) {
-    const float value = values[i] > 0.0f ? std::min(values[i], 1.0f) : 0.0f;  // NaN from a hand-made map -> 0
-    const auto& color = colors[static_cast<uint8_t>(255.0f * value)];
-    std::copy(color.begin(), color.end(), heatmap.pixels.begin() + static_cast<std::ptrdiff_t>(i * 3));
-  }
+  color_row(values.data(), values.size(), heatmap.pixels.data());
   return heatmap;
 }
 
@@ -173,60 +403,64 @@ Image blend_overlay(const Image& image_rgb, const Image& heatmap_rgb, float alph
                 std::to_string(image_rgb.height));
   if (!std::isfinite(alpha)) throw Error("blend_overlay: alpha is not finite");
 
-  const size_t values = heatmap_rgb.pixels.size();
-  // heatmap * alpha + image, in float32 as numpy does it; recomputed in the second pass rather than stored.
-  const auto superimposed = [&](size_t i) {
-    const size_t image_index = image_rgb.channels == 3 ? i : i / 3;
-    return static_cast<float>(heatmap_rgb.pixels[i]) * alpha + static_cast<float>(image_rgb.pixels[image_index]);
-  };
-  float low = superimposed(0), high = low;
-  for (size_t i = 1; i < values; ++i) {
-    low = std::min(low, superimposed(i));
-    high = std::max(high, superimposed(i));
-  }
-  const float range = high - low;  // array_to_img's x_max after x -= min (rounding is monotonic)
-  Image out{image_rgb.width, image_rgb.height, 3, std::vector<uint8_t>(values)};
-  for (size_t i = 0; i < values; ++i) {
-    float x = superimposed(i) - low;
-    if (range != 0.0f) x /= range;
-    out.pixels[i] = static_cast<uint8_t>(x * 255.0f);
-  }
+  // The whole image as one row: the minimum and maximum first, then the scaled values (recomputed, not stored).
+  const size_t pixels = size_t{image_rgb.width} * image_rgb.height;
+  float low = superimposed(heatmap_rgb.pixels[0], image_rgb.pixels[0], alpha), high = low;
+  widen_min_max(heatmap_rgb.pixels.data(), image_rgb.pixels.data(), image_rgb.channels, pixels, alpha, low, high);
+  Image out{image_rgb.width, image_rgb.height, 3, std::vector<uint8_t>(pixels * 3)};
+  // array_to_img's x_max after x -= min is the range (rounding is monotonic).
+  blend_row(heatmap_rgb.pixels.data(), image_rgb.pixels.data(), image_rgb.channels, pixels, alpha, low, high - low,
+            out.pixels.data());
   return out;
 }
 
 void write_image(const Image& image, const std::string& path) {
-  const bool png = has_extension(path, {".png"});
-  if (!png && !has_extension(path, {".jpg", ".jpeg"}))
-    throw Error("cannot write image '" + path + "': the extension is not .png, .jpg or .jpeg");
   check_image(image, ("cannot write image '" + path + "'").c_str());
-  if (uint64_t{image.width} * image.channels > INT_MAX || image.height > INT_MAX ||
-      (!png && (image.width > 65535 || image.height > 65535)))
-    throw Error("cannot write image '" + path + "': " + std::to_string(image.width) + "x" +
-                std::to_string(image.height) + " is too large for " + (png ? "PNG" : "JPEG"));
+  RowWriter writer(path, image.width, image.height, image.channels);
+  const size_t row_bytes = size_t{image.width} * image.channels;
+  for (uint32_t y = 0; y < image.height; ++y) writer.write_row(&image.pixels[y * row_bytes]);
+  writer.finish();
+}
 
-  std::string pattern = path + ".tmp-XXXXXX";
-  const int fd = mkstemp(pattern.data());
-  if (fd < 0) throw Error("cannot write image '" + path + "': " + std::strerror(errno));
-  TemporaryFile temporary(pattern);
-  fchmod(fd, 0644);  // mkstemp's 0600 would make the output unreadable to others, unlike a plain fopen
-  std::FILE* file = fdopen(fd, "wb");
-  if (!file) {
-    close(fd);
-    throw Error("cannot write image '" + path + "': " + std::strerror(errno));
+void write_heatmap(const CamMap& cam, uint32_t width, uint32_t height, const std::string& path) {
+  check_cam(cam);
+  check_size(width, height, "write_heatmap");
+  HeatmapRows heatmap(cam, width, height);
+  RowWriter writer(path, width, height, 3);
+  std::vector<uint8_t> row(size_t{width} * 3);
+  for (uint32_t y = 0; y < height; ++y) {
+    heatmap.row(y, row.data());
+    writer.write_row(row.data());
   }
-  FileSink sink{file};
-  const int width = static_cast<int>(image.width), height = static_cast<int>(image.height);
-  const int channels = static_cast<int>(image.channels);
-  const int encoded =
-      png ? stbi_write_png_to_func(write_to_sink, &sink, width, height, channels, image.pixels.data(),
-                                   width * channels)
-          : stbi_write_jpg_to_func(write_to_sink, &sink, width, height, channels, image.pixels.data(), 90);
-  const bool closed = std::fclose(file) == 0;
-  if (!encoded || sink.failed || !closed)
-    throw Error("cannot write image '" + path + "': " + (encoded ? "write failed" : "encoding failed"));
-  if (std::rename(temporary.name().c_str(), path.c_str()) != 0)
-    throw Error("cannot write image '" + path + "': " + std::strerror(errno));
-  temporary.release();
+  writer.finish();
+}
+
+void write_overlay(const ImageSource& source, uint32_t channels, const DecodeOptions& options, const CamMap& cam,
+                   const std::string& path, float alpha) {
+  check_cam(cam);
+  if (!std::isfinite(alpha)) throw Error("write_overlay: alpha is not finite");
+  // First pass: the blend's minimum and maximum over the whole picture.
+  OrientedRows first(source, channels, options);
+  const uint32_t width = first.width(), height = first.height();
+  check_size(width, height, "write_overlay");
+  HeatmapRows heatmap(cam, width, height);
+  std::vector<uint8_t> image_row(size_t{width} * channels), heat_row(size_t{width} * 3), out_row(size_t{width} * 3);
+  float low = INFINITY, high = -INFINITY;
+  for (uint32_t y = 0; y < height; ++y) {
+    first.read_row(image_row.data());
+    heatmap.row(y, heat_row.data());
+    widen_min_max(heat_row.data(), image_row.data(), channels, width, alpha, low, high);
+  }
+  // Second pass: decoded again, blended and written row by row.
+  OrientedRows second(source, channels, options);
+  RowWriter writer(path, width, height, 3);
+  for (uint32_t y = 0; y < height; ++y) {
+    second.read_row(image_row.data());
+    heatmap.row(y, heat_row.data());
+    blend_row(heat_row.data(), image_row.data(), channels, width, alpha, low, high - low, out_row.data());
+    writer.write_row(out_row.data());
+  }
+  writer.finish();
 }
 
 }  // namespace effcam

@@ -31,9 +31,22 @@ Image render_heatmap(const CamMap& cam, uint32_t out_w, uint32_t out_h);
 // same size; render the heatmap at the image's size. Throws effcam::Error on a mismatch or a non-finite alpha.
 Image blend_overlay(const Image& image_rgb, const Image& heatmap_rgb, float alpha = 0.4f);
 
-// PNG, or JPEG at quality 90, chosen by the extension (.png, .jpg, .jpeg, any case), via stb_image_write. Written
-// to a temporary file beside `path`, then renamed over it, so a failed write leaves no partial image behind.
-// Throws effcam::Error naming the path on an unknown extension, an invalid image or any I/O failure.
+// PNG (libpng), or JPEG at quality 90 with 4:2:0 chroma (libjpeg-turbo), chosen by the extension (.png, .jpg,
+// .jpeg, any case), encoded a row at a time into a temporary file beside `path`, then renamed over it, so a failed
+// write leaves no partial image behind. Throws effcam::Error naming the path on an unknown extension, an invalid
+// image or any I/O failure (ErrorCode::Io).
 void write_image(const Image& image, const std::string& path);
+
+// write_image(render_heatmap(cam, width, height), path), row by row: the full-size heatmap never exists.
+void write_heatmap(const CamMap& cam, uint32_t width, uint32_t height, const std::string& path);
+
+// write_image(blend_overlay(decode_full_size(source, channels, options), render_heatmap(cam, W, H), alpha), path)
+// for the picture's original (oriented) size W x H, bit for bit, without the full-size images: the picture is
+// decoded twice (the blend's global minimum and maximum, then the rows to blend and encode), the heatmap computed
+// and the overlay encoded a row at a time. Memory: a few rows, plus the decoder's own state (see load_model_image);
+// only an applied EXIF orientation that moves rows (3 to 8) decodes the picture whole (W x H x channels bytes).
+// Throws effcam::Error as load_model_image and write_image do.
+void write_overlay(const ImageSource& source, uint32_t channels, const DecodeOptions& options, const CamMap& cam,
+                   const std::string& path, float alpha = 0.4f);
 
 }  // namespace effcam

@@ -14,10 +14,12 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "effcam/error.hpp"
 #include "imaging/image.h"
+#include "imaging/overlay.h"
 #include "imaging/resize.h"
 #include "tests/test_support.h"
 
@@ -344,4 +346,39 @@ TEST_CASE("damaged files: one line or a decode, never a crash; truncation refuse
     }
   }
   MESSAGE(refused << " damaged files refused, " << decoded << " decoded");
+}
+
+TEST_CASE("write_overlay and write_heatmap stream the original-size pictures bit for bit") {
+  effcam::CamMap cam;
+  cam.height = 3;
+  cam.width = 4;
+  cam.normalized = {0.0f, 0.2f, 0.4f, 0.3f, 0.1f, 1.0f, 0.8f, 0.2f, 0.0f, 0.5f, 0.6f, 0.1f};
+  const fs::path out = effcam::test::testdata_dir() / "image-overlays";
+  fs::create_directories(out);
+  SUBCASE("heatmap") {
+    effcam::write_heatmap(cam, 333, 251, (out / "heat.png").string());
+    CHECK(effcam::load_image((out / "heat.png").string(), 3).pixels == effcam::render_heatmap(cam, 333, 251).pixels);
+  }
+  // (file, channels, apply EXIF): no orientation, a mirror (streamed), a rotation (decoded whole), gray, PNG.
+  const std::vector<std::tuple<std::string, uint32_t, bool>> cases = {
+      {"face_q75_420.jpg", 3, false}, {"face_exif2.jpg", 3, true}, {"face_exif6.jpg", 3, true},
+      {"face_exif6.jpg", 1, false},   {"synth_rgba.png", 1, false}, {"interlaced.png", 3, false}};
+  for (const auto& [file, channels, exif] : cases) {
+    INFO(file << " channels " << channels << " exif " << exif);
+    effcam::DecodeOptions options;
+    options.apply_exif_orientation = exif;
+    const effcam::ImageSource source = effcam::ImageSource::file((pil_suite() / file).string());
+    const Image picture = effcam::decode_full_size(source, channels, options);
+    const Image expected =
+        effcam::blend_overlay(picture, effcam::render_heatmap(cam, picture.width, picture.height), 0.4f);
+    effcam::write_overlay(source, channels, options, cam, (out / "overlay.png").string(), 0.4f);
+    const Image written = effcam::load_image((out / "overlay.png").string(), 3);
+    CHECK(written.width == expected.width);
+    CHECK(written.height == expected.height);
+    CHECK(written.pixels == expected.pixels);
+    // JPEG: the same pixels through the same encoder give the same file.
+    effcam::write_overlay(source, channels, options, cam, (out / "overlay.jpg").string(), 0.4f);
+    effcam::write_image(expected, (out / "expected.jpg").string());
+    CHECK(read_bytes(out / "overlay.jpg") == read_bytes(out / "expected.jpg"));
+  }
 }
