@@ -10,18 +10,22 @@
 #include "base/process_memory.h"
 #include "effcam/error.hpp"
 #include "imaging/image.h"
+#include "imaging/overlay.h"
 #include "imaging/resize.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: effcam-image-bench IMAGE WIDTH HEIGHT [--gray] [--fast] [--exif] [--whole] [--repeat N]\n"
+    "                          [--overlay OUT.png|OUT.jpg]\n"
     "Decodes IMAGE and resizes it to WIDTH x HEIGHT (RGB, or L with --gray) N times (default 1) through\n"
     "load_model_image and prints one JSON line: each run's milliseconds and the process's peak RSS (VmHWM).\n"
     "  --fast    JPEG DCT scaling (DecodeOptions::fast_jpeg_dct)\n"
     "  --exif    apply the EXIF orientation\n"
     "  --whole   the whole-image path instead: decode_full_size, then resize_lanczos (the full-size picture in\n"
-    "            memory), for comparison\n";
+    "            memory), for comparison\n"
+    "  --overlay F  then write_overlay at the original size into F (a 7x7 CAM map), as --overlay-size original\n"
+    "            does, and include it in the figures\n";
 
 }  // namespace
 
@@ -36,6 +40,7 @@ int main(int argc, char** argv) {
   effcam::DecodeOptions options;
   uint32_t channels = 3;
   bool whole = false;
+  std::string overlay;
   int repeat = 1;
   for (int i = 4; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -47,6 +52,8 @@ int main(int argc, char** argv) {
       options.apply_exif_orientation = true;
     } else if (arg == "--whole") {
       whole = true;
+    } else if (arg == "--overlay" && i + 1 < argc) {
+      overlay = argv[++i];
     } else if (arg == "--repeat" && i + 1 < argc) {
       repeat = std::clamp(std::atoi(argv[++i]), 1, 1000);
     } else {
@@ -66,6 +73,12 @@ int main(int argc, char** argv) {
             effcam::decode_full_size(effcam::ImageSource::file(path), channels, options), width, height);
       } else {
         image = effcam::load_model_image(effcam::ImageSource::file(path), width, height, channels, options).image;
+      }
+      if (!overlay.empty()) {
+        effcam::CamMap cam;
+        cam.height = cam.width = 7;
+        for (uint32_t k = 0; k < 49; ++k) cam.normalized.push_back(static_cast<float>(k % 11) / 10.0f);
+        effcam::write_overlay(effcam::ImageSource::file(path), channels, options, cam, overlay);
       }
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
       times += (r ? ", " : "") + std::to_string(ms);

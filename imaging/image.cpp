@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "effcam/error.hpp"
 #include "imaging/decoder.h"
@@ -11,7 +12,7 @@ namespace effcam {
 namespace {
 
 // The whole image turned as ImageOps.exif_transpose turns it.
-Image orient(const Image& image, Orientation orientation) {
+Image orient(Image image, Orientation orientation) {
   if (orientation == Orientation::Normal) return image;
   const auto [swapped, mirror_x, mirror_y] = orientation_axes(orientation);
   const uint32_t w = image.width, h = image.height, c = image.channels;
@@ -82,7 +83,7 @@ Image decode_full_size(const ImageSource& source, uint32_t channels, const Decod
   for (uint32_t y = 0; y < image.height; ++y) decoder->read_row(&image.pixels[y * row_bytes]);
   const Orientation applied = options.apply_exif_orientation ? decoder->exif_orientation() : Orientation::Normal;
   if (orientation) *orientation = applied;
-  return orient(image, applied);
+  return orient(std::move(image), applied);
 }
 
 Image decode_image(std::span<const uint8_t> bytes, uint32_t wanted_channels, const std::string& name) {

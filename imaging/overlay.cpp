@@ -223,6 +223,8 @@ class RowWriter {
                                            PNG_COLOR_TYPE_RGB_ALPHA};
       guarded([&] {
         png_init_io(png_struct_, file_);
+        // zlib's fastest level: level 6 took six times longer on the overlay of a 4032x3024 photo.
+        png_set_compression_level(png_struct_, 1);
         png_set_IHDR(png_struct_, png_info_, width, height, 8, kColorType[channels - 1], PNG_INTERLACE_NONE,
                      PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
         png_write_info(png_struct_, png_info_);
