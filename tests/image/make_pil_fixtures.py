@@ -8,8 +8,9 @@ uint8 HWC files, plus manifest.txt with one case per line:
   decode SOURCE CHANNELS WIDTH HEIGHT EXPECTED_RAW
   resize SOURCE_RAW IN_W IN_H CHANNELS OUT_W OUT_H EXPECTED_RAW
 EXTRA_IMAGEs (e.g. the real samples in shared/) get decode cases and resizes to two sizes, in place.
-The C++ test recomputes every case and compares with these answers.
+The C++ test recomputes every case and compares with these answers. A .stamp file skips regeneration when current.
 """
+import hashlib
 import io
 import struct
 import sys
@@ -117,6 +118,11 @@ RESIZES = [  # (source, out_w, out_h)
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
+    # Skipped when this script and its arguments are those of the last run (the files are then current).
+    stamp = out / ".stamp"
+    digest = hashlib.sha256(Path(__file__).read_bytes() + "\0".join(sys.argv[2:]).encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
     sources = {name: out / name for name in write_sources(out)}
     resizes = list(RESIZES)
     for extra in map(Path, sys.argv[2:]):
@@ -141,6 +147,7 @@ def main():
         (out / expected).write_bytes(np.asarray(resized).tobytes())
         lines.append(f"resize {source_raw} {source.width} {source.height} {channels} {out_w} {out_h} {expected}")
     (out / "manifest.txt").write_text("\n".join(lines) + "\n")
+    stamp.write_text(digest)
 
 
 if __name__ == "__main__":

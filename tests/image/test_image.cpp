@@ -14,7 +14,6 @@
 #include <random>
 #include <sstream>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "effcam/error.hpp"
@@ -360,10 +359,18 @@ TEST_CASE("write_overlay and write_heatmap stream the original-size pictures bit
     CHECK(effcam::load_image((out / "heat.png").string(), 3).pixels == effcam::render_heatmap(cam, 333, 251).pixels);
   }
   // (file, channels, apply EXIF): no orientation, a mirror (streamed), a rotation (decoded whole), gray, PNG.
-  const std::vector<std::tuple<std::string, uint32_t, bool>> cases = {
+  struct Case {
+    std::string file;
+    uint32_t channels;
+    bool exif;
+  };
+  const std::vector<Case> cases = {
       {"face_q75_420.jpg", 3, false}, {"face_exif2.jpg", 3, true}, {"face_exif6.jpg", 3, true},
       {"face_exif6.jpg", 1, false},   {"synth_rgba.png", 1, false}, {"interlaced.png", 3, false}};
-  for (const auto& [file, channels, exif] : cases) {
+  for (const Case& c : cases) {
+    const std::string& file = c.file;
+    const uint32_t channels = c.channels;
+    const bool exif = c.exif;
     INFO(file << " channels " << channels << " exif " << exif);
     effcam::DecodeOptions options;
     options.apply_exif_orientation = exif;
