@@ -139,12 +139,17 @@ void jpeg_error_exit(j_common_ptr cinfo) {
   std::longjmp(error->jump, 1);
 }
 
-// Warnings (corrupt data that libjpeg gets past) are ignored as Pillow ignores them, except the end of the data
-// before the image is complete: Pillow raises "image file is truncated" there, and so does effcam.
+// Warnings (corrupt data that libjpeg gets past) are ignored as Pillow ignores them, except where the data ends
+// before the image is complete. At the end of the file Pillow raises "image file is truncated", and so does effcam.
+// A scan whose data stops at a marker before its last block (JWRN_HIT_MARKER) is refused too, where Pillow decodes
+// the rest as flat gray: otherwise a small file with a lying header (8000x8000 declared, 333x251 of data) costs
+// the full decode of the declared size.
 void jpeg_emit_message(j_common_ptr cinfo, int level) {
-  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+  const int code = cinfo->err->msg_code;
+  if (level < 0 && (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER)) {
     auto* error = reinterpret_cast<JpegError*>(cinfo->err);
-    std::snprintf(error->message, sizeof error->message, "data is truncated");
+    std::snprintf(error->message, sizeof error->message, "data is truncated%s",
+                  code == JWRN_HIT_MARKER ? " (a scan ends before the image's last block)" : "");
     std::longjmp(error->jump, 1);
   }
 }
