@@ -222,7 +222,9 @@ class JpegDecoder final : public RowDecoder {
         for (uint32_t x = 0; x < width_; ++x) put_gray(in[x], channels_, out + size_t{x} * channels_);
         break;
       case JCS_RGB:
-        for (uint32_t x = 0; x < width_; ++x, in += 3) put_rgb(in[0], in[1], in[2], channels_, out + size_t{x} * channels_);
+        for (uint32_t x = 0; x < width_; ++x, in += 3) {
+          put_rgb(in[0], in[1], in[2], channels_, out + size_t{x} * channels_);
+        }
         break;
       default:  // CMYK: Pillow inverts (Adobe polarity), then cmyk2rgb (and rgb2l for L)
         for (uint32_t x = 0; x < width_; ++x, in += 4) {
@@ -319,10 +321,12 @@ class PngDecoder final : public RowDecoder {
     if (starts_with(head, "IHDR", 12) && head.size() >= 24) {
       check_size(be32(&head[16]), be32(&head[20]), settings.max_pixels, what_);
     }
-    png_ = reader_.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state_, png_error_handler, png_warning_handler);
-    if (!png_) throw Error(what_ + ": cannot create a PNG reader", ErrorCode::OutOfMemory);
-    info_ = reader_.info = png_create_info_struct(png_);
-    if (!info_) throw Error(what_ + ": cannot create a PNG reader", ErrorCode::OutOfMemory);
+    reader_.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state_, png_error_handler, png_warning_handler);
+    if (!reader_.png) throw Error(what_ + ": cannot create a PNG reader", ErrorCode::OutOfMemory);
+    reader_.info = png_create_info_struct(reader_.png);
+    if (!reader_.info) throw Error(what_ + ": cannot create a PNG reader", ErrorCode::OutOfMemory);
+    png_ = reader_.png;
+    info_ = reader_.info;
     guarded([&] {
       png_set_read_fn(png_, &state_, png_read_data);
       png_set_user_limits(png_, 0x7fffffff, 0x7fffffff);
@@ -346,7 +350,9 @@ class PngDecoder final : public RowDecoder {
       png_colorp entries = nullptr;
       int count = 0;
       if (png_get_PLTE(png_, info_, &entries, &count) != 0) {
-        for (int i = 0; i < std::min(count, 256); ++i) palette_[i] = {entries[i].red, entries[i].green, entries[i].blue};
+        for (int i = 0; i < std::min(count, 256); ++i) {
+          palette_[i] = {entries[i].red, entries[i].green, entries[i].blue};
+        }
       }
     }
     const bool interlaced = png_get_interlace_type(png_, info_) != PNG_INTERLACE_NONE;
@@ -435,8 +441,8 @@ class PngDecoder final : public RowDecoder {
   std::unique_ptr<Input> input_;
   std::string what_;
   PngState state_;
-  Destroyer reader_;
-  png_structp png_ = nullptr;
+  Destroyer reader_;     // owns the reader
+  png_structp png_ = nullptr;  // reader_'s, for brevity
   png_infop info_ = nullptr;
   int color_type_ = 0, bit_depth_ = 0;
   std::array<std::array<uint8_t, 3>, 256> palette_{};
@@ -483,11 +489,15 @@ std::unique_ptr<RowDecoder> decode_webp(std::span<const uint8_t> bytes, const Ro
                                         const std::string& what) {
   // An extended file's canvas size first: libwebp checks it against the frames' only later.
   if (starts_with(bytes, "VP8X", 12) && bytes.size() >= 30) {
-    const auto u24 = [&](size_t at) { return uint32_t{bytes[at]} | uint32_t{bytes[at + 1]} << 8 | uint32_t{bytes[at + 2]} << 16; };
+    const auto u24 = [&](size_t at) {
+      return uint32_t{bytes[at]} | uint32_t{bytes[at + 1]} << 8 | uint32_t{bytes[at + 2]} << 16;
+    };
     check_size(uint64_t{u24(24)} + 1, uint64_t{u24(27)} + 1, settings.max_pixels, what);
   }
   WebPBitstreamFeatures features;
-  if (WebPGetFeatures(bytes.data(), bytes.size(), &features) != VP8_STATUS_OK) fail(what, "corrupt or truncated header");
+  if (WebPGetFeatures(bytes.data(), bytes.size(), &features) != VP8_STATUS_OK) {
+    fail(what, "corrupt or truncated header");
+  }
   check_size(uint32_t(features.width), uint32_t(features.height), settings.max_pixels, what);
   const WebPData data{bytes.data(), bytes.size()};
   WebPAnimDecoderOptions options;
@@ -650,9 +660,12 @@ std::unique_ptr<RowDecoder> decode_bmp_gif(std::span<const uint8_t> bytes, bool 
     fail(what, std::string("cannot decode (") + (reason ? reason : "unknown reason") + ")");
   }
   if (got_width != width || got_height != height) fail(what, "header and image sizes differ");
-  if (gif_frame && file_channels == 4) show_gif_transparent_color(*gif_frame, uint32_t(width), uint32_t(height), pixels.get());
+  if (gif_frame && file_channels == 4) {
+    show_gif_transparent_color(*gif_frame, uint32_t(width), uint32_t(height), pixels.get());
+  }
   const size_t count = size_t(width) * size_t(height) * size_t(file_channels);
-  return std::make_unique<WholeImageDecoder>(gif ? "GIF" : "BMP", std::vector<uint8_t>(pixels.get(), pixels.get() + count),
+  return std::make_unique<WholeImageDecoder>(gif ? "GIF" : "BMP",
+                                             std::vector<uint8_t>(pixels.get(), pixels.get() + count),
                                              uint32_t(width), uint32_t(height), uint32_t(file_channels),
                                              settings.channels);
 }

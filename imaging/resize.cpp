@@ -241,8 +241,8 @@ struct LanczosStream::State {
   bool swapped;
   bool mirror_x;  // T's x runs against its stored axis
   bool mirror_y;  // T's y runs against its stored axis
-  FilterBank horizontal;
-  std::optional<HorizontalFilter> row_filter;  // not swapped: the horizontal pass of each row
+  FilterBank horizontal;                       // swapped: the horizontal pass, column by column
+  std::optional<HorizontalFilter> row_filter;  // not swapped: the horizontal pass of each row (owns the bank)
   FilterBank vertical;                         // rebased onto [row_begin, row_end)
   uint32_t row_begin, row_end;  // the rows of T the vertical pass reads
   Image intermediate;           // out_w x (row_end - row_begin)
@@ -282,7 +282,7 @@ LanczosStream::LanczosStream(uint32_t stored_w, uint32_t stored_h, uint32_t chan
   if (state->swapped) {
     state->accumulators.resize(out_w);
   } else {
-    state->row_filter.emplace(state->horizontal, stored_w, channels);
+    state->row_filter.emplace(std::move(state->horizontal), stored_w, channels);
   }
   state_ = std::move(state);
 }
