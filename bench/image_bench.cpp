@@ -15,6 +15,8 @@
 
 namespace {
 
+namespace imaging = effcam::imaging;
+
 constexpr const char* kUsage =
     "usage: effcam-image-bench IMAGE WIDTH HEIGHT [--gray] [--fast] [--exif] [--whole] [--repeat N]\n"
     "                          [--overlay OUT.png|OUT.jpg]\n"
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
   const std::string path = argv[1];
   const auto width = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
   const auto height = static_cast<uint32_t>(std::strtoul(argv[3], nullptr, 10));
-  effcam::DecodeOptions options;
+  imaging::DecodeOptions options;
   uint32_t channels = 3;
   bool whole = false;
   std::string overlay;
@@ -67,18 +69,18 @@ int main(int argc, char** argv) {
   try {
     for (int r = 0; r < repeat; ++r) {
       const auto start = std::chrono::steady_clock::now();
-      effcam::Image image;
+      imaging::Image image;
       if (whole) {
-        image = effcam::resize_lanczos(
-            effcam::decode_full_size(effcam::ImageSource::file(path), channels, options), width, height);
+        image = imaging::resize_lanczos(
+            imaging::decode_full_size(imaging::ImageSource::file(path), channels, options), width, height);
       } else {
-        image = effcam::load_model_image(effcam::ImageSource::file(path), width, height, channels, options).image;
+        image = imaging::load_model_image(imaging::ImageSource::file(path), width, height, channels, options).image;
       }
       if (!overlay.empty()) {
-        effcam::CamMap cam;
+        imaging::CamMap cam;
         cam.height = cam.width = 7;
         for (uint32_t k = 0; k < 49; ++k) cam.normalized.push_back(static_cast<float>(k % 11) / 10.0f);
-        effcam::write_overlay(effcam::ImageSource::file(path), channels, options, cam, overlay);
+        imaging::write_overlay(imaging::ImageSource::file(path), channels, options, cam, overlay);
       }
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
       times += (r ? ", " : "") + std::to_string(ms);

@@ -21,7 +21,7 @@
 
 #include "effcam/error.hpp"
 
-namespace effcam {
+namespace effcam::imaging {
 namespace {
 
 [[noreturn]] void fail(const std::string& what, const std::string& problem) {
@@ -180,7 +180,7 @@ class JpegDecoder final : public RowDecoder {
     for (jpeg_saved_marker_ptr marker = cinfo_.marker_list; marker; marker = marker->next) {
       const std::span<const uint8_t> data(marker->data, marker->data_length);
       if (starts_with(data, std::string_view("Exif\0", 5))) {
-        exif_orientation_ = effcam::exif_orientation(data);
+        exif_orientation_ = imaging::exif_orientation(data);
         break;  // PIL reads the first Exif APP1 only
       }
     }
@@ -342,7 +342,7 @@ class PngDecoder final : public RowDecoder {
     png_bytep exif = nullptr;
     png_uint_32 exif_length = 0;
     if (png_get_eXIf_1(png_, info_, &exif_length, &exif) != 0 && exif) {
-      exif_orientation_ = effcam::exif_orientation({exif, exif_length});
+      exif_orientation_ = imaging::exif_orientation({exif, exif_length});
     }
     if (color_type_ == PNG_COLOR_TYPE_PALETTE) {
       // Pillow's palette starts as a gray ramp, the file's PLTE overwriting its first entries.
@@ -471,11 +471,7 @@ class WholeImageDecoder final : public RowDecoder {
   void read_row(uint8_t* out) override {
     const uint8_t* in = &pixels_[size_t{next_row_++} * width_ * stride_];
     for (uint32_t x = 0; x < width_; ++x, in += stride_) {
-      if (stride_ <= 2) {
-        put_gray(in[0], channels_, out + size_t{x} * channels_);
-      } else {
-        put_rgb(in[0], in[1], in[2], channels_, out + size_t{x} * channels_);
-      }
+      convert_pixel(in, stride_, channels_, out + size_t{x} * channels_);
     }
   }
 
@@ -672,6 +668,14 @@ std::unique_ptr<RowDecoder> decode_bmp_gif(std::span<const uint8_t> bytes, bool 
 
 }  // namespace
 
+void convert_pixel(const uint8_t* in, uint32_t in_channels, uint32_t out_channels, uint8_t* out) {
+  if (in_channels <= 2) {
+    put_gray(in[0], out_channels, out);
+  } else {
+    put_rgb(in[0], in[1], in[2], out_channels, out);
+  }
+}
+
 Orientation exif_orientation(std::span<const uint8_t> exif) {
   if (starts_with(exif, std::string_view("Exif\0\0", 6))) exif = exif.subspan(6);
   if (exif.size() < 8) return Orientation::Normal;
@@ -716,4 +720,4 @@ std::unique_ptr<RowDecoder> open_row_decoder(const ImageSource& source, const Ro
   fail(label, "not a JPEG, PNG, WebP, BMP or GIF file");
 }
 
-}  // namespace effcam
+}  // namespace effcam::imaging

@@ -12,7 +12,7 @@
 #include "imaging/image.h"
 #include "imaging/resize.h"
 
-namespace effcam {
+namespace effcam::imaging {
 
 // How to decode: channels, the pixel cap, and the JPEG DCT scaling denominator (1, 2, 4 or 8; PIL's draft()).
 struct RowDecoderSettings {
@@ -46,6 +46,10 @@ class RowDecoder {
   const char* format_ = "";
 };
 
+// One pixel of L, LA, RGB or RGBA (in_channels 1..4) to L or RGB (out_channels 1 or 3) as PIL's convert() does:
+// alpha dropped, L = ITU-R 601-2 luma with PIL's rounding.
+void convert_pixel(const uint8_t* in, uint32_t in_channels, uint32_t out_channels, uint8_t* out);
+
 // Opens the source and reads its header (size checked against the cap before any pixel buffer exists).
 // Throws effcam::Error: ErrorCode::Io if a file cannot be read, ErrorCode::Image for anything wrong in the data.
 std::unique_ptr<RowDecoder> open_row_decoder(const ImageSource& source, const RowDecoderSettings& settings);
@@ -54,4 +58,4 @@ std::unique_ptr<RowDecoder> open_row_decoder(const ImageSource& source, const Ro
 // PIL's Image.getexif() reads it; Normal when absent or not 1..8.
 Orientation exif_orientation(std::span<const uint8_t> exif);
 
-}  // namespace effcam
+}  // namespace effcam::imaging

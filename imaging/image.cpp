@@ -8,7 +8,7 @@
 #include "imaging/decoder.h"
 #include "imaging/resize.h"
 
-namespace effcam {
+namespace effcam::imaging {
 namespace {
 
 // The whole image turned as ImageOps.exif_transpose turns it.
@@ -94,8 +94,32 @@ Image load_image(const std::string& path, uint32_t wanted_channels) {
   return decode_full_size(ImageSource::file(path), wanted_channels, {});
 }
 
+Image from_pixels(const uint8_t* data, uint32_t width, uint32_t height, uint32_t channels, size_t row_stride,
+                  size_t pixel_stride, size_t channel_stride, uint32_t wanted_channels) {
+  if (channels < 1 || channels > 4) throw Error("pixels have " + std::to_string(channels) + " channels, not 1 to 4");
+  if (wanted_channels != 1 && wanted_channels != 3) {
+    throw Error("pixels: can only convert to 1 (L) or 3 (RGB) channels, not " + std::to_string(wanted_channels));
+  }
+  if (width == 0 || height == 0) throw Error("pixels: zero width or height");
+  if (uint64_t{width} * height > kMaxImagePixels) {
+    throw Error("pixels: " + std::to_string(width) + "x" + std::to_string(height) + " is above the limit of " +
+                std::to_string(kMaxImagePixels) + " pixels");
+  }
+  Image image{width, height, wanted_channels, std::vector<uint8_t>(size_t{width} * height * wanted_channels)};
+  uint8_t pixel[4];
+  uint8_t* out = image.pixels.data();
+  for (uint32_t y = 0; y < height; ++y) {
+    const uint8_t* row = data + y * row_stride;
+    for (uint32_t x = 0; x < width; ++x, out += wanted_channels) {
+      for (uint32_t k = 0; k < channels; ++k) pixel[k] = row[x * pixel_stride + k * channel_stride];
+      convert_pixel(pixel, channels, wanted_channels, out);
+    }
+  }
+  return image;
+}
+
 std::vector<float> to_float_hwc(const Image& image) {
   return std::vector<float>(image.pixels.begin(), image.pixels.end());
 }
 
-}  // namespace effcam
+}  // namespace effcam::imaging

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -28,7 +29,7 @@
 #include "effcam/error.hpp"
 #include "imaging/decoder.h"
 
-namespace effcam {
+namespace effcam::imaging {
 namespace {
 
 // matplotlib's _jet_data (_cm.py): (x, value left of x, value right of x) per channel.
@@ -192,37 +193,40 @@ void widen_min_max(const uint8_t* heat, const uint8_t* image, uint32_t channels,
   }
 }
 
-// PNG (libpng) or JPEG at quality 90 (libjpeg-turbo, 4:2:0 as stb_image_write did at 90) written a row at a
-// time into a temporary file beside the path, renamed over it by finish(); a failed write leaves nothing behind.
-class RowWriter {
+// Where rendered rows go, top to bottom, then finish().
+class RowSink {
  public:
-  RowWriter(const std::string& path, uint32_t width, uint32_t height, uint32_t channels) : path_(path) {
-    png_ = has_extension(path, {".png"});
-    if (!png_ && !has_extension(path, {".jpg", ".jpeg"})) {
-      throw Error("cannot write image '" + path + "': the extension is not .png, .jpg or .jpeg");
-    }
+  virtual ~RowSink() = default;
+  virtual void write_row(const uint8_t* row) = 0;
+  virtual void finish() = 0;
+};
+
+// PNG (libpng) or JPEG (libjpeg-turbo, 4:2:0 chroma as stb_image_write used at quality 90) encoded a row at a time
+// into an open file or a byte vector. Errors name `what` ("cannot write image 'x.png'", "cannot encode image").
+class RowEncoder final : public RowSink {
+ public:
+  RowEncoder(Encoding encoding, uint32_t width, uint32_t height, uint32_t channels, int jpeg_quality,
+             std::FILE* file, std::vector<uint8_t>* bytes, std::string what)
+      : png_(encoding == Encoding::Png), bytes_(bytes), what_(std::move(what)) {
     if (width == 0 || height == 0 || channels == 0 || channels > 4 || (!png_ && channels != 1 && channels != 3))
       fail("cannot encode a " + std::to_string(width) + "x" + std::to_string(height) + "x" + std::to_string(channels) +
-           " image");
+           " image", ErrorCode::InvalidArgument);
     if (uint64_t{width} * channels > INT_MAX || height > INT_MAX || (!png_ && (width > 65535 || height > 65535)))
-      fail(std::to_string(width) + "x" + std::to_string(height) + " is too large for " + (png_ ? "PNG" : "JPEG"));
-    std::string pattern = path + ".tmp-XXXXXX";
-    const int fd = mkstemp(pattern.data());
-    if (fd < 0) fail(std::strerror(errno));
-    temporary_.emplace(pattern);
-    fchmod(fd, 0644);  // mkstemp's 0600 would make the output unreadable to others, unlike a plain fopen
-    file_ = fdopen(fd, "wb");
-    if (!file_) {
-      close(fd);
-      fail(std::strerror(errno));
-    }
+      fail(std::to_string(width) + "x" + std::to_string(height) + " is too large for " + (png_ ? "PNG" : "JPEG"),
+           ErrorCode::InvalidArgument);
+    if (jpeg_quality < 1 || jpeg_quality > 100) fail("JPEG quality must be 1..100", ErrorCode::InvalidArgument);
     if (png_) {
       png_struct_ = png_create_write_struct(PNG_LIBPNG_VER_STRING, this, png_error_handler, nullptr);
-      if (!png_struct_ || !(png_info_ = png_create_info_struct(png_struct_))) fail("cannot create a PNG writer");
+      if (!png_struct_ || !(png_info_ = png_create_info_struct(png_struct_)))
+        fail("cannot create a PNG writer", ErrorCode::OutOfMemory);
       static constexpr int kColorType[] = {PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
                                            PNG_COLOR_TYPE_RGB_ALPHA};
       guarded([&] {
-        png_init_io(png_struct_, file_);
+        if (file) {
+          png_init_io(png_struct_, file);
+        } else {
+          png_set_write_fn(png_struct_, bytes_, append_png_data, nullptr);
+        }
         // zlib's fastest level: level 6 took six times longer on the overlay of a 4032x3024 photo.
         png_set_compression_level(png_struct_, 1);
         png_set_IHDR(png_struct_, png_info_, width, height, 8, kColorType[channels - 1], PNG_INTERLACE_NONE,
@@ -235,26 +239,30 @@ class RowWriter {
       guarded([&] {
         jpeg_create_compress(&jpeg_);
         jpeg_created_ = true;
-        jpeg_stdio_dest(&jpeg_, file_);
+        if (file) {
+          jpeg_stdio_dest(&jpeg_, file);
+        } else {
+          jpeg_mem_dest(&jpeg_, &jpeg_memory_, &jpeg_memory_size_);
+        }
         jpeg_.image_width = width;
         jpeg_.image_height = height;
         jpeg_.input_components = static_cast<int>(channels);
         jpeg_.in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
         jpeg_set_defaults(&jpeg_);
-        jpeg_set_quality(&jpeg_, 90, TRUE);
+        jpeg_set_quality(&jpeg_, jpeg_quality, TRUE);
         jpeg_start_compress(&jpeg_, TRUE);
       });
     }
   }
-  ~RowWriter() {
+  ~RowEncoder() override {
     if (png_struct_) png_destroy_write_struct(&png_struct_, png_info_ ? &png_info_ : nullptr);
     if (jpeg_created_) jpeg_destroy_compress(&jpeg_);
-    if (file_) std::fclose(file_);
+    std::free(jpeg_memory_);  // jpeg_mem_dest's buffer is the caller's to free
   }
-  RowWriter(const RowWriter&) = delete;
-  RowWriter& operator=(const RowWriter&) = delete;
+  RowEncoder(const RowEncoder&) = delete;
+  RowEncoder& operator=(const RowEncoder&) = delete;
 
-  void write_row(const uint8_t* row) {
+  void write_row(const uint8_t* row) override {
     guarded([&] {
       if (png_) {
         png_write_row(png_struct_, row);
@@ -265,7 +273,7 @@ class RowWriter {
     });
   }
 
-  void finish() {
+  void finish() override {
     guarded([&] {
       if (png_) {
         png_write_end(png_struct_, png_info_);
@@ -273,6 +281,89 @@ class RowWriter {
         jpeg_finish_compress(&jpeg_);
       }
     });
+    if (jpeg_memory_) bytes_->assign(jpeg_memory_, jpeg_memory_ + jpeg_memory_size_);
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& problem, ErrorCode code = ErrorCode::Io) const {
+    throw Error(what_ + ": " + problem, code);
+  }
+
+  // libpng's and libjpeg's errors come back here by longjmp; nothing with a destructor lies between.
+  template <typename Call>
+  void guarded(Call&& call) {
+    if (setjmp(jump_) != 0) fail(message_);
+    call();
+  }
+
+  static void append_png_data(png_structp png, png_bytep data, size_t length) {
+    auto* bytes = static_cast<std::vector<uint8_t>*>(png_get_io_ptr(png));
+    bytes->insert(bytes->end(), data, data + length);
+  }
+
+  static void png_error_handler(png_structp png, png_const_charp message) {
+    auto* self = static_cast<RowEncoder*>(png_get_error_ptr(png));
+    std::snprintf(self->message_, sizeof self->message_, "%s", message);
+    std::longjmp(self->jump_, 1);
+  }
+
+  struct JpegError {
+    jpeg_error_mgr manager;
+    RowEncoder* self;
+  };
+  static void jpeg_error_handler(j_common_ptr cinfo) {
+    RowEncoder* self = reinterpret_cast<JpegError*>(cinfo->err)->self;
+    cinfo->err->format_message(cinfo, self->message_);
+    std::longjmp(self->jump_, 1);
+  }
+
+  bool png_ = false;
+  std::vector<uint8_t>* bytes_;
+  std::string what_;
+  png_structp png_struct_ = nullptr;
+  png_infop png_info_ = nullptr;
+  jpeg_compress_struct jpeg_{};
+  JpegError jpeg_error_{{}, this};
+  bool jpeg_created_ = false;
+  unsigned char* jpeg_memory_ = nullptr;
+  unsigned long jpeg_memory_size_ = 0;
+  std::jmp_buf jump_;
+  char message_[JMSG_LENGTH_MAX > 256 ? JMSG_LENGTH_MAX : 256] = {};
+};
+
+// An image file encoded a row at a time: PNG, or JPEG at quality 90, chosen by the extension, into a temporary
+// file beside the path, renamed over it by finish(); a failed write leaves nothing behind.
+class ImageFileWriter final : public RowSink {
+ public:
+  ImageFileWriter(const std::string& path, uint32_t width, uint32_t height, uint32_t channels) : path_(path) {
+    const bool png = has_extension(path, {".png"});
+    if (!png && !has_extension(path, {".jpg", ".jpeg"})) {
+      throw Error("cannot write image '" + path + "': the extension is not .png, .jpg or .jpeg");
+    }
+    std::string pattern = path + ".tmp-XXXXXX";
+    const int fd = mkstemp(pattern.data());
+    if (fd < 0) fail(std::strerror(errno));
+    temporary_.emplace(pattern);
+    fchmod(fd, 0644);  // mkstemp's 0600 would make the output unreadable to others, unlike a plain fopen
+    file_ = fdopen(fd, "wb");
+    if (!file_) {
+      close(fd);
+      fail(std::strerror(errno));
+    }
+    encoder_.emplace(png ? Encoding::Png : Encoding::Jpeg, width, height, channels, 90, file_, nullptr,
+                     "cannot write image '" + path + "'");
+  }
+  ~ImageFileWriter() override {
+    encoder_.reset();
+    if (file_) std::fclose(file_);
+  }
+  ImageFileWriter(const ImageFileWriter&) = delete;
+  ImageFileWriter& operator=(const ImageFileWriter&) = delete;
+
+  void write_row(const uint8_t* row) override { encoder_->write_row(row); }
+
+  void finish() override {
+    encoder_->finish();
     const bool closed = std::fclose(file_) == 0;
     file_ = nullptr;
     if (!closed) fail("write failed");
@@ -285,40 +376,10 @@ class RowWriter {
     throw Error("cannot write image '" + path_ + "': " + problem, ErrorCode::Io);
   }
 
-  // libpng's and libjpeg's errors come back here by longjmp; nothing with a destructor lies between.
-  template <typename Call>
-  void guarded(Call&& call) {
-    if (setjmp(jump_) != 0) fail(message_);
-    call();
-  }
-
-  static void png_error_handler(png_structp png, png_const_charp message) {
-    auto* self = static_cast<RowWriter*>(png_get_error_ptr(png));
-    std::snprintf(self->message_, sizeof self->message_, "%s", message);
-    std::longjmp(self->jump_, 1);
-  }
-
-  struct JpegError {
-    jpeg_error_mgr manager;
-    RowWriter* self;
-  };
-  static void jpeg_error_handler(j_common_ptr cinfo) {
-    RowWriter* self = reinterpret_cast<JpegError*>(cinfo->err)->self;
-    cinfo->err->format_message(cinfo, self->message_);
-    std::longjmp(self->jump_, 1);
-  }
-
   std::string path_;
-  bool png_ = false;
   std::optional<TemporaryFile> temporary_;
   std::FILE* file_ = nullptr;
-  png_structp png_struct_ = nullptr;
-  png_infop png_info_ = nullptr;
-  jpeg_compress_struct jpeg_{};
-  JpegError jpeg_error_{{}, this};
-  bool jpeg_created_ = false;
-  std::jmp_buf jump_;
-  char message_[JMSG_LENGTH_MAX > 256 ? JMSG_LENGTH_MAX : 256] = {};
+  std::optional<RowEncoder> encoder_;
 };
 
 // The decoded image of a source in its applied orientation, a row at a time: streamed from the decoder when the
@@ -416,35 +477,49 @@ Image blend_overlay(const Image& image_rgb, const Image& heatmap_rgb, float alph
   return out;
 }
 
+std::vector<uint8_t> encode_image(const Image& image, Encoding encoding, int jpeg_quality) {
+  check_image(image, "cannot encode image");
+  std::vector<uint8_t> bytes;
+  RowEncoder encoder(encoding, image.width, image.height, image.channels, jpeg_quality, nullptr, &bytes,
+                     "cannot encode image");
+  const size_t row_bytes = size_t{image.width} * image.channels;
+  for (uint32_t y = 0; y < image.height; ++y) encoder.write_row(&image.pixels[y * row_bytes]);
+  encoder.finish();
+  return bytes;
+}
+
 void write_image(const Image& image, const std::string& path) {
   check_image(image, ("cannot write image '" + path + "'").c_str());
-  RowWriter writer(path, image.width, image.height, image.channels);
+  ImageFileWriter writer(path, image.width, image.height, image.channels);
   const size_t row_bytes = size_t{image.width} * image.channels;
   for (uint32_t y = 0; y < image.height; ++y) writer.write_row(&image.pixels[y * row_bytes]);
   writer.finish();
 }
 
-void write_heatmap(const CamMap& cam, uint32_t width, uint32_t height, const std::string& path) {
+namespace {
+
+// The heatmap's rows into a sink.
+void heatmap_into(const CamMap& cam, uint32_t width, uint32_t height, RowSink& sink) {
   check_cam(cam);
-  check_size(width, height, "write_heatmap");
+  check_size(width, height, "heatmap");
   HeatmapRows heatmap(cam, width, height);
-  RowWriter writer(path, width, height, 3);
   std::vector<uint8_t> row(size_t{width} * 3);
   for (uint32_t y = 0; y < height; ++y) {
     heatmap.row(y, row.data());
-    writer.write_row(row.data());
+    sink.write_row(row.data());
   }
-  writer.finish();
+  sink.finish();
 }
 
-void write_overlay(const ImageSource& source, uint32_t channels, const DecodeOptions& options, const CamMap& cam,
-                   const std::string& path, float alpha) {
+// The original-size overlay's rows into the sink open_sink(width, height) gives once the size is known.
+void overlay_into(const ImageSource& source, uint32_t channels, const DecodeOptions& options, const CamMap& cam,
+                  float alpha, const std::function<RowSink&(uint32_t width, uint32_t height)>& open_sink) {
   check_cam(cam);
-  if (!std::isfinite(alpha)) throw Error("write_overlay: alpha is not finite");
+  if (!std::isfinite(alpha)) throw Error("overlay: alpha is not finite");
   // First pass: the blend's minimum and maximum over the whole picture.
   OrientedRows first(source, channels, options);
   const uint32_t width = first.width(), height = first.height();
-  check_size(width, height, "write_overlay");
+  check_size(width, height, "overlay");
   HeatmapRows heatmap(cam, width, height);
   std::vector<uint8_t> image_row(size_t{width} * channels), heat_row(size_t{width} * 3), out_row(size_t{width} * 3);
   float low = INFINITY, high = -INFINITY;
@@ -453,16 +528,53 @@ void write_overlay(const ImageSource& source, uint32_t channels, const DecodeOpt
     heatmap.row(y, heat_row.data());
     widen_min_max(heat_row.data(), image_row.data(), channels, width, alpha, low, high);
   }
-  // Second pass: decoded again, blended and written row by row.
+  // Second pass: decoded again, blended and handed on row by row.
   OrientedRows second(source, channels, options);
-  RowWriter writer(path, width, height, 3);
+  RowSink& sink = open_sink(width, height);
   for (uint32_t y = 0; y < height; ++y) {
     second.read_row(image_row.data());
     heatmap.row(y, heat_row.data());
     blend_row(heat_row.data(), image_row.data(), channels, width, alpha, low, high - low, out_row.data());
-    writer.write_row(out_row.data());
+    sink.write_row(out_row.data());
   }
-  writer.finish();
+  sink.finish();
 }
 
-}  // namespace effcam
+}  // namespace
+
+void write_heatmap(const CamMap& cam, uint32_t width, uint32_t height, const std::string& path) {
+  check_cam(cam);
+  check_size(width, height, "write_heatmap");
+  ImageFileWriter writer(path, width, height, 3);
+  heatmap_into(cam, width, height, writer);
+}
+
+std::vector<uint8_t> encode_heatmap(const CamMap& cam, uint32_t width, uint32_t height, Encoding encoding,
+                                    int jpeg_quality) {
+  check_cam(cam);
+  check_size(width, height, "encode_heatmap");
+  std::vector<uint8_t> bytes;
+  RowEncoder encoder(encoding, width, height, 3, jpeg_quality, nullptr, &bytes, "cannot encode image");
+  heatmap_into(cam, width, height, encoder);
+  return bytes;
+}
+
+void write_overlay(const ImageSource& source, uint32_t channels, const DecodeOptions& options, const CamMap& cam,
+                   const std::string& path, float alpha) {
+  std::optional<ImageFileWriter> writer;
+  overlay_into(source, channels, options, cam, alpha, [&](uint32_t width, uint32_t height) -> RowSink& {
+    return writer.emplace(path, width, height, 3);
+  });
+}
+
+std::vector<uint8_t> encode_overlay(const ImageSource& source, uint32_t channels, const DecodeOptions& options,
+                                    const CamMap& cam, Encoding encoding, int jpeg_quality, float alpha) {
+  std::vector<uint8_t> bytes;
+  std::optional<RowEncoder> encoder;
+  overlay_into(source, channels, options, cam, alpha, [&](uint32_t width, uint32_t height) -> RowSink& {
+    return encoder.emplace(encoding, width, height, 3, jpeg_quality, nullptr, &bytes, "cannot encode image");
+  });
+  return bytes;
+}
+
+}  // namespace effcam::imaging

@@ -10,7 +10,7 @@
 #include "imaging/cam.h"
 #include "imaging/image.h"
 
-namespace effcam {
+namespace effcam::imaging {
 
 // matplotlib's LinearSegmentedColormap('jet', _jet_data, N=256) (colors.py _create_lookup_table), as 8-bit RGB:
 // entry i = uint8(float32(lut[i]) * 255), the truncation keras' array_to_img applies to the tutorial's
@@ -31,6 +31,11 @@ Image render_heatmap(const CamMap& cam, uint32_t out_w, uint32_t out_h);
 // same size; render the heatmap at the image's size. Throws effcam::Error on a mismatch or a non-finite alpha.
 Image blend_overlay(const Image& image_rgb, const Image& heatmap_rgb, float alpha = 0.4f);
 
+enum class Encoding { Png, Jpeg };
+// The image as a PNG or JPEG file's bytes (libpng; libjpeg-turbo at jpeg_quality 1..100, 4:2:0 chroma). Throws
+// effcam::Error on an invalid image or one too large for the format (JPEG: 65535 per side).
+std::vector<uint8_t> encode_image(const Image& image, Encoding encoding, int jpeg_quality = 90);
+
 // PNG (libpng), or JPEG at quality 90 with 4:2:0 chroma (libjpeg-turbo), chosen by the extension (.png, .jpg,
 // .jpeg, any case), encoded a row at a time into a temporary file beside `path`, then renamed over it, so a failed
 // write leaves no partial image behind. Throws effcam::Error naming the path on an unknown extension, an invalid
@@ -39,6 +44,9 @@ void write_image(const Image& image, const std::string& path);
 
 // write_image(render_heatmap(cam, width, height), path), row by row: the full-size heatmap never exists.
 void write_heatmap(const CamMap& cam, uint32_t width, uint32_t height, const std::string& path);
+// encode_image(render_heatmap(cam, width, height), encoding, jpeg_quality), encoded row by row.
+std::vector<uint8_t> encode_heatmap(const CamMap& cam, uint32_t width, uint32_t height, Encoding encoding,
+                                    int jpeg_quality = 90);
 
 // write_image(blend_overlay(decode_full_size(source, channels, options), render_heatmap(cam, W, H), alpha), path)
 // for the picture's original (oriented) size W x H, bit for bit, without the full-size images: the picture is
@@ -48,5 +56,9 @@ void write_heatmap(const CamMap& cam, uint32_t width, uint32_t height, const std
 // Throws effcam::Error as load_model_image and write_image do.
 void write_overlay(const ImageSource& source, uint32_t channels, const DecodeOptions& options, const CamMap& cam,
                    const std::string& path, float alpha = 0.4f);
+// The same overlay as a file's bytes in memory (encode_image's format): rows are encoded as they are blended, so
+// memory is the compressed file plus write_overlay's.
+std::vector<uint8_t> encode_overlay(const ImageSource& source, uint32_t channels, const DecodeOptions& options,
+                                    const CamMap& cam, Encoding encoding, int jpeg_quality = 90, float alpha = 0.4f);
 
-}  // namespace effcam
+}  // namespace effcam::imaging

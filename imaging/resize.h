@@ -10,7 +10,7 @@
 
 #include "imaging/image.h"
 
-namespace effcam {
+namespace effcam::imaging {
 
 // PIL's resize of an image streamed in stored row order, as if `orientation` (ImageOps.exif_transpose) had been
 // applied to the whole image first: out = exif_transpose(stored).resize((out_w, out_h), LANCZOS), bit for bit.
@@ -41,4 +41,4 @@ class LanczosStream {
 // Throws effcam::Error on an inconsistent input image, or an input or output size of zero or above kMaxImagePixels.
 Image resize_lanczos(const Image& image, uint32_t out_w, uint32_t out_h);
 
-}  // namespace effcam
+}  // namespace effcam::imaging

@@ -13,14 +13,14 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   const uint8_t flags = data[size - 1];
-  effcam::DecodeOptions options;
+  effcam::imaging::DecodeOptions options;
   options.max_pixels = 262'144;
   options.apply_exif_orientation = (flags & 1) != 0;
   options.fast_jpeg_dct = (flags & 2) != 0;
   const uint32_t channels = (flags & 4) ? 1 : 3;
   try {
-    const effcam::ModelImage input = effcam::load_model_image(
-        effcam::ImageSource::memory(std::span<const uint8_t>(data, size - 1), "fuzz"), 37, 29, channels, options);
+    const effcam::imaging::ModelImage input = effcam::imaging::load_model_image(
+        effcam::imaging::ImageSource::memory(std::span<const uint8_t>(data, size - 1), "fuzz"), 37, 29, channels, options);
     if (input.image.pixels.size() != size_t{37} * 29 * channels) __builtin_trap();
   } catch (const effcam::Error&) {
   }

@@ -23,7 +23,8 @@
 #include "tests/test_support.h"
 
 namespace fs = std::filesystem;
-using effcam::Image;
+namespace imaging = effcam::imaging;
+using imaging::Image;
 
 namespace {
 
@@ -109,7 +110,7 @@ std::vector<uint8_t> png_with_header(uint32_t width, uint32_t height) {
 
 void check_refused(const std::vector<uint8_t>& bytes, const std::string& expected_words) {
   try {
-    effcam::decode_image(bytes, 3, "crafted");
+    imaging::decode_image(bytes, 3, "crafted");
     FAIL("decoding succeeded, expected an error containing '" << expected_words << "'");
   } catch (const effcam::Error& e) {
     const std::string message = e.what();
@@ -129,7 +130,7 @@ TEST_CASE("decode matches PIL's open + convert") {
     uint32_t channels = 0, width = 0, height = 0;
     fields >> source >> channels >> width >> height >> expected_file;
     INFO(line);
-    const Image image = effcam::load_image(source, channels);
+    const Image image = imaging::load_image(source, channels);
     CHECK(image.width == width);
     CHECK(image.height == height);
     CHECK(image.channels == channels);
@@ -148,7 +149,7 @@ TEST_CASE("Lanczos resize matches PIL's Image.resize(LANCZOS)") {
     fields >> source_file >> source.width >> source.height >> source.channels >> out_w >> out_h >> expected_file;
     INFO(line);
     source.pixels = read_bytes(pil_fixtures() / source_file);
-    const Image resized = effcam::resize_lanczos(source, out_w, out_h);
+    const Image resized = imaging::resize_lanczos(source, out_w, out_h);
     CHECK(resized.width == out_w);
     CHECK(resized.height == out_h);
     CHECK(resized.channels == source.channels);
@@ -164,24 +165,24 @@ TEST_CASE("resize edge cases") {
   std::mt19937 rng(7);
   for (int i = 0; i < 5 * 4 * 3; ++i) image.pixels.push_back(uint8_t(rng()));
   SUBCASE("same size is an identical copy") {
-    CHECK(effcam::resize_lanczos(image, 5, 4).pixels == image.pixels);
+    CHECK(imaging::resize_lanczos(image, 5, 4).pixels == image.pixels);
   }
   SUBCASE("a flat image stays flat, whatever the size") {
     Image flat{7, 3, 1, std::vector<uint8_t>(21, 200)};
-    const Image up = effcam::resize_lanczos(flat, 50, 41);
+    const Image up = imaging::resize_lanczos(flat, 50, 41);
     CHECK(std::all_of(up.pixels.begin(), up.pixels.end(), [](uint8_t v) { return v == 200; }));
-    const Image down = effcam::resize_lanczos(flat, 2, 1);
+    const Image down = imaging::resize_lanczos(flat, 2, 1);
     CHECK(std::all_of(down.pixels.begin(), down.pixels.end(), [](uint8_t v) { return v == 200; }));
   }
   SUBCASE("bad sizes are refused") {
-    CHECK_THROWS_AS(effcam::resize_lanczos(image, 0, 4), effcam::Error);
-    CHECK_THROWS_AS(effcam::resize_lanczos(image, 100000, 100000), effcam::Error);
+    CHECK_THROWS_AS(imaging::resize_lanczos(image, 0, 4), effcam::Error);
+    CHECK_THROWS_AS(imaging::resize_lanczos(image, 100000, 100000), effcam::Error);
     Image inconsistent = image;
     inconsistent.pixels.pop_back();
-    CHECK_THROWS_AS(effcam::resize_lanczos(inconsistent, 3, 3), effcam::Error);
+    CHECK_THROWS_AS(imaging::resize_lanczos(inconsistent, 3, 3), effcam::Error);
   }
   SUBCASE("to_float_hwc keeps the raw 0..255 values in order") {
-    const std::vector<float> floats = effcam::to_float_hwc(image);
+    const std::vector<float> floats = imaging::to_float_hwc(image);
     REQUIRE(floats.size() == image.pixels.size());
     for (size_t i = 0; i < floats.size(); ++i) CHECK(floats[i] == float(image.pixels[i]));
   }
@@ -209,7 +210,7 @@ TEST_CASE("hostile and broken inputs are refused with a one-line error") {
   SUBCASE("a PNG whose pixel stream inflates far beyond its declared size (deflate bomb)") {
     // PIL decodes the rows the image needs and ignores the rest; so does effcam, without inflating the rest.
     const auto start = std::chrono::steady_clock::now();
-    const Image image = effcam::decode_image(read_bytes(pil_fixtures() / "bomb.png"), 3, "bomb");
+    const Image image = imaging::decode_image(read_bytes(pil_fixtures() / "bomb.png"), 3, "bomb");
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(500));
     CHECK(image.width == 100);
     CHECK(std::all_of(image.pixels.begin(), image.pixels.end(), [](uint8_t v) { return v == 0; }));
@@ -217,10 +218,10 @@ TEST_CASE("hostile and broken inputs are refused with a one-line error") {
   SUBCASE("zero width") { check_refused(png_with_header(0, 16), "zero width or height"); }
   SUBCASE("header only, no pixel data") { check_refused(png_with_header(16, 16), "truncated"); }
   SUBCASE("wanted channels other than 1 or 3") {
-    CHECK_THROWS_AS(effcam::decode_image(png_with_header(16, 16), 4, "crafted"), effcam::Error);
+    CHECK_THROWS_AS(imaging::decode_image(png_with_header(16, 16), 4, "crafted"), effcam::Error);
   }
   SUBCASE("missing file") {
-    CHECK_THROWS_WITH_AS(effcam::load_image("/nonexistent/photo.png", 3),
+    CHECK_THROWS_WITH_AS(imaging::load_image("/nonexistent/photo.png", 3),
                          doctest::Contains("/nonexistent/photo.png"), effcam::Error);
   }
   SUBCASE("truncated PNG, JPEG, BMP and GIF") {
@@ -292,15 +293,16 @@ TEST_CASE("load_model_image equals PIL's open + [draft] + [exif_transpose] + con
     const auto& c = cases[k];
     REQUIRE(c.size() == 9);
     INFO(c[0] << " at " << c[1] << "x" << c[2] << "x" << c[3] << " exif " << c[4] << " fast " << c[5]);
-    effcam::DecodeOptions options;
+    imaging::DecodeOptions options;
     options.apply_exif_orientation = c[4] == "1";
     options.fast_jpeg_dct = c[5] == "1";
     const fs::path path = pil_suite() / c[0];
     // Half the cases from the file, half from memory: the two inputs of every decoder.
     const std::vector<uint8_t> bytes = index % 2 ? read_bytes(path) : std::vector<uint8_t>{};
-    const effcam::ImageSource source =
-        index++ % 2 ? effcam::ImageSource::memory(bytes, c[0]) : effcam::ImageSource::file(path.string());
-    const effcam::ModelImage got = effcam::load_model_image(source, to_u32(c[1]), to_u32(c[2]), to_u32(c[3]), options);
+    const imaging::ImageSource source =
+        index++ % 2 ? imaging::ImageSource::memory(bytes, c[0]) : imaging::ImageSource::file(path.string());
+    const imaging::ModelImage got =
+        imaging::load_model_image(source, to_u32(c[1]), to_u32(c[2]), to_u32(c[3]), options);
     CHECK(got.original_width == to_u32(c[6]));
     CHECK(got.original_height == to_u32(c[7]));
     CHECK(got.image.width == to_u32(c[1]));
@@ -309,7 +311,7 @@ TEST_CASE("load_model_image equals PIL's open + [draft] + [exif_transpose] + con
     CHECK_MESSAGE(d.max == 0, "mean |diff| " << d.mean << ", max " << d.max);
     if (options.apply_exif_orientation) CHECK(got.applied_orientation == got.exif_orientation);
     if (options.apply_exif_orientation && c[0].find("_exif") != std::string::npos) {
-      CHECK(got.exif_orientation != effcam::Orientation::Normal);
+      CHECK(got.exif_orientation != imaging::Orientation::Normal);
     }
   }
 }
@@ -321,11 +323,11 @@ TEST_CASE("what PIL refuses is refused with one line naming the problem (ErrorCo
     INFO(c[0] << ": expecting '" << words << "'");
     const fs::path path = pil_suite() / c[0];
     const std::vector<uint8_t> bytes = read_bytes(path);
-    for (const effcam::ImageSource& source :
-         {effcam::ImageSource::file(path.string()), effcam::ImageSource::memory(bytes, c[0])}) {
+    for (const imaging::ImageSource& source :
+         {imaging::ImageSource::file(path.string()), imaging::ImageSource::memory(bytes, c[0])}) {
       const auto start = std::chrono::steady_clock::now();
       try {
-        effcam::load_model_image(source, 224, 224, 3);
+        imaging::load_model_image(source, 224, 224, 3);
         FAIL("decoded");
       } catch (const effcam::Error& e) {
         const std::string message = e.what();
@@ -354,7 +356,7 @@ TEST_CASE("damaged files: one line or a decode, never a crash; truncation refuse
       ~Elapsed() { CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(kSanitized ? 5 : 1)); }
     } elapsed{start};
     try {
-      const effcam::ModelImage got = effcam::load_model_image(effcam::ImageSource::memory(bytes, c[0]), 224, 224, 3);
+      const imaging::ModelImage got = imaging::load_model_image(imaging::ImageSource::memory(bytes, c[0]), 224, 224, 3);
       CHECK(got.image.pixels.size() == size_t{224} * 224 * 3);
       // A cut file PIL refuses is refused (PIL raises "image file is truncated"; so does effcam).
       if (c[0].find(".cut") != std::string::npos) CHECK(pil_decodes);
@@ -372,15 +374,18 @@ TEST_CASE("damaged files: one line or a decode, never a crash; truncation refuse
 }
 
 TEST_CASE("write_overlay and write_heatmap stream the original-size pictures bit for bit") {
-  effcam::CamMap cam;
+  imaging::CamMap cam;
   cam.height = 3;
   cam.width = 4;
   cam.normalized = {0.0f, 0.2f, 0.4f, 0.3f, 0.1f, 1.0f, 0.8f, 0.2f, 0.0f, 0.5f, 0.6f, 0.1f};
   const fs::path out = effcam::test::testdata_dir() / "image-overlays";
   fs::create_directories(out);
   SUBCASE("heatmap") {
-    effcam::write_heatmap(cam, 333, 251, (out / "heat.png").string());
-    CHECK(effcam::load_image((out / "heat.png").string(), 3).pixels == effcam::render_heatmap(cam, 333, 251).pixels);
+    imaging::write_heatmap(cam, 333, 251, (out / "heat.png").string());
+    const Image expected = imaging::render_heatmap(cam, 333, 251);
+    CHECK(imaging::load_image((out / "heat.png").string(), 3).pixels == expected.pixels);
+    CHECK(imaging::encode_heatmap(cam, 333, 251, imaging::Encoding::Jpeg) ==
+          imaging::encode_image(expected, imaging::Encoding::Jpeg));
   }
   // (file, channels, apply EXIF): no orientation, a mirror (streamed), a rotation (decoded whole), gray, PNG.
   struct Case {
@@ -396,20 +401,23 @@ TEST_CASE("write_overlay and write_heatmap stream the original-size pictures bit
     const uint32_t channels = c.channels;
     const bool exif = c.exif;
     INFO(file << " channels " << channels << " exif " << exif);
-    effcam::DecodeOptions options;
+    imaging::DecodeOptions options;
     options.apply_exif_orientation = exif;
-    const effcam::ImageSource source = effcam::ImageSource::file((pil_suite() / file).string());
-    const Image picture = effcam::decode_full_size(source, channels, options);
+    const imaging::ImageSource source = imaging::ImageSource::file((pil_suite() / file).string());
+    const Image picture = imaging::decode_full_size(source, channels, options);
     const Image expected =
-        effcam::blend_overlay(picture, effcam::render_heatmap(cam, picture.width, picture.height), 0.4f);
-    effcam::write_overlay(source, channels, options, cam, (out / "overlay.png").string(), 0.4f);
-    const Image written = effcam::load_image((out / "overlay.png").string(), 3);
+        imaging::blend_overlay(picture, imaging::render_heatmap(cam, picture.width, picture.height), 0.4f);
+    imaging::write_overlay(source, channels, options, cam, (out / "overlay.png").string(), 0.4f);
+    const Image written = imaging::load_image((out / "overlay.png").string(), 3);
     CHECK(written.width == expected.width);
     CHECK(written.height == expected.height);
     CHECK(written.pixels == expected.pixels);
+    // In memory: the same bytes as encode_image of the whole-image result.
+    CHECK(imaging::encode_overlay(source, channels, options, cam, imaging::Encoding::Png) ==
+          imaging::encode_image(expected, imaging::Encoding::Png));
     // JPEG: the same pixels through the same encoder give the same file.
-    effcam::write_overlay(source, channels, options, cam, (out / "overlay.jpg").string(), 0.4f);
-    effcam::write_image(expected, (out / "expected.jpg").string());
+    imaging::write_overlay(source, channels, options, cam, (out / "overlay.jpg").string(), 0.4f);
+    imaging::write_image(expected, (out / "expected.jpg").string());
     CHECK(read_bytes(out / "overlay.jpg") == read_bytes(out / "expected.jpg"));
   }
 }
