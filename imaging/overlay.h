@@ -32,13 +32,33 @@ Image render_heatmap(const CamMap& cam, uint32_t out_w, uint32_t out_h);
 Image blend_overlay(const Image& image_rgb, const Image& heatmap_rgb, float alpha = 0.4f);
 
 enum class Encoding { Png, Jpeg };
-// The image as a PNG or JPEG file's bytes (stb_image_write; JPEG at jpeg_quality 1..100). Throws effcam::Error on an
-// invalid image or one too large for the format (JPEG: 65535 per side).
+// The image as a PNG or JPEG file's bytes (libpng; libjpeg-turbo at jpeg_quality 1..100, 4:2:0 chroma). Throws
+// effcam::Error on an invalid image or one too large for the format (JPEG: 65535 per side).
 std::vector<uint8_t> encode_image(const Image& image, Encoding encoding, int jpeg_quality = 90);
 
-// encode_image as PNG, or JPEG at quality 90, chosen by the extension (.png, .jpg, .jpeg, any case), written through
-// a temporary file beside `path` and renamed over it, so a failed write leaves no partial image behind.
-// Throws effcam::Error naming the path on an unknown extension, an invalid image or any I/O failure.
+// PNG (libpng), or JPEG at quality 90 with 4:2:0 chroma (libjpeg-turbo), chosen by the extension (.png, .jpg,
+// .jpeg, any case), encoded a row at a time into a temporary file beside `path`, then renamed over it, so a failed
+// write leaves no partial image behind. Throws effcam::Error naming the path on an unknown extension, an invalid
+// image or any I/O failure (ErrorCode::Io).
 void write_image(const Image& image, const std::string& path);
+
+// write_image(render_heatmap(cam, width, height), path), row by row: the full-size heatmap never exists.
+void write_heatmap(const CamMap& cam, uint32_t width, uint32_t height, const std::string& path);
+// encode_image(render_heatmap(cam, width, height), encoding, jpeg_quality), encoded row by row.
+std::vector<uint8_t> encode_heatmap(const CamMap& cam, uint32_t width, uint32_t height, Encoding encoding,
+                                    int jpeg_quality = 90);
+
+// write_image(blend_overlay(decode_full_size(source, channels, options), render_heatmap(cam, W, H), alpha), path)
+// for the picture's original (oriented) size W x H, bit for bit, without the full-size images: the picture is
+// decoded twice (the blend's global minimum and maximum, then the rows to blend and encode), the heatmap computed
+// and the overlay encoded a row at a time. Memory: a few rows, plus the decoder's own state (see load_model_image);
+// only an applied EXIF orientation that moves rows (3 to 8) decodes the picture whole (W x H x channels bytes).
+// Throws effcam::Error as load_model_image and write_image do.
+void write_overlay(const ImageSource& source, uint32_t channels, const DecodeOptions& options, const CamMap& cam,
+                   const std::string& path, float alpha = 0.4f);
+// The same overlay as a file's bytes in memory (encode_image's format): rows are encoded as they are blended, so
+// memory is the compressed file plus write_overlay's.
+std::vector<uint8_t> encode_overlay(const ImageSource& source, uint32_t channels, const DecodeOptions& options,
+                                    const CamMap& cam, Encoding encoding, int jpeg_quality = 90, float alpha = 0.4f);
 
 }  // namespace effcam::imaging

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the clang tree with ASan + UBSan and the libFuzzer targets (scripts/build.sh sanitize, build-sanitize/) and
-# runs both targets at once (one core each), each from a seed corpus:
+# runs the targets at once, each from a seed corpus:
 #   fuzz_model_file    the .effcam loader, SECONDS (default 60), seeds: small valid .effcam files
 #   fuzz_keras_config  the Keras config.json path of effcam-convert, SECONDS, seeds: the configs of the
 #                      bundled model and of ../shared/fixtures/keras-real when present
+#   fuzz_image         the image decoders and the streaming resize, SECONDS, seeds: small files of every format
+#                      (tests/fuzz/make_image_seeds.py)
 # Exits non-zero on any finding.    usage: scripts/fuzz.sh [SECONDS]
 set -euo pipefail
 
@@ -14,7 +16,8 @@ build="${root}/build-sanitize"
 mkdir -p "${build}/fuzz-artifacts"
 
 corpora="${build}/fuzz-corpus"
-mkdir -p "${corpora}/model_file" "${corpora}/keras_config"
+mkdir -p "${corpora}/model_file" "${corpora}/keras_config" "${corpora}/image"
+/usr/bin/python3 "${root}/tests/fuzz/make_image_seeds.py" "${corpora}/image"
 "${build}/tests/fuzz_make_seed" "${corpora}/model_file"
 /usr/bin/python3 - "${corpora}/keras_config" "${root}"/models/*/*.keras "${root}"/../shared/fixtures/keras-real/*.keras <<'PY'
 import os, sys, zipfile
@@ -34,9 +37,10 @@ start() {  # start TARGET SECONDS MAX_LEN: in the background, its output in fuzz
 }
 start fuzz_model_file "${seconds}" 16384
 start fuzz_keras_config "${seconds}" 262144
+start fuzz_image "${seconds}" 65536
 
 failed=0
-for target in fuzz_model_file fuzz_keras_config; do
+for target in fuzz_model_file fuzz_keras_config fuzz_image; do
   status=0
   wait "${pids[${target}]}" || status=$?
   echo "=== ${target}: exit status ${status}"

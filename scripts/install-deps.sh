@@ -5,7 +5,9 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libxsimd-dev xtl-dev libstb-dev doctest-dev            # ops (xsimd needs xtl's CMake target), imaging, tests
-  libhdf5-dev libzip-dev nlohmann-json3-dev zlib1g-dev    # converter; zlib also bounds PNG inflation
+  libjpeg62-turbo-dev libpng-dev libwebp-dev              # image decoding as Debian's PIL decodes (imaging/)
+  libjpeg-turbo-progs libturbojpeg0 python3-scipy         # tests/image: cjpeg, TurboJPEG (YCCK), scipy's photos
+  libhdf5-dev libzip-dev nlohmann-json3-dev zlib1g-dev    # converter
   zipcmp zipmerge ziptool                                 # required by libzip's CMake package config
   clang libclang-rt-14-dev                                # libFuzzer and sanitizer runtimes
   python3 python3-numpy python3-h5py python3-pil python3-torch python3-matplotlib  # test models, references

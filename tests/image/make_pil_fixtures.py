@@ -5,11 +5,12 @@ Usage: make_pil_fixtures.py OUT_DIR [EXTRA_IMAGE...]
 
 OUT_DIR receives source images of several kinds, PIL's decode+convert of each and PIL's LANCZOS resizes, as raw
 uint8 HWC files, plus manifest.txt with one case per line:
-  decode SOURCE CHANNELS WIDTH HEIGHT EXPECTED_RAW LOSSY(0|1)
+  decode SOURCE CHANNELS WIDTH HEIGHT EXPECTED_RAW
   resize SOURCE_RAW IN_W IN_H CHANNELS OUT_W OUT_H EXPECTED_RAW
 EXTRA_IMAGEs (e.g. the real samples in shared/) get decode cases and resizes to two sizes, in place.
-The C++ test recomputes every case and compares with these answers.
+The C++ test recomputes every case and compares with these answers. A .stamp file skips regeneration when current.
 """
+import hashlib
 import io
 import struct
 import sys
@@ -53,14 +54,14 @@ def png_bytes(width, height, bit_depth, color_type, pixels, interlaced=False, ra
 
 
 def write_sources(out):
-    """name -> lossy flag, for every source image written."""
+    """The names of the source images written."""
     rgb = scene(640, 480, 1)
     small = scene(100, 80, 2)
-    sources = {}
+    sources = []
 
-    def save(name, image, lossy=False, **options):
+    def save(name, image, **options):
         image.save(out / name, **options)
-        sources[name] = lossy
+        sources.append(name)
 
     save("rgb.png", Image.fromarray(rgb, "RGB"))
     save("small.png", Image.fromarray(small, "RGB"))
@@ -76,9 +77,9 @@ def write_sources(out):
     save("rgba.bmp", Image.fromarray(np.dstack([rgb, alpha]), "RGBA"))
     save("rgb_trns.gif", Image.fromarray(rgb, "RGB").quantize(colors=64), transparency=5)
     save("rgb.gif", Image.fromarray(rgb, "RGB").quantize(colors=256))
-    save("rgb.jpg", Image.fromarray(rgb, "RGB"), lossy=True, quality=90)
-    save("rgb444.jpg", Image.fromarray(rgb, "RGB"), lossy=True, quality=95, subsampling=0)
-    save("gray.jpg", Image.fromarray(rgb[..., 1], "L"), lossy=True, quality=90)
+    save("rgb.jpg", Image.fromarray(rgb, "RGB"), quality=90)
+    save("rgb444.jpg", Image.fromarray(rgb, "RGB"), quality=95, subsampling=0)
+    save("gray.jpg", Image.fromarray(rgb[..., 1], "L"), quality=90)
 
     rng = np.random.default_rng(4)
     # Values on both sides of 255: PIL clips 16-bit grayscale, and keeps the high byte of 16-bit colour.
@@ -92,7 +93,7 @@ def write_sources(out):
     }
     for name, data in handmade.items():
         (out / name).write_bytes(data)
-        sources[name] = False
+        sources.append(name)
     # Not a source: 100x100 RGB whose stream inflates to 64 MiB (the image needs 30100 bytes).
     (out / "bomb.png").write_bytes(png_bytes(100, 100, 8, 2, None, raw=bytes(64 << 20)))
     return sources
@@ -117,23 +118,27 @@ RESIZES = [  # (source, out_w, out_h)
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
-    sources = {name: (out / name, lossy) for name, lossy in write_sources(out).items()}
+    # Skipped when this script and its arguments are those of the last run (the files are then current).
+    stamp = out / ".stamp"
+    digest = hashlib.sha256(Path(__file__).read_bytes() + "\0".join(sys.argv[2:]).encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    sources = {name: out / name for name in write_sources(out)}
     resizes = list(RESIZES)
     for extra in map(Path, sys.argv[2:]):
         name = "extra_" + extra.name
-        with Image.open(extra) as image:
-            sources[name] = (extra.resolve(), image.format == "JPEG")
+        sources[name] = extra.resolve()
         resizes += [(name, 300, 300), (name, 160, 171)]
     lines = []
-    for name, (path, lossy) in sources.items():
+    for name, path in sources.items():
         for channels, mode in CONVERT_MODES.items():
             with Image.open(path) as image:
                 converted = image.convert(mode)
             expected = f"{name}.{mode}.raw"
             (out / expected).write_bytes(np.asarray(converted).tobytes())
-            lines.append(f"decode {path} {channels} {converted.width} {converted.height} {expected} {int(lossy)}")
+            lines.append(f"decode {path} {channels} {converted.width} {converted.height} {expected}")
     for name, out_w, out_h in resizes:
-        with Image.open(sources[name][0]) as image:
+        with Image.open(sources[name]) as image:
             source = image.convert("L" if image.mode == "L" else "RGB")
         channels = 1 if source.mode == "L" else 3
         source_raw = f"{name}.{source.mode}.raw"
@@ -142,6 +147,7 @@ def main():
         (out / expected).write_bytes(np.asarray(resized).tobytes())
         lines.append(f"resize {source_raw} {source.width} {source.height} {channels} {out_w} {out_h} {expected}")
     (out / "manifest.txt").write_text("\n".join(lines) + "\n")
+    stamp.write_text(digest)
 
 
 if __name__ == "__main__":
