@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <numeric>
+#include <optional>
 
 #include "api/state.h"
 #include "base/file_io.h"
@@ -22,25 +23,81 @@ double ms_since(Clock::time_point start) {
 }
 
 // Errors while reading the image are the image's (Image) unless the reader said otherwise (Io).
-imaging::Image decode(const ImageSource& source, uint32_t channels) {
+template <class Read>
+auto reading_image(Read read) {
   try {
-    switch (source.kind()) {
-      case ImageSource::Kind::File: return imaging::load_image(source.name(), channels);
-      case ImageSource::Kind::Encoded: return imaging::decode_image(source.bytes(), channels, source.name());
-      case ImageSource::Kind::Pixels:
-        return imaging::from_pixels(source.bytes().data(), source.width(), source.height(), source.channels(),
-                                    source.row_stride(), source.pixel_stride(), source.channel_stride(), channels);
-    }
+    return read();
   } catch (const Error& e) {
     if (e.code() != ErrorCode::InvalidArgument) throw;
     throw Error(e.what(), ErrorCode::Image);
   }
-  throw Error("unknown image source", ErrorCode::Internal);
+}
+
+// The model's input from any source; encoded files are decoded and resized a row at a time
+// (imaging::load_model_image), raw pixels are converted and resized whole (the caller holds them anyway).
+struct Input {
+  imaging::Image model_image;
+  std::optional<imaging::Image> pixels;       // raw pixels in the model's channels, for original-size pictures
+  std::optional<imaging::ImageSource> encoded;  // the encoded file, decoded again for original-size pictures
+  uint32_t width = 0, height = 0;             // the image before resizing
+};
+
+Input read_input(const ImageSource& source, const Model& model) {
+  Input input;
+  const uint32_t w = model.input_width(), h = model.input_height(), c = model.input_channels();
+  if (source.kind() == ImageSource::Kind::Pixels) {
+    input.pixels = reading_image([&] {
+      return imaging::from_pixels(source.bytes().data(), source.width(), source.height(), source.channels(),
+                                  source.row_stride(), source.pixel_stride(), source.channel_stride(), c);
+    });
+    input.width = input.pixels->width;
+    input.height = input.pixels->height;
+    input.model_image = input.width == w && input.height == h ? *input.pixels : imaging::resize_lanczos(*input.pixels, w, h);
+    return input;
+  }
+  input.encoded = source.kind() == ImageSource::Kind::File ? imaging::ImageSource::file(source.name())
+                                                           : imaging::ImageSource::memory(source.bytes(), source.name());
+  imaging::ModelImage decoded = reading_image([&] { return imaging::load_model_image(*input.encoded, w, h, c); });
+  input.model_image = std::move(decoded.image);
+  input.width = decoded.original_width;
+  input.height = decoded.original_height;
+  return input;
+}
+
+imaging::Encoding encoding_of(ImageFormat format) {
+  return format == ImageFormat::Jpeg ? imaging::Encoding::Jpeg : imaging::Encoding::Png;
 }
 
 EncodedImage encode(const imaging::Image& image, ImageFormat format, int jpeg_quality) {
-  const imaging::Encoding encoding = format == ImageFormat::Jpeg ? imaging::Encoding::Jpeg : imaging::Encoding::Png;
-  return {format, image.width, image.height, imaging::encode_image(image, encoding, jpeg_quality)};
+  return {format, image.width, image.height, imaging::encode_image(image, encoding_of(format), jpeg_quality)};
+}
+
+// The heatmap and overlay at the model's size, or at the image's own: from raw pixels in memory, or streamed from
+// the encoded file again so that the full-size picture is never held.
+void render(Prediction& prediction, const imaging::CamMap& map, const Input& input, const PredictOptions& options,
+            uint32_t channels) {
+  const bool original = options.render_size == RenderSize::Original;
+  if (original && input.encoded) {
+    if (options.heatmap != ImageFormat::None) {
+      prediction.heatmap = EncodedImage{options.heatmap, input.width, input.height,
+                                        imaging::encode_heatmap(map, input.width, input.height,
+                                                                encoding_of(options.heatmap), options.jpeg_quality)};
+    }
+    if (options.overlay != ImageFormat::None) {
+      prediction.overlay = EncodedImage{
+          options.overlay, input.width, input.height,
+          imaging::encode_overlay(*input.encoded, channels, {}, map, encoding_of(options.overlay),
+                                  options.jpeg_quality, options.overlay_alpha)};
+    }
+    return;
+  }
+  const imaging::Image& base = original ? *input.pixels : input.model_image;
+  const imaging::Image heatmap = imaging::render_heatmap(map, base.width, base.height);
+  if (options.heatmap != ImageFormat::None) prediction.heatmap = encode(heatmap, options.heatmap, options.jpeg_quality);
+  if (options.overlay != ImageFormat::None) {
+    prediction.overlay =
+        encode(imaging::blend_overlay(base, heatmap, options.overlay_alpha), options.overlay, options.jpeg_quality);
+  }
 }
 
 void check_options(const PredictOptions& options, const Model& model) {
@@ -204,16 +261,12 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
   prediction.input_width = model.input_width();
 
   const Clock::time_point start = Clock::now();
-  const imaging::Image image = decode(source, model.input_channels());
-  prediction.image_height = image.height;
-  prediction.image_width = image.width;
+  const Input input = read_input(source, model);  // decoded and resized together
+  prediction.image_height = input.height;
+  prediction.image_width = input.width;
   prediction.timing.decode_ms = ms_since(start);
   const Clock::time_point preprocess_start = Clock::now();
-  const bool model_size = image.width == model.input_width() && image.height == model.input_height();
-  const imaging::Image resized =
-      model_size ? imaging::Image{} : imaging::resize_lanczos(image, model.input_width(), model.input_height());
-  const imaging::Image& model_image = model_size ? image : resized;
-  session.set_input(model_image.pixels);
+  session.set_input(input.model_image.pixels);
   prediction.timing.preprocess_ms = ms_since(preprocess_start);
   const Clock::time_point forward_start = Clock::now();
   session.run();
@@ -242,13 +295,7 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
                                                explanation.shape.c);
     prediction.timing.cam_ms = ms_since(cam_start);
     if (options.overlay != ImageFormat::None || options.heatmap != ImageFormat::None) {
-      const imaging::Image& base = options.render_size == RenderSize::Original ? image : model_image;
-      const imaging::Image heatmap = imaging::render_heatmap(map, base.width, base.height);
-      if (options.heatmap != ImageFormat::None) prediction.heatmap = encode(heatmap, options.heatmap, options.jpeg_quality);
-      if (options.overlay != ImageFormat::None) {
-        prediction.overlay =
-            encode(imaging::blend_overlay(base, heatmap, options.overlay_alpha), options.overlay, options.jpeg_quality);
-      }
+      render(prediction, map, input, options, model.input_channels());
     }
     CamResult& cam = prediction.cam.emplace();
     cam.method = options.cam;
