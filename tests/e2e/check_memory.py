@@ -79,6 +79,21 @@ def cam():
     t.check(arena <= ARENA_OVER_BOUND * interior["arena_lower_bound_bytes"], "interior arena within 1.15x its bound")
 
 
+def photos():
+    """Phone photos (a 4032x3024 JPEG, the same as PNG, a 6000x8000 JPEG) predicted and explained with an overlay:
+    the same 64 MiB as a 300x300 image, since they are decoded and resized a row at a time."""
+    sys.path.insert(0, os.path.join(t.SOURCE_DIR, "tests", "image"))
+    from large_images import make_large_images
+    model = s_model()
+    out = os.path.join(t.TESTDATA, "memory_photos")
+    os.makedirs(out, exist_ok=True)
+    for name, path in make_large_images(os.path.join(t.TESTDATA, "image-large")).items():
+        result = t.predict(model, [path], extra=["--cam", "gradcam", "--overlay", os.path.join(out, "{name}.png")])[0]
+        rss = result["peak_rss_bytes"]
+        print(f"  {name}: peak RSS {rss} bytes ({rss / MIB:.1f} MiB) with Grad-CAM and an overlay")
+        t.check(rss <= PEAK_BUDGET, f"{name}: peak RSS {rss / MIB:.1f} MiB <= {PEAK_BUDGET / MIB:.0f} MiB")
+
+
 def faults():
     image = t.test_images(300, 300, 1)
     model = s_model()
@@ -95,7 +110,7 @@ def faults():
 
 
 def main():
-    t.main({"peak": peak, "flat": flat, "cam": cam, "faults": faults}, __doc__)
+    t.main({"peak": peak, "flat": flat, "cam": cam, "photos": photos, "faults": faults}, __doc__)
 
 
 if __name__ == "__main__":
