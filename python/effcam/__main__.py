@@ -86,7 +86,7 @@ def _convert(args):
         except ValueError:  # int() of a part that is not a number
             raise effcam.ValueError(f"--input-size must be H,W, got '{args.input_size}'") from None
     report = effcam.convert(args.input, args.output, args.dtype, args.labels, input_size)
-    print(report)
+    sys.stdout.write(str(report))  # effcam-convert's lines, each ending in a newline
     return 0
 
 

@@ -21,3 +21,7 @@ class FormatError(Error):
 
 class ImageError(Error):
     """An image that cannot be decoded: not an image, truncated, corrupt, or over the size limits."""
+
+
+for _error in (Error, ValueError, FileError, FormatError, ImageError):
+    _error.__module__ = "effcam"  # tracebacks say effcam.ImageError, where users catch it

@@ -85,8 +85,8 @@ def test_bad_arrays_raise_value_error(model):
         "int16": np.zeros((8, 8, 3), np.int16),
         "int8": np.zeros((8, 8, 3), np.int8),
         "bool": np.zeros((8, 8, 3), bool),
-        "2 channels": np.zeros((8, 8, 2), np.uint8),
         "5 channels": np.zeros((8, 8, 5), np.uint8),
+        "7 channels": np.zeros((8, 8, 7), np.uint8),
         "1-D": np.zeros(64, np.uint8),
         "4-D": np.zeros((1, 8, 8, 3), np.uint8),
         "0x0": np.zeros((0, 0, 3), np.uint8),
@@ -98,7 +98,7 @@ def test_bad_arrays_raise_value_error(model):
     for name, array in cases.items():
         with pytest.raises(effcam.ValueError) as error:
             model.predict(array)
-        _one_line(error)
+        assert name and _one_line(error)
     # 60000 x 60000 pixels over a 3-byte buffer (zero strides): refused by its size, nothing allocated.
     with pytest.raises(effcam.Error) as error:
         model.predict(huge)
@@ -115,6 +115,13 @@ def test_tiny_images_are_valid(model, tmp_path):
         prediction = model.predict(image)
         assert prediction.probabilities.shape == (len(model.labels),)
         assert abs(float(prediction.probabilities.sum()) - 1.0) < 1e-3
+
+
+def test_two_channels_are_gray_and_alpha_as_in_pil(model):
+    gray_alpha = np.dstack([np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, np.full((8, 8), 90, np.uint8)])
+    ours = model.predict(gray_alpha).probabilities
+    pil = model.predict(Image.fromarray(gray_alpha, "LA")).probabilities
+    assert ours.tobytes() == pil.tobytes()
 
 
 def test_wrong_types_raise_type_error(model):
@@ -201,7 +208,7 @@ def test_a_closed_model_raises(sample_bytes):
 def test_many_threads_at_once_and_a_close_under_them(sample_bytes):
     model = effcam.Model(converted("food101"), sessions=2)
     expected = model.predict(sample_bytes).probabilities.copy()
-    inputs = [sample_bytes, np.random.RandomState(1).bytes(100), np.zeros((4, 4, 2), np.uint8), sample_bytes]
+    inputs = [sample_bytes, np.random.RandomState(1).bytes(100), np.zeros((4, 4, 5), np.uint8), sample_bytes]
     outcomes, lock = [], threading.Lock()
     start = threading.Barrier(12)
 

@@ -31,7 +31,8 @@ def _stub_classes():
 
 
 def _public(cls):
-    inherited = set(dir(tuple)) if issubclass(cls, tuple) else set(dir(object))
+    fields = set(getattr(cls, "_fields", ()))  # a NamedTuple's fields (one is called index, like tuple.index)
+    inherited = (set(dir(tuple)) if issubclass(cls, tuple) else set(dir(object))) - fields
     return {name for name in dir(cls) if not name.startswith("_") and name not in inherited and
             name not in ("args", "with_traceback", "add_note", "errno", "strerror", "filename", "filename2",
                          "characters_written")}
