@@ -1,4 +1,4 @@
-"""Builds effcam._effcam with the project's CMake (the parent folder) and puts it in the package.
+"""Builds effcam._effcam and effcam._convert with the project's CMake (the parent folder) into the package.
 
 Environment:
   EFFCAM_BUILD_DIR  an existing CMake build tree of the project to build the module in (e.g. ../build); default: a
@@ -6,6 +6,7 @@ Environment:
   EFFCAM_CMAKE_ARGS extra arguments for the configure step
 """
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -29,13 +30,22 @@ class CMakeBuild(build_ext):
                          f"-DPython_EXECUTABLE={sys.executable}"]
             subprocess.run(configure + shlex.split(os.environ.get("EFFCAM_CMAKE_ARGS", "")), check=True)
         jobs = str(self.parallel or os.cpu_count() or 1)
-        subprocess.run(["cmake", "--build", str(build_dir), "--target", "_effcam", "-j", jobs], check=True)
-        built = next((build_dir / "python" / "effcam").glob("_effcam*.so"), None)
+        target = ext.name.split(".")[-1]  # the CMake target is the module's name
+        subprocess.run(["cmake", "--build", str(build_dir), "--target", target, "-j", jobs], check=True)
+        built = next((build_dir / "python" / "effcam").glob(f"{target}.*.so"), None)
         if built is None:
-            raise RuntimeError(f"the CMake build in {build_dir} produced no _effcam module")
-        target = Path(self.get_ext_fullpath(ext.name))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(built, target)
+            raise RuntimeError(f"the CMake build in {build_dir} produced no {target} module")
+        installed = Path(self.get_ext_fullpath(ext.name))
+        installed.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, installed)
 
 
-setup(ext_modules=[Extension("effcam._effcam", sources=[])], cmdclass={"build_ext": CMakeBuild})
+def project_version():
+    """project(effcam VERSION x.y.z ...) in the top CMakeLists.txt: one version for the library and the package."""
+    text = (SOURCE_DIR / "CMakeLists.txt").read_text()
+    return re.search(r"project\(effcam\s+VERSION\s+([0-9.]+)", text).group(1)
+
+
+setup(version=project_version(),
+      ext_modules=[Extension("effcam._effcam", sources=[]), Extension("effcam._convert", sources=[])],
+      cmdclass={"build_ext": CMakeBuild})

@@ -14,8 +14,15 @@ from ._errors import Error, FileError, FormatError, ImageError, ValueError  # no
 from . import _effcam
 from ._model import ClassScore, Explanation, LayerInfo, Model, Prediction, convert
 
-ConversionReport = _effcam.ConversionReport
 __version__ = _effcam.version()
+
+
+def __getattr__(name):
+    """effcam.ConversionReport, from the converter's module, loaded on first use (effcam.convert loads it too)."""
+    if name == "ConversionReport":
+        from ._convert import ConversionReport
+        return ConversionReport
+    raise AttributeError(f"module 'effcam' has no attribute {name!r}")
 
 __all__ = ["ClassScore", "ConversionReport", "Error", "Explanation", "FileError", "FormatError", "ImageError",
            "LayerInfo", "Model", "Prediction", "ValueError", "convert", "__version__"]

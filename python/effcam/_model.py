@@ -459,7 +459,8 @@ def convert(input, output, dtype="fp16", labels=None, input_size=None):  # noqa:
         input_size = tuple(int(side) for side in input_size)
         if len(input_size) != 2 or not all(1 <= side < 2**32 for side in input_size):
             raise ValueError(f"input_size must be (height, width), got {input_size!r}")
-    return _effcam.convert(os.fsdecode(os.fspath(input)), os.fsdecode(os.fspath(output)), str(dtype),
+    from . import _convert  # the converter's libraries load on first use, not with effcam
+    return _convert.convert(os.fsdecode(os.fspath(input)), os.fsdecode(os.fspath(output)), str(dtype),
                            [str(label) for label in labels or []], input_size)
 
 

@@ -1,5 +1,6 @@
-// effcam._effcam: the compiled half of the Python package, over the public API (include/effcam) and nothing else.
-// It owns what must not be done in Python: a pool of Predictors shared by threads with the GIL released while they
+// effcam._effcam: the compiled half of the Python package, over the public API (include/effcam) and nothing else
+// (effcam._convert holds convert(), so that importing effcam does not load HDF5 and libzip). It owns what must not
+// be done in Python: a pool of Predictors shared by threads with the GIL released while they
 // decode, run and explain; image sources that point into the caller's buffers (no copy); results whose arrays
 // numpy views without a copy; effcam::Error turned into the package's exception classes (effcam/_errors.py).
 #include <pybind11/numpy.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "effcam/effcam.hpp"
+#include "python/src/errors.h"
 
 namespace py = pybind11;
 
@@ -312,48 +314,11 @@ std::shared_ptr<Result> run(const ModelHandle& handle, const std::string& kind, 
   return result;
 }
 
-// effcam.Error and its subclasses live in effcam/_errors.py (so they can also derive from Python's own ValueError /
-// OSError); the translator looks them up once. Held for the interpreter's life, never released.
-struct ErrorClasses {
-  py::handle base, invalid_argument, io, format, image;
-};
-const ErrorClasses& error_classes() {
-  static const ErrorClasses classes = [] {
-    const py::module_ errors = py::module_::import("effcam._errors");
-    const auto held = [&](const char* name) { return py::object(errors.attr(name)).release(); };
-    return ErrorClasses{held("Error"), held("ValueError"), held("FileError"), held("FormatError"), held("ImageError")};
-  }();
-  return classes;
-}
-
-void raise_error(const effcam::Error& error) {
-  const ErrorClasses& classes = error_classes();
-  py::handle type = classes.base;
-  switch (error.code()) {
-    case effcam::ErrorCode::InvalidArgument: type = classes.invalid_argument; break;
-    case effcam::ErrorCode::Io: type = classes.io; break;
-    case effcam::ErrorCode::Format: type = classes.format; break;
-    case effcam::ErrorCode::Image: type = classes.image; break;
-    case effcam::ErrorCode::OutOfMemory:
-      PyErr_SetString(PyExc_MemoryError, error.what());
-      return;
-    case effcam::ErrorCode::Internal: break;
-  }
-  PyErr_SetString(type.ptr(), error.what());
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_effcam, m) {
   m.doc() = "The compiled part of effcam (private: use the effcam package).";
-  error_classes();  // imported now, so that a broken install fails at import rather than at the first error
-  py::register_exception_translator([](std::exception_ptr thrown) {
-    try {
-      if (thrown) std::rethrow_exception(thrown);
-    } catch (const effcam::Error& error) {
-      raise_error(error);
-    }
-  });
+  effcam_python::translate_errors();
 
   m.def("version", &effcam::version, "The library's version.");
   m.def("error_json", &effcam::error_json, py::arg("image"), py::arg("message"),
@@ -483,46 +448,4 @@ PYBIND11_MODULE(_effcam, m) {
       .def_property_readonly("cam_empty", [](const Result& r) { return cam_of(r).empty; })
       .def_property_readonly("overlay_png", [](const Result& r) { return png_bytes(r.prediction.overlay); })
       .def_property_readonly("heatmap_png", [](const Result& r) { return png_bytes(r.prediction.heatmap); });
-
-  using Report = effcam::ConversionReport;
-  py::class_<Report>(m, "ConversionReport", "What effcam.convert() read and wrote; str() is effcam-convert's summary.")
-      .def_readonly("input", &Report::input, "The Keras file read.")
-      .def_readonly("output", &Report::output, "The .effcam file written.")
-      .def_readonly("source_format", &Report::source_format, "\"keras-zip\" or \"h5\".")
-      .def_readonly("keras_version", &Report::keras_version, "The Keras version the file names (may be empty).")
-      .def_readonly("model_name", &Report::model_name, "The Keras model's name.")
-      .def_readonly("keras_layers", &Report::keras_layers, "Layers in the Keras model.")
-      .def_readonly("ops", &Report::ops, "Fused ops the engine runs.")
-      .def_readonly("keras_parameters", &Report::keras_parameters, "Parameters in the Keras file.")
-      .def_readonly("stored_parameters", &Report::stored_parameters, "Parameters stored (after BatchNorm folding).")
-      .def_property_readonly("input_size", [](const Report& r) { return std::make_pair(r.input_height, r.input_width); },
-                             "(height, width) of the model's input.")
-      .def_readonly("channels", &Report::input_channels, "1 (grayscale) or 3 (RGB).")
-      .def_readonly("classes", &Report::classes, "Number of classes.")
-      .def_readonly("labelled", &Report::labelled, "True when the file carries labels.")
-      .def_property_readonly("dtype", [](const Report& r) { return r.weights == effcam::WeightType::F16 ? "fp16" : "fp32"; },
-                             "\"fp16\" or \"fp32\" weights.")
-      .def_readonly("file_bytes", &Report::file_bytes, "Size of the .effcam file.")
-      .def("__str__", &effcam::format_report)
-      .def("__repr__", [](const Report& r) {
-        return "<effcam.ConversionReport " + r.output + ", " + std::to_string(r.classes) + " classes>";
-      });
-
-  m.def("convert",
-        [](const std::string& input, const std::string& output, const std::string& dtype,
-           std::vector<std::string> labels, std::optional<std::pair<uint32_t, uint32_t>> input_size) {
-          effcam::ConvertOptions options;
-          if (dtype == "fp16") {
-            options.weights = effcam::WeightType::F16;
-          } else if (dtype == "fp32") {
-            options.weights = effcam::WeightType::F32;
-          } else {
-            throw effcam::Error("dtype must be fp16 or fp32, got '" + dtype + "'");
-          }
-          options.labels = std::move(labels);
-          options.input_size = input_size;
-          py::gil_scoped_release release;
-          return effcam::convert(input, output, options);
-        },
-        py::arg("input"), py::arg("output"), py::arg("dtype"), py::arg("labels"), py::arg("input_size"));
 }
