@@ -34,6 +34,9 @@ class LayerInfo(NamedTuple):
     channels: int
 
 
+_PIL_PIXEL_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}  # PIL modes that are 8-bit interleaved channels
+
+
 def _image_source(image, channels):
     """(kind, object, name) for the compiled module: a path, an encoded file in memory, or uint8 pixels."""
     if isinstance(image, (str, os.PathLike)):
@@ -46,18 +49,18 @@ def _image_source(image, channels):
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ValueError(f"image: a numpy array of dtype {image.dtype}; effcam takes uint8 pixels "
-                             "(H x W, or H x W x C with C = 1, 3 or 4)")
+                             "(H x W, or H x W x C with C = 1, 2 (LA), 3 or 4)")
         if any(stride < 0 for stride in image.strides):  # a reversed view: the library reads forward only
             image = np.ascontiguousarray(image)
         return "pixels", image, "<numpy>"
     pil = sys.modules.get("PIL.Image")  # a PIL image exists only if its caller imported PIL
     if pil is not None and isinstance(image, pil.Image):
-        # PIL's own conversion (palette, 16-bit, CMYK...) to what the model takes; RGB / L pass as they are.
-        target = "L" if channels == 1 else "RGB"
-        if image.mode != target:
-            image = image.convert(target)
+        # L, LA, RGB and RGBA go as they are (the library converts them as PIL's convert() does); other modes
+        # (palette, 16-bit, CMYK...) through PIL's own conversion to what the model takes.
+        if image.mode not in _PIL_PIXEL_MODES:
+            image = image.convert("L" if channels == 1 else "RGB")
         pixels = np.frombuffer(image.tobytes(), dtype=np.uint8)
-        return "pixels", pixels.reshape(image.height, image.width, len(target)), "<PIL.Image>"
+        return "pixels", pixels.reshape(image.height, image.width, _PIL_PIXEL_MODES[image.mode]), "<PIL.Image>"
     raise TypeError(f"image: expected a path, bytes, a PIL.Image or a numpy uint8 array, got {type(image).__name__}")
 
 
