@@ -1,16 +1,11 @@
-// effcam-convert: a Keras .keras / .h5 classifier -> one .effcam file.
+// effcam-convert: a Keras .keras / .h5 classifier -> one .effcam file, through the library API's convert().
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "converter/keras_model.h"
-#include "converter/lowering.h"
 #include "apps/cli.h"
-#include "effcam/error.hpp"
-#include "format/graph.h"
-#include "format/model_file.h"
+#include "effcam/effcam.hpp"
 
 namespace {
 
@@ -20,7 +15,7 @@ constexpr const char* kUsage =
 
 struct Arguments {
   std::string input, output, labels_path;
-  effcam::convert::LoweringOptions lowering;
+  effcam::ConvertOptions options;
 };
 
 Arguments parse_arguments(int argc, char** argv) {
@@ -35,9 +30,9 @@ Arguments parse_arguments(int argc, char** argv) {
     if (arg == "--dtype") {
       const std::string dtype = value();
       if (dtype == "fp16") {
-        args.lowering.kernel_dtype = effcam::format::DType::F16;
+        args.options.weights = effcam::WeightType::F16;
       } else if (dtype == "fp32") {
-        args.lowering.kernel_dtype = effcam::format::DType::F32;
+        args.options.weights = effcam::WeightType::F32;
       } else {
         throw effcam::Error("--dtype must be fp16 or fp32, got '" + dtype + "'");
       }
@@ -47,7 +42,7 @@ Arguments parse_arguments(int argc, char** argv) {
       const std::string size = value();
       const size_t comma = size.find(',');
       if (comma == std::string::npos) throw effcam::Error("--input-size wants H,W, got '" + size + "'");
-      args.lowering.input_size = {{effcam::cli::parse_count(arg, size.substr(0, comma), 1, 8192),
+      args.options.input_size = {{effcam::cli::parse_count(arg, size.substr(0, comma), 1, 8192),
                                    effcam::cli::parse_count(arg, size.substr(comma + 1), 1, 8192)}};
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
@@ -81,44 +76,14 @@ std::vector<std::string> read_labels(const std::string& path) {
   return labels;
 }
 
-std::string with_thousands(uint64_t value) {
-  std::string digits = std::to_string(value), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
 }  // namespace
 
 namespace {
 
 int run(const Arguments& args) {
-  effcam::convert::LoweringOptions lowering = args.lowering;
-  if (!args.labels_path.empty()) lowering.labels = read_labels(args.labels_path);
-  const effcam::keras::Model model = effcam::keras::read_model(args.input);
-  effcam::convert::LoweringSummary summary;
-  const effcam::convert::EffcamBuilder builder = effcam::convert::lower(model, lowering, summary);
-
-  // The file must load and form a valid graph before it is written.
-  const std::vector<uint8_t> bytes = builder.serialize();
-  const effcam::ModelFile check = effcam::ModelFile::from_bytes(bytes);
-  effcam::build_graph(check);
-  const uint64_t written = builder.write(args.output);
-
-  const bool fp16 = lowering.kernel_dtype == effcam::format::DType::F16;
-  std::printf("converted %s -> %s\n", args.input.c_str(), args.output.c_str());
-  std::printf("  source      %s, Keras %s, model '%s'\n", model.source_format.c_str(),
-              model.keras_version.empty() ? "(unknown)" : model.keras_version.c_str(), model.name.c_str());
-  std::printf("  layers      %zu Keras layers -> %zu fused ops\n", summary.keras_layers, summary.ops);
-  std::printf("  parameters  %s in Keras, %s stored after folding\n",
-              with_thousands(summary.keras_parameters).c_str(), with_thousands(summary.stored_parameters).c_str());
-  std::printf("  input       %ux%ux%u\n", summary.input_h, summary.input_w, summary.input_c);
-  std::printf("  classes     %u%s\n", summary.classes, lowering.labels.empty() ? " (no labels)" : " (labelled)");
-  std::printf("  file        %s bytes (%s weights, %.3f bytes per Keras parameter)\n",
-              with_thousands(written).c_str(), fp16 ? "fp16" : "fp32",
-              static_cast<double>(written) / static_cast<double>(summary.keras_parameters));
+  effcam::ConvertOptions options = args.options;
+  if (!args.labels_path.empty()) options.labels = read_labels(args.labels_path);
+  std::fputs(effcam::format_report(effcam::convert(args.input, args.output, options)).c_str(), stdout);
   return 0;
 }
 

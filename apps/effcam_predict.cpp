@@ -1,25 +1,14 @@
-// effcam-predict: classify images with a .effcam model.
-#include <algorithm>
-#include <chrono>
+// effcam-predict: classify images with a .effcam model and explain them with Grad-CAM. A client of the library API
+// (include/effcam/effcam.hpp): arguments in, files and printing out.
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
-#include <numeric>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "imaging/cam.h"
 #include "apps/cli.h"
-#include "effcam/error.hpp"
-#include "imaging/image.h"
-#include "engine/model.h"
-#include "imaging/overlay.h"
-#include "base/process_memory.h"
-#include "imaging/resize.h"
-#include "engine/session.h"
-#include "ops/kernels.h"
+#include "effcam/effcam.hpp"
 
 namespace {
 
@@ -29,7 +18,8 @@ constexpr const char* kUsage =
     "         [--cam gradcam|gradcam++|hirescam|xgradcam|layercam|eigencam] [--cam-layer KERAS_LAYER]\n"
     "         [--cam-score logit|prob] [--cam-class INDEX] [--overlay OUT.png|.jpg] [--overlay-size model|original]\n"
     "         [--heatmap OUT.png|.jpg]              {name} in OUT is the image's file name without extension\n"
-    "       effcam-predict --model MODEL.effcam --list-layers\n";
+    "       effcam-predict --model MODEL.effcam --list-layers\n"
+    "environment: EFFCAM_DISPATCH=avx512|avx2|scalar forces a kernel path\n";
 
 struct Arguments {
   std::string model;
@@ -48,6 +38,7 @@ struct Arguments {
   std::optional<uint32_t> cam_class;
   std::string overlay, heatmap;
   bool overlay_original_size = false;
+  std::string dispatch;  // EFFCAM_DISPATCH
 };
 
 // The output path for one image: {name} becomes the image's file stem; with several images and no {name},
@@ -59,6 +50,15 @@ std::string output_path(const std::string& pattern, const std::string& image, si
   if (image_count == 1) return path;
   const std::filesystem::path p(pattern);
   return (p.parent_path() / (p.stem().string() + "_" + stem + p.extension().string())).string();
+}
+
+// PNG or JPEG by the output's extension.
+effcam::ImageFormat picture_format(const std::string& path) {
+  std::string extension = std::filesystem::path(path).extension().string();
+  for (char& ch : extension) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (extension == ".png") return effcam::ImageFormat::Png;
+  if (extension == ".jpg" || extension == ".jpeg") return effcam::ImageFormat::Jpeg;
+  throw effcam::Error("cannot write image '" + path + "': the extension is not .png, .jpg or .jpeg");
 }
 
 Arguments parse_arguments(int argc, char** argv) {
@@ -86,14 +86,13 @@ Arguments parse_arguments(int argc, char** argv) {
     } else if (arg == "--cam") {
       args.cam = true;
       args.cam_method = effcam::parse_cam_method(value());
+      if (args.cam_method == effcam::CamMethod::None) throw effcam::Error("--cam wants a method, not 'none'");
     } else if (arg == "--cam-layer") {
       args.cam = true;
       args.cam_layer = value();
     } else if (arg == "--cam-score") {
       args.cam = true;
-      const std::string score = value();
-      if (score != "logit" && score != "prob") throw effcam::Error("--cam-score must be logit or prob, got '" + score + "'");
-      args.cam_score = score == "logit" ? effcam::CamScore::Logit : effcam::CamScore::Prob;
+      args.cam_score = effcam::parse_cam_score(value());
     } else if (arg == "--cam-class") {
       args.cam = true;
       args.cam_class = effcam::cli::parse_count(arg, value(), 0, (1u << 30) - 1);
@@ -120,170 +119,115 @@ Arguments parse_arguments(int argc, char** argv) {
   if (args.list_layers) return args;
   if (args.images.empty()) throw effcam::Error("no images given");
   if (!args.dump_layers.empty() && !args.json) throw effcam::Error("--dump-layer needs --json");
+  for (const std::string* path : {&args.overlay, &args.heatmap}) {
+    if (!path->empty()) picture_format(*path);
+  }
+  if (const char* forced = std::getenv("EFFCAM_DISPATCH")) args.dispatch = forced;
   return args;
 }
 
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+void list_layers(const effcam::Model& model) {
+  for (const effcam::LayerInfo& layer : model.cam_layers()) {
+    std::printf("%-40s %-24s %ux%ux%u\n", layer.name.c_str(), layer.class_name.c_str(), layer.height, layer.width,
+                layer.channels);
+  }
+  if (model.default_cam_layer().empty()) {
+    throw effcam::Error("the model has no Conv2D or DepthwiseConv2D layer to explain; name one with --cam-layer");
+  }
+  std::printf("default Grad-CAM layer: %s\n", model.default_cam_layer().c_str());
 }
 
-}  // namespace
+// Writes the prediction's pictures where the arguments say and records the paths in its CAM.
+void write_pictures(effcam::Prediction& prediction, const Arguments& args, const std::string& image) {
+  if (!prediction.cam) return;
+  if (prediction.heatmap) {
+    prediction.cam->files.push_back(output_path(args.heatmap, image, args.images.size()));
+    effcam::save(*prediction.heatmap, prediction.cam->files.back());
+  }
+  if (prediction.overlay) {
+    prediction.cam->files.push_back(output_path(args.overlay, image, args.images.size()));
+    effcam::save(*prediction.overlay, prediction.cam->files.back());
+  }
+}
 
-namespace {
+void print_human(const effcam::Prediction& p) {
+  std::printf("%s\n", p.image.c_str());
+  for (size_t k = 0; k < p.top_k.size(); ++k) {
+    std::printf("  %2zu. %-28s %.4f\n", k + 1, p.top_k[k].label.c_str(), p.top_k[k].probability);
+  }
+  if (p.cam) {
+    std::printf("  %s at %s for %s (%s %.4f)%s\n", effcam::cam_method_name(p.cam->method), p.cam->layer.c_str(),
+                p.cam->label.c_str(), effcam::cam_score_name(p.cam->score_kind), p.cam->score,
+                p.cam->empty ? ": empty map (no positive evidence)" : "");
+    for (const std::string& file : p.cam->files) std::printf("  wrote %s\n", file.c_str());
+  }
+}
 
 int run(const Arguments& args) {
   const effcam::Model model = effcam::Model::load(args.model);
   if (args.list_layers) {
-    for (const effcam::Model::TargetableLayer& layer : model.targetable_layers()) {
-      std::printf("%-40s %-24s %ux%ux%u\n", layer.name.c_str(), layer.class_name.c_str(), layer.shape.h,
-                  layer.shape.w, layer.shape.c);
-    }
-    std::printf("default Grad-CAM layer: %s\n", model.default_cam_layer().c_str());
+    list_layers(model);
     return 0;
   }
-  effcam::SessionOptions options;
-  options.threads = args.threads;
-  options.probes = args.dump_layers;
-  if (args.cam) options.cam_layer = args.cam_layer.empty() ? model.default_cam_layer() : args.cam_layer;
   if (args.cam_class && *args.cam_class >= model.classes()) {
     throw effcam::Error("--cam-class " + std::to_string(*args.cam_class) + " is out of range: the model has " +
                         std::to_string(model.classes()) + " classes");
   }
-  effcam::Session session(model, options);
-  const effcam::MemoryPlan& plan = session.plan();
-  const uint32_t classes = model.classes();
-  const uint32_t top_k = std::min(args.top_k, classes);
-  bool any_failed = false;
+  if (!args.dispatch.empty()) {
+    try {
+      effcam::set_dispatch(args.dispatch);
+    } catch (const effcam::Error& e) {
+      throw effcam::Error("EFFCAM_DISPATCH: " + std::string(e.what()));
+    }
+  }
+  effcam::PredictorOptions predictor_options;
+  predictor_options.threads = args.threads;
+  predictor_options.dump_layers = args.dump_layers;
+  predictor_options.explain = args.cam;
+  if (!args.cam_layer.empty()) predictor_options.cam_layers = {args.cam_layer};
+  effcam::Predictor predictor(model, predictor_options);
 
+  effcam::PredictOptions options;
+  options.top_k = args.top_k;
+  if (args.cam) {
+    options.cam = args.cam_method;
+    options.cam_score = args.cam_score;
+    options.cam_class = args.cam_class;
+    if (!args.overlay.empty()) options.overlay = picture_format(args.overlay);
+    if (!args.heatmap.empty()) options.heatmap = picture_format(args.heatmap);
+    options.render_size = args.overlay_original_size ? effcam::RenderSize::Original : effcam::RenderSize::Model;
+  }
+  bool any_failed = false;
   for (const std::string& path : args.images) {
     try {
-      const Clock::time_point start = Clock::now();
-      const effcam::Image image = effcam::load_image(path, model.input_channels());
-      const double decode_ms = ms_since(start);
-      const Clock::time_point preprocess_start = Clock::now();
-      const bool model_size = image.width == model.input_width() && image.height == model.input_height();
-      const effcam::Image resized =
-          model_size ? effcam::Image{} : effcam::resize_lanczos(image, model.input_width(), model.input_height());
-      const effcam::Image& model_image = model_size ? image : resized;
-      session.set_input(model_image.pixels);
-      const double preprocess_ms = ms_since(preprocess_start);
-      const Clock::time_point forward_start = Clock::now();
-      session.run();
-      const double forward_ms = ms_since(forward_start);
-
-      const std::span<const float> probabilities = session.probabilities();
-      std::vector<uint32_t> order(classes);
-      std::iota(order.begin(), order.end(), 0u);
-      std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
-                        [&](uint32_t a, uint32_t b) { return probabilities[a] > probabilities[b]; });
-
-      // Grad-CAM: the backward pass to the target layer, the map, and the images.
-      std::optional<effcam::Explanation> explanation;
-      effcam::CamMap cam;
-      double cam_ms = 0;
-      std::vector<std::string> written;
-      if (args.cam) {
-        const Clock::time_point cam_start = Clock::now();
-        const uint32_t class_index = args.cam_class.value_or(order[0]);
-        explanation = session.explain(class_index, args.cam_score);
-        cam = effcam::compute_cam(args.cam_method, explanation->activations, explanation->gradients,
-                                  explanation->shape.h, explanation->shape.w, explanation->shape.c);
-        cam_ms = ms_since(cam_start);
-        const effcam::Image& base = args.overlay_original_size ? image : model_image;
-        if (!args.overlay.empty() || !args.heatmap.empty()) {
-          const effcam::Image heatmap = effcam::render_heatmap(cam, base.width, base.height);
-          if (!args.heatmap.empty()) {
-            written.push_back(output_path(args.heatmap, path, args.images.size()));
-            effcam::write_image(heatmap, written.back());
-          }
-          if (!args.overlay.empty()) {
-            written.push_back(output_path(args.overlay, path, args.images.size()));
-            effcam::write_image(effcam::blend_overlay(base, heatmap), written.back());
-          }
-        }
-      }
-      const double total_ms = ms_since(start);
-
+      effcam::Prediction prediction = predictor.predict(effcam::ImageSource::file(path), options);
+      write_pictures(prediction, args, path);
       if (args.json) {
-        nlohmann::json top = nlohmann::json::array();
-        for (uint32_t k = 0; k < top_k; ++k) {
-          top.push_back({{"index", order[k]}, {"label", model.label(order[k])}, {"probability", probabilities[order[k]]}});
-        }
-        nlohmann::json line = {
-            {"image", path},
-            {"input", {{"height", model.input_height()}, {"width", model.input_width()}}},
-            {"top_k", top},
-            {"probabilities", std::vector<float>(probabilities.begin(), probabilities.end())},
-            {"timing_ms", {{"decode", decode_ms}, {"preprocess", preprocess_ms}, {"forward", forward_ms},
-                           {"cam", cam_ms}, {"total", total_ms}}},
-            {"dispatch", std::string(effcam::ops::dispatch_name())},
-            {"peak_rss_bytes", effcam::peak_rss_bytes()},
-            {"rss_bytes", effcam::current_rss_bytes()},
-            {"arena_bytes", plan.arena_bytes},
-            {"arena_lower_bound_bytes", plan.lower_bound_bytes}};
-        if (model.has_logits()) {
-          line["logits"] = std::vector<float>(session.logits().begin(), session.logits().end());
-        }
-        if (explanation) {
-          line["cam"] = {{"method", effcam::cam_method_name(args.cam_method)},
-                         {"layer", explanation->layer},
-                         {"class_index", explanation->class_index},
-                         {"label", model.label(explanation->class_index)},
-                         {"score", explanation->score},
-                         {"score_kind", args.cam_score == effcam::CamScore::Logit ? "logit" : "prob"},
-                         {"height", cam.height},
-                         {"width", cam.width},
-                         {"values", cam.normalized},
-                         {"raw", cam.raw},
-                         {"cam_empty", cam.empty},
-                         {"files", written}};
-        }
-        for (const std::string& layer : args.dump_layers) {
-          const effcam::Shape shape = session.probe_shape(layer);
-          const std::span<const float> values = session.probe(layer);
-          line["layers"][layer] = {{"shape", {shape.h, shape.w, shape.c}},
-                                   {"values", std::vector<float>(values.begin(), values.end())}};
-        }
-        std::printf("%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        std::printf("%s\n", effcam::to_json(prediction).c_str());
       } else {
-        std::printf("%s\n", path.c_str());
-        for (uint32_t k = 0; k < top_k; ++k) {
-          std::printf("  %2u. %-28s %.4f\n", k + 1, model.label(order[k]).c_str(), probabilities[order[k]]);
-        }
-        if (explanation) {
-          std::printf("  %s at %s for %s (%s %.4f)%s\n", std::string(effcam::cam_method_name(args.cam_method)).c_str(),
-                      explanation->layer.c_str(), model.label(explanation->class_index).c_str(),
-                      args.cam_score == effcam::CamScore::Logit ? "logit" : "prob", explanation->score,
-                      cam.empty ? ": empty map (no positive evidence)" : "");
-          for (const std::string& file : written) std::printf("  wrote %s\n", file.c_str());
-        }
+        print_human(prediction);
       }
       std::fflush(stdout);
     } catch (const effcam::Error& e) {
       any_failed = true;
       std::fprintf(stderr, "effcam-predict: %s\n", e.what());
-      if (args.json) {
-        std::printf("%s\n", nlohmann::json({{"image", path}, {"error", e.what()}})
-                                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                                .c_str());
-      }
+      if (args.json) std::printf("%s\n", effcam::error_json(path, e.what()).c_str());
     }
   }
 
   if (args.stats) {
+    const effcam::ProcessMemory memory = effcam::process_memory();
     std::fprintf(stderr,
-                 "stats: input %ux%ux%u, %zu ops, %u thread(s), %s kernels; forward arena %llu bytes; "
+                 "stats: input %ux%ux%u, %u ops, %u thread(s), %s kernels; forward arena %llu bytes; "
                  "arena %llu bytes%s, liveness lower bound %llu bytes (%.3fx); weights file %llu bytes; "
                  "peak RSS %llu bytes\n",
-                 model.input_height(), model.input_width(), model.input_channels(), model.file().ops().size(),
-                 args.threads, std::string(effcam::ops::dispatch_name()).c_str(),
-                 static_cast<unsigned long long>(session.forward_arena_bytes()),
-                 static_cast<unsigned long long>(plan.arena_bytes), args.cam ? " with the CAM" : "",
-                 static_cast<unsigned long long>(plan.lower_bound_bytes),
-                 static_cast<double>(plan.arena_bytes) / static_cast<double>(plan.lower_bound_bytes),
-                 static_cast<unsigned long long>(model.file().file_size()),
-                 static_cast<unsigned long long>(effcam::peak_rss_bytes()));
+                 model.input_height(), model.input_width(), model.input_channels(), model.ops(), args.threads,
+                 predictor.dispatch().c_str(), static_cast<unsigned long long>(predictor.forward_arena_bytes()),
+                 static_cast<unsigned long long>(predictor.arena_bytes()), args.cam ? " with the CAM" : "",
+                 static_cast<unsigned long long>(predictor.arena_lower_bound_bytes()),
+                 static_cast<double>(predictor.arena_bytes()) / static_cast<double>(predictor.arena_lower_bound_bytes()),
+                 static_cast<unsigned long long>(model.file_bytes()),
+                 static_cast<unsigned long long>(memory.peak_rss_bytes));
   }
   return any_failed ? 1 : 0;
 }

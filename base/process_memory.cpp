@@ -6,9 +6,9 @@
 namespace effcam {
 
 namespace {
-// Reads a "Name:   1234 kB" line of /proc/self/status; 0 when unavailable.
-uint64_t status_kib(const char* name) {
-  std::FILE* file = std::fopen("/proc/self/status", "r");
+// Reads a "Name:   1234 kB" line of a /proc file; 0 when unavailable.
+uint64_t proc_kib(const char* path, const char* name) {
+  std::FILE* file = std::fopen(path, "r");
   if (!file) return 0;
   char line[256];
   uint64_t value = 0;
@@ -25,7 +25,8 @@ uint64_t status_kib(const char* name) {
 }
 }  // namespace
 
-uint64_t peak_rss_bytes() { return status_kib("VmHWM"); }
-uint64_t current_rss_bytes() { return status_kib("VmRSS"); }
+uint64_t peak_rss_bytes() { return proc_kib("/proc/self/status", "VmHWM"); }
+uint64_t current_rss_bytes() { return proc_kib("/proc/self/status", "VmRSS"); }
+uint64_t pss_bytes() { return proc_kib("/proc/self/smaps_rollup", "Pss"); }
 
 }  // namespace effcam

@@ -18,6 +18,7 @@
 #include "engine/model.h"
 #include "base/process_memory.h"
 #include "engine/session.h"
+#include "ops/kernels.h"
 
 namespace {
 
@@ -152,15 +153,17 @@ void print_profile(const effcam::bench::Profile& profile) {
 }
 
 int run(const Arguments& args) {
+  // The kernel path is the library's explicit option; the tool takes it from the environment like effcam-predict.
+  if (const char* forced = std::getenv("EFFCAM_DISPATCH"); forced && *forced) effcam::ops::set_dispatch(forced);
   if (args.model == kDefaultModel && !std::filesystem::exists(args.model)) {
     throw effcam::Error(std::string(kDefaultModel) +
                         " does not exist: run scripts/main.sh (it converts the bundled model) or pass --model");
   }
-  const effcam::Model model = effcam::Model::load(args.model);
-  effcam::SessionOptions options;
+  const effcam::engine::Model model = effcam::engine::Model::load(args.model);
+  effcam::engine::SessionOptions options;
   options.threads = args.threads;
   if (args.cam) options.cam_layer = args.cam_layer.empty() ? model.default_cam_layer() : args.cam_layer;
-  effcam::Session session(model, options);
+  effcam::engine::Session session(model, options);
   // The plan may reuse the input tensor's memory, so every run gets its input again (outside the timing).
   const std::vector<float> pixels =
       test_pixels(size_t{model.input_height()} * model.input_width() * model.input_channels());
@@ -179,8 +182,8 @@ int run(const Arguments& args) {
     const std::span<const float> probabilities = session.probabilities();
     const auto top1 =
         static_cast<uint32_t>(std::max_element(probabilities.begin(), probabilities.end()) - probabilities.begin());
-    const effcam::Explanation explanation = session.explain(top1, effcam::CamScore::Logit);
-    effcam::compute_cam(effcam::CamMethod::GradCam, explanation.activations, explanation.gradients,
+    const effcam::engine::Explanation explanation = session.explain(top1, effcam::engine::CamScore::Logit);
+    effcam::imaging::compute_cam(effcam::imaging::CamMethod::GradCam, explanation.activations, explanation.gradients,
                         explanation.shape.h, explanation.shape.w, explanation.shape.c);
   };
   for (uint32_t i = 0; i < args.warmup; ++i) {

@@ -31,7 +31,7 @@ double gflops(uint64_t multiply_adds, double ms) {
   return ms > 0 ? 2.0 * static_cast<double>(multiply_adds) / (ms * 1e6) : 0.0;
 }
 
-Profile summarize_profile(const Model& model, std::span<const double> op_ms, size_t runs) {
+Profile summarize_profile(const engine::Model& model, std::span<const double> op_ms, size_t runs) {
   const std::span<const format::Op> ops = model.file().ops();
   if (runs == 0 || op_ms.size() != runs * ops.size()) {
     throw Error("a profile needs " + std::to_string(ops.size()) + " op times per run, got " +

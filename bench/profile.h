@@ -38,7 +38,7 @@ struct Profile {
 
 // `op_ms` holds `runs` rows of one time per op, as Session::run_profiled writes them, run after run.
 // Throws effcam::Error when its size is not runs x the model's op count or runs is 0.
-Profile summarize_profile(const Model& model, std::span<const double> op_ms, size_t runs);
+Profile summarize_profile(const engine::Model& model, std::span<const double> op_ms, size_t runs);
 
 // "Conv", "Depthwise", ... as in format::OpKind.
 const char* op_kind_name(format::OpKind kind);

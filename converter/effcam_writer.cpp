@@ -1,23 +1,19 @@
 // EffcamBuilder: packs weights into kernel layouts and lays out the .effcam file (docs/file-format.md).
 #include "converter/effcam_writer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <array>
 #include <bit>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <system_error>
 #include <utility>
 
 #include "format/checksum.h"
+#include "base/file_io.h"
 #include "effcam/error.hpp"
 #include "format/half.h"
 #include "format/weight_layout.h"
 
-namespace effcam::convert {
+namespace effcam::converter {
 namespace {
 
 static_assert(std::endian::native == std::endian::little, "the .effcam records are written in host byte order");
@@ -28,21 +24,6 @@ std::span<const uint8_t> bytes_of(std::span<const Record> records) {
 }
 
 uint64_t align_up(uint64_t value, uint64_t alignment) { return (value + alignment - 1) / alignment * alignment; }
-
-std::string errno_text(int error) { return std::error_code(error, std::generic_category()).message(); }
-
-// Writes all of `bytes` to `fd`; false with errno set on failure.
-bool write_all(int fd, std::span<const uint8_t> bytes) {
-  while (!bytes.empty()) {
-    const ssize_t written = ::write(fd, bytes.data(), bytes.size());
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    bytes = bytes.subspan(static_cast<size_t>(written));
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -188,25 +169,8 @@ std::vector<uint8_t> EffcamBuilder::serialize() const {
 
 uint64_t EffcamBuilder::write(const std::string& path) const {
   const std::vector<uint8_t> file = serialize();
-  const std::string temporary = path + ".tmp";
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error("cannot write " + path + ": " + errno_text(errno));
-  // fsync before rename: after a crash the name holds either the old file or the complete new one.
-  bool ok = write_all(fd, file) && ::fsync(fd) == 0;
-  int error = errno;
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    error = errno;
-  }
-  if (ok && std::rename(temporary.c_str(), path.c_str()) != 0) {
-    ok = false;
-    error = errno;
-  }
-  if (!ok) {
-    ::unlink(temporary.c_str());
-    throw Error("cannot write " + path + ": " + errno_text(error));
-  }
+  write_file_atomically(path, file, "model");
   return file.size();
 }
 
-}  // namespace effcam::convert
+}  // namespace effcam::converter

@@ -11,7 +11,7 @@
 
 #include "format/format.h"
 
-namespace effcam::convert {
+namespace effcam::converter {
 
 class EffcamBuilder {
  public:
@@ -71,4 +71,4 @@ class EffcamBuilder {
   std::string metadata_json_;
 };
 
-}  // namespace effcam::convert
+}  // namespace effcam::converter

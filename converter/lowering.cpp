@@ -11,7 +11,7 @@
 #include "effcam/error.hpp"
 #include "format/graph.h"
 
-namespace effcam::convert {
+namespace effcam::converter {
 namespace {
 
 using format::Activation;
@@ -1114,4 +1114,4 @@ EffcamBuilder lower(const keras::Model& model, const LoweringOptions& options, L
   return Lowering(model, options).run(summary);
 }
 
-}  // namespace effcam::convert
+}  // namespace effcam::converter

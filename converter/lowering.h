@@ -12,7 +12,7 @@
 #include "converter/effcam_writer.h"
 #include "converter/keras_model.h"
 
-namespace effcam::convert {
+namespace effcam::converter {
 
 struct LoweringOptions {
   format::DType kernel_dtype = format::DType::F16;
@@ -35,4 +35,4 @@ EffcamBuilder lower(const keras::Model& model, const LoweringOptions& options, L
 // The Keras classes the converter accepts, for messages and docs.
 const std::vector<std::string>& supported_layer_classes();
 
-}  // namespace effcam::convert
+}  // namespace effcam::converter

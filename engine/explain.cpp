@@ -10,7 +10,7 @@
 #include "engine/session.h"
 #include "ops/backward.h"
 
-namespace effcam {
+namespace effcam::engine {
 
 using format::kNone;
 using format::OpKind;
@@ -382,4 +382,4 @@ void Session::backward_target(uint32_t step) {
   }
 }
 
-}  // namespace effcam
+}  // namespace effcam::engine

@@ -5,7 +5,7 @@
 
 #include "ops/kernels.h"
 
-namespace effcam {
+namespace effcam::engine {
 
 using format::kNone;
 using format::OpKind;
@@ -218,4 +218,4 @@ MemoryPlan plan_memory(std::span<const format::Op> ops, const Graph& graph, cons
   return Planner(ops, graph, request).run();
 }
 
-}  // namespace effcam
+}  // namespace effcam::engine

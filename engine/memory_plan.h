@@ -10,7 +10,7 @@
 
 #include "format/graph.h"
 
-namespace effcam {
+namespace effcam::engine {
 
 inline constexpr uint64_t kArenaAlignment = 64;
 
@@ -48,4 +48,4 @@ uint64_t op_scratch_floats(const format::Op& op, const OpGeometry& geometry, uin
 
 MemoryPlan plan_memory(std::span<const format::Op> ops, const Graph& graph, const PlanRequest& request);
 
-}  // namespace effcam
+}  // namespace effcam::engine

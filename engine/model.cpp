@@ -2,7 +2,7 @@
 
 #include "effcam/error.hpp"
 
-namespace effcam {
+namespace effcam::engine {
 
 Model Model::load(const std::string& path) { return Model(ModelFile::open(path)); }
 
@@ -66,4 +66,4 @@ std::string Model::default_cam_layer() const {
   return last;
 }
 
-}  // namespace effcam
+}  // namespace effcam::engine

@@ -10,7 +10,7 @@
 #include "format/graph.h"
 #include "format/model_file.h"
 
-namespace effcam {
+namespace effcam::engine {
 
 class Model {
  public:
@@ -52,4 +52,4 @@ class Model {
   Graph graph_;
 };
 
-}  // namespace effcam
+}  // namespace effcam::engine

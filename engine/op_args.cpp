@@ -1,6 +1,6 @@
 #include "engine/op_args.h"
 
-namespace effcam {
+namespace effcam::engine {
 
 ops::WeightView weight_view(const ModelFile& file, uint32_t id) {
   return {file.weight_data(id), file.weight_records()[id].dtype == format::DType::F16};
@@ -49,4 +49,4 @@ ops::PoolArgs pool_args(const format::Op& op, const OpGeometry& geometry) {
   return a;
 }
 
-}  // namespace effcam
+}  // namespace effcam::engine

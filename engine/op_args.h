@@ -9,7 +9,7 @@
 #include "format/model_file.h"
 #include "ops/kernels.h"
 
-namespace effcam {
+namespace effcam::engine {
 
 // The activation at an op's output: a squeeze-excite op's gate activation is its second one.
 inline format::Activation output_activation(const format::Op& op) {
@@ -25,4 +25,4 @@ ops::DepthwiseArgs depthwise_args(const ModelFile& file, const format::Op& op, c
 // Shapes, window and padding of a MaxPool / AvgPool op; tensors are the caller's.
 ops::PoolArgs pool_args(const format::Op& op, const OpGeometry& geometry);
 
-}  // namespace effcam
+}  // namespace effcam::engine

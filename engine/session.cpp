@@ -10,7 +10,7 @@
 #include "ops/kernels.h"
 #include "format/weight_layout.h"
 
-namespace effcam {
+namespace effcam::engine {
 
 using format::kNone;
 using format::OpKind;
@@ -363,4 +363,4 @@ std::span<const float> Session::probabilities() const { return {tensor(model_.gr
 
 std::span<const float> Session::logits() const { return logits_; }
 
-}  // namespace effcam
+}  // namespace effcam::engine

@@ -14,7 +14,7 @@
 #include "engine/model.h"
 #include "base/thread_pool.h"
 
-namespace effcam {
+namespace effcam::engine {
 
 struct SessionOptions {
   uint32_t threads = 1;
@@ -124,4 +124,4 @@ class Session {
   uint64_t forward_arena_bytes_ = 0;
 };
 
-}  // namespace effcam
+}  // namespace effcam::engine

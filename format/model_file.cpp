@@ -263,12 +263,12 @@ ModelFile::Mapping::~Mapping() {
 
 ModelFile ModelFile::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(path + ": cannot open: " + errno_text(errno));
+  if (fd < 0) throw Error(path + ": cannot open: " + errno_text(errno), ErrorCode::Io);
   struct stat status {};
   if (::fstat(fd, &status) != 0) {
     const int error = errno;
     ::close(fd);
-    throw Error(path + ": cannot stat: " + errno_text(error));
+    throw Error(path + ": cannot stat: " + errno_text(error), ErrorCode::Io);
   }
   if (!S_ISREG(status.st_mode)) {
     ::close(fd);

@@ -30,6 +30,7 @@ class ModelFile {
   uint32_t version() const { return version_; }
   uint64_t file_size() const { return bytes_.size(); }
   std::span<const uint8_t> bytes() const { return bytes_; }
+  uint64_t weight_bytes() const { return weights_.size(); }  // the Weights section
 
   const format::Preprocess& preprocess() const { return *preprocess_; }
   std::span<const format::ActivationTensor> tensors() const { return tensors_; }

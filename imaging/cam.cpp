@@ -8,7 +8,7 @@
 
 #include "effcam/error.hpp"
 
-namespace effcam {
+namespace effcam::imaging {
 namespace {
 
 constexpr std::array<std::pair<CamMethod, std::string_view>, 6> kMethodNames = {{
@@ -305,4 +305,4 @@ CamMap compute_cam(CamMethod method, std::span<const float> activations, std::sp
   return finish(map, h, w);
 }
 
-}  // namespace effcam
+}  // namespace effcam::imaging

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-namespace effcam {
+namespace effcam::imaging {
 
 enum class CamMethod { GradCam, GradCamPlusPlus, HiResCam, XGradCam, LayerCam, EigenCam };
 
@@ -45,4 +45,4 @@ struct CamMap {
 CamMap compute_cam(CamMethod method, std::span<const float> activations, std::span<const float> gradients,
                    uint32_t h, uint32_t w, uint32_t c);
 
-}  // namespace effcam
+}  // namespace effcam::imaging

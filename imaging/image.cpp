@@ -12,7 +12,7 @@
 
 #include "effcam/error.hpp"
 
-namespace effcam {
+namespace effcam::imaging {
 namespace {
 
 enum class Format { Jpeg, Png, Bmp, Gif };
@@ -352,18 +352,35 @@ Image decode_image(std::span<const uint8_t> bytes, uint32_t wanted_channels, con
 
 Image load_image(const std::string& path, uint32_t wanted_channels) {
   std::ifstream file(path, std::ios::binary | std::ios::ate);
-  if (!file) throw Error("image '" + path + "': cannot open");
+  if (!file) throw Error("image '" + path + "': cannot open", ErrorCode::Io);
   const std::streamoff size = file.tellg();
-  if (size < 0) throw Error("image '" + path + "': cannot read its size");
+  if (size < 0) throw Error("image '" + path + "': cannot read its size", ErrorCode::Io);
   check_file_size(static_cast<uint64_t>(size), path);
   std::vector<uint8_t> bytes(static_cast<size_t>(size));
   file.seekg(0);
-  if (!file.read(reinterpret_cast<char*>(bytes.data()), size)) throw Error("image '" + path + "': read failed");
+  if (!file.read(reinterpret_cast<char*>(bytes.data()), size)) throw Error("image '" + path + "': read failed", ErrorCode::Io);
   return decode_image(bytes, wanted_channels, path);
+}
+
+Image from_pixels(const uint8_t* data, uint32_t width, uint32_t height, uint32_t channels, size_t row_stride,
+                  size_t pixel_stride, size_t channel_stride, uint32_t wanted_channels) {
+  if (channels < 1 || channels > 4) throw Error("pixels have " + std::to_string(channels) + " channels, not 1 to 4");
+  check_size({width, height}, "pixels");
+  Image image{width, height, wanted_channels, std::vector<uint8_t>(size_t{width} * height * wanted_channels)};
+  uint8_t pixel[4];
+  uint8_t* out = image.pixels.data();
+  for (uint32_t y = 0; y < height; ++y) {
+    const uint8_t* row = data + y * row_stride;
+    for (uint32_t x = 0; x < width; ++x, out += wanted_channels) {
+      for (uint32_t k = 0; k < channels; ++k) pixel[k] = row[x * pixel_stride + k * channel_stride];
+      convert_channels(pixel, channels, 1, wanted_channels, out);
+    }
+  }
+  return image;
 }
 
 std::vector<float> to_float_hwc(const Image& image) {
   return std::vector<float>(image.pixels.begin(), image.pixels.end());
 }
 
-}  // namespace effcam
+}  // namespace effcam::imaging

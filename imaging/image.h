@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace effcam {
+namespace effcam::imaging {
 
 // 8-bit pixels, row-major, channels interleaved (HWC). channels is 1 (L) or 3 (RGB) after decoding.
 struct Image {
@@ -30,7 +30,14 @@ Image decode_image(std::span<const uint8_t> bytes, uint32_t wanted_channels, con
 // Reads the file (at most kMaxImageFileBytes) and decodes it as decode_image does.
 Image load_image(const std::string& path, uint32_t wanted_channels);
 
+// Caller-owned 8-bit pixels in any layout (byte strides per row, pixel and channel; 1 = L, 2 = LA, 3 = RGB,
+// 4 = RGBA channels) converted to wanted_channels as decode_image converts decoded files. Throws effcam::Error on a
+// channel count outside 1..4 or a size of zero or above kMaxImagePixels; the caller checks that the strides stay
+// inside its buffer.
+Image from_pixels(const uint8_t* data, uint32_t width, uint32_t height, uint32_t channels, size_t row_stride,
+                  size_t pixel_stride, size_t channel_stride, uint32_t wanted_channels);
+
 // The pixels as fp32 HWC in 0..255 (no scaling: the model's own preprocessing is applied later).
 std::vector<float> to_float_hwc(const Image& image);
 
-}  // namespace effcam
+}  // namespace effcam::imaging

@@ -18,9 +18,10 @@
 #include <string_view>
 #include <utility>
 
+#include "base/file_io.h"
 #include "effcam/error.hpp"
 
-namespace effcam {
+namespace effcam::imaging {
 namespace {
 
 // matplotlib's _jet_data (_cm.py): (x, value left of x, value right of x) per channel.
@@ -92,32 +93,12 @@ bool has_extension(const std::string& path, std::initializer_list<std::string_vi
   return std::find(extensions.begin(), extensions.end(), extension) != extensions.end();
 }
 
-// stb's write callback into a FILE, remembering a short write.
-struct FileSink {
-  std::FILE* file;
-  bool failed = false;
-};
-
-void write_to_sink(void* context, void* data, int size) {
-  auto* sink = static_cast<FileSink*>(context);
-  if (std::fwrite(data, 1, static_cast<size_t>(size), sink->file) != static_cast<size_t>(size)) sink->failed = true;
+// stb's write callback appending to a byte vector.
+void append_to_vector(void* context, void* data, int size) {
+  auto* bytes = static_cast<std::vector<uint8_t>*>(context);
+  const auto* begin = static_cast<const uint8_t*>(data);
+  bytes->insert(bytes->end(), begin, begin + size);
 }
-
-// The temporary file's name until it is renamed into place; removed if the write does not get that far.
-class TemporaryFile {
- public:
-  explicit TemporaryFile(std::string name) : name_(std::move(name)) {}
-  TemporaryFile(const TemporaryFile&) = delete;
-  TemporaryFile& operator=(const TemporaryFile&) = delete;
-  ~TemporaryFile() {
-    if (!name_.empty()) std::remove(name_.c_str());
-  }
-  const std::string& name() const { return name_; }
-  void release() { name_.clear(); }
-
- private:
-  std::string name_;
-};
 
 }  // namespace
 
@@ -194,39 +175,37 @@ Image blend_overlay(const Image& image_rgb, const Image& heatmap_rgb, float alph
   return out;
 }
 
+std::vector<uint8_t> encode_image(const Image& image, Encoding encoding, int jpeg_quality) {
+  const bool png = encoding == Encoding::Png;
+  check_image(image, "cannot encode image");
+  if (uint64_t{image.width} * image.channels > INT_MAX || image.height > INT_MAX ||
+      (!png && (image.width > 65535 || image.height > 65535)))
+    throw Error("cannot encode image: " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                " is too large for " + (png ? "PNG" : "JPEG"));
+  if (jpeg_quality < 1 || jpeg_quality > 100) throw Error("JPEG quality must be 1..100");
+  std::vector<uint8_t> bytes;
+  const int width = static_cast<int>(image.width), height = static_cast<int>(image.height);
+  const int channels = static_cast<int>(image.channels);
+  const int encoded =
+      png ? stbi_write_png_to_func(append_to_vector, &bytes, width, height, channels, image.pixels.data(),
+                                   width * channels)
+          : stbi_write_jpg_to_func(append_to_vector, &bytes, width, height, channels, image.pixels.data(),
+                                   jpeg_quality);
+  if (!encoded) throw Error("cannot encode image: encoding failed", ErrorCode::Internal);
+  return bytes;
+}
+
 void write_image(const Image& image, const std::string& path) {
   const bool png = has_extension(path, {".png"});
   if (!png && !has_extension(path, {".jpg", ".jpeg"}))
     throw Error("cannot write image '" + path + "': the extension is not .png, .jpg or .jpeg");
-  check_image(image, ("cannot write image '" + path + "'").c_str());
-  if (uint64_t{image.width} * image.channels > INT_MAX || image.height > INT_MAX ||
-      (!png && (image.width > 65535 || image.height > 65535)))
-    throw Error("cannot write image '" + path + "': " + std::to_string(image.width) + "x" +
-                std::to_string(image.height) + " is too large for " + (png ? "PNG" : "JPEG"));
-
-  std::string pattern = path + ".tmp-XXXXXX";
-  const int fd = mkstemp(pattern.data());
-  if (fd < 0) throw Error("cannot write image '" + path + "': " + std::strerror(errno));
-  TemporaryFile temporary(pattern);
-  fchmod(fd, 0644);  // mkstemp's 0600 would make the output unreadable to others, unlike a plain fopen
-  std::FILE* file = fdopen(fd, "wb");
-  if (!file) {
-    close(fd);
-    throw Error("cannot write image '" + path + "': " + std::strerror(errno));
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = encode_image(image, png ? Encoding::Png : Encoding::Jpeg);
+  } catch (const Error& e) {
+    throw Error("cannot write image '" + path + "': " + e.what(), e.code());
   }
-  FileSink sink{file};
-  const int width = static_cast<int>(image.width), height = static_cast<int>(image.height);
-  const int channels = static_cast<int>(image.channels);
-  const int encoded =
-      png ? stbi_write_png_to_func(write_to_sink, &sink, width, height, channels, image.pixels.data(),
-                                   width * channels)
-          : stbi_write_jpg_to_func(write_to_sink, &sink, width, height, channels, image.pixels.data(), 90);
-  const bool closed = std::fclose(file) == 0;
-  if (!encoded || sink.failed || !closed)
-    throw Error("cannot write image '" + path + "': " + (encoded ? "write failed" : "encoding failed"));
-  if (std::rename(temporary.name().c_str(), path.c_str()) != 0)
-    throw Error("cannot write image '" + path + "': " + std::strerror(errno));
-  temporary.release();
+  write_file_atomically(path, bytes, "image");
 }
 
-}  // namespace effcam
+}  // namespace effcam::imaging

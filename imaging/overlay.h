@@ -10,7 +10,7 @@
 #include "imaging/cam.h"
 #include "imaging/image.h"
 
-namespace effcam {
+namespace effcam::imaging {
 
 // matplotlib's LinearSegmentedColormap('jet', _jet_data, N=256) (colors.py _create_lookup_table), as 8-bit RGB:
 // entry i = uint8(float32(lut[i]) * 255), the truncation keras' array_to_img applies to the tutorial's
@@ -31,9 +31,14 @@ Image render_heatmap(const CamMap& cam, uint32_t out_w, uint32_t out_h);
 // same size; render the heatmap at the image's size. Throws effcam::Error on a mismatch or a non-finite alpha.
 Image blend_overlay(const Image& image_rgb, const Image& heatmap_rgb, float alpha = 0.4f);
 
-// PNG, or JPEG at quality 90, chosen by the extension (.png, .jpg, .jpeg, any case), via stb_image_write. Written
-// to a temporary file beside `path`, then renamed over it, so a failed write leaves no partial image behind.
+enum class Encoding { Png, Jpeg };
+// The image as a PNG or JPEG file's bytes (stb_image_write; JPEG at jpeg_quality 1..100). Throws effcam::Error on an
+// invalid image or one too large for the format (JPEG: 65535 per side).
+std::vector<uint8_t> encode_image(const Image& image, Encoding encoding, int jpeg_quality = 90);
+
+// encode_image as PNG, or JPEG at quality 90, chosen by the extension (.png, .jpg, .jpeg, any case), written through
+// a temporary file beside `path` and renamed over it, so a failed write leaves no partial image behind.
 // Throws effcam::Error naming the path on an unknown extension, an invalid image or any I/O failure.
 void write_image(const Image& image, const std::string& path);
 
-}  // namespace effcam
+}  // namespace effcam::imaging

@@ -9,7 +9,7 @@
 
 #include "effcam/error.hpp"
 
-namespace effcam {
+namespace effcam::imaging {
 namespace {
 
 // PIL keeps 8 result bits plus 2 bits of headroom for the filter's negative lobes in a 32-bit int.
@@ -163,4 +163,4 @@ Image resize_lanczos(const Image& image, uint32_t out_w, uint32_t out_h) {
   return out;
 }
 
-}  // namespace effcam
+}  // namespace effcam::imaging

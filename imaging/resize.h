@@ -7,10 +7,10 @@
 
 #include "imaging/image.h"
 
-namespace effcam {
+namespace effcam::imaging {
 
 // Returns a new image of out_w x out_h with the same channel count (1..4); same size returns a copy.
 // Throws effcam::Error on an inconsistent input image, or an input or output size of zero or above kMaxImagePixels.
 Image resize_lanczos(const Image& image, uint32_t out_w, uint32_t out_h);
 
-}  // namespace effcam
+}  // namespace effcam::imaging

@@ -6,7 +6,6 @@
 
 #include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <xsimd/xsimd.hpp>
@@ -53,9 +52,8 @@ constexpr Path kPaths[] = {  // best first
     {"scalar", "SSE2", detail::scalar_kernels, always},
 };
 
-// `origin` names where the name came from (the environment variable or set_dispatch) for the error message.
-const Path& find_path(std::string_view name, std::string_view origin) {
-  const std::string named = "ops: " + std::string(origin) + " '" + std::string(name) + "'";
+const Path& find_path(std::string_view name) {
+  const std::string named = "kernel path '" + std::string(name) + "'";
   for (const Path& path : kPaths) {
     if (path.name != name) continue;
     if (!path.supported()) {
@@ -67,13 +65,12 @@ const Path& find_path(std::string_view name, std::string_view origin) {
     }
     return path;
   }
-  throw Error(named + " is not a dispatch path (avx512, avx2 or scalar)");
+  throw Error(named + " is not one of avx512, avx2, scalar");
 }
 
+// The best path this CPU supports.
 const Path& startup_path() {
   static const Path& chosen = []() -> const Path& {
-    const char* forced = std::getenv("EFFCAM_DISPATCH");
-    if (forced && *forced) return find_path(forced, "EFFCAM_DISPATCH");
     for (const Path& path : kPaths)
       if (path.supported()) return path;
     return kPaths[std::size(kPaths) - 1];
@@ -251,7 +248,7 @@ void softmax(float* x, size_t n) {
 }
 
 void set_dispatch(std::string_view name) {
-  g_forced.store(&find_path(name, "dispatch path"), std::memory_order_release);
+  g_forced.store(&find_path(name), std::memory_order_release);
 }
 
 std::string_view dispatch_name() { return current_path().name; }

@@ -183,11 +183,9 @@ void zero_pad(const ZeroPadArgs& args, uint32_t row_begin, uint32_t row_end);
 // In place, numerically stable (the maximum is subtracted before exp).
 void softmax(float* x, size_t n);
 
-// Dispatch: the path is chosen once, on first use, as the best the CPU supports, or the one named by the
-// environment variable EFFCAM_DISPATCH. Names: "avx512" (F/BW/DQ/VL + F16C), "avx2" (AVX2 + FMA + F16C), "scalar".
-// A name that is unknown or that the CPU lacks throws effcam::Error from that first use: callers resolve it with
-// dispatch_name() on their own thread before kernels run on worker threads. set_dispatch forces a path (same
-// errors); call it while no kernel is running.
+// Dispatch: the path is process-wide, the best the CPU supports unless set_dispatch forces another. Names: "avx512"
+// (F/BW/DQ/VL + F16C), "avx2" (AVX2 + FMA + F16C), "scalar". set_dispatch throws effcam::Error for a name that is
+// unknown or that the CPU lacks; call it while no kernel is running.
 void set_dispatch(std::string_view name);
 std::string_view dispatch_name();
 std::vector<std::string_view> available_dispatches();  // the paths this CPU can run, best first

@@ -74,6 +74,11 @@ EFFCAM_C_API const char* effcam_last_error(void);
 /* A constant name for a status ("ok", "argument", "io", "format", "image", "out of memory", "internal"). */
 EFFCAM_C_API const char* effcam_status_name(effcam_status status);
 
+/* The kernel path, process-wide: the best this CPU has unless forced ("avx512", "avx2", "scalar"); call before
+ * predicting, not while a predictor runs. effcam_dispatch returns the current one (a constant string). */
+EFFCAM_C_API effcam_status effcam_set_dispatch(const char* path);
+EFFCAM_C_API const char* effcam_dispatch(void);
+
 /* ---- Models ---- */
 EFFCAM_C_API effcam_status effcam_model_load(const char* path, effcam_model** out);
 /* Copies the buffer: it may be freed on return. */
@@ -105,7 +110,6 @@ typedef struct effcam_predictor_options {
   const char* const* cam_layers; /* the layers CAMs may target; NULL or 0 layers: the model's default */
   size_t cam_layer_count;
   int explain;                   /* 0: plan the forward pass only (CAMs are then refused); default 1 */
-  const char* dispatch;          /* NULL or "": the best kernel path of this CPU; "avx512", "avx2", "scalar" */
 } effcam_predictor_options;
 EFFCAM_C_API void effcam_predictor_options_init(effcam_predictor_options* options);
 

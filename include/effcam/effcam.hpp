@@ -31,6 +31,21 @@ namespace effcam {
 // The library's own version and the version of the C API it implements (effcam.h's EFFCAM_API_VERSION).
 EFFCAM_API const char* version();
 
+// The kernel's memory figures for this process (0 where unreadable).
+struct ProcessMemory {
+  uint64_t rss_bytes = 0;       // VmRSS
+  uint64_t peak_rss_bytes = 0;  // VmHWM
+  uint64_t pss_bytes = 0;       // Pss: pages shared with other processes (the mmap'd weights) counted in shares
+};
+EFFCAM_API ProcessMemory process_memory();
+
+// The kernel path, process-wide: the best this CPU has ("avx512", "avx2" or "scalar") unless set_dispatch forces one.
+// set_dispatch throws Error (InvalidArgument) for an unknown path or one this CPU lacks; call it before predicting,
+// not while any Predictor runs.
+EFFCAM_API void set_dispatch(const std::string& path);
+EFFCAM_API std::string dispatch();
+EFFCAM_API std::vector<std::string> available_dispatches();  // best first
+
 // ---------------------------------------------------------------------------------------------------------------
 // Models
 
@@ -155,9 +170,6 @@ struct PredictorOptions {
   bool explain = true;
   // Keras layers whose activations every Prediction carries (Prediction::layers), for parity checks.
   std::vector<std::string> dump_layers;
-  // The kernel path: "" picks the best this CPU has; "avx512", "avx2" or "scalar" force one (Error when the CPU
-  // lacks it).
-  std::string dispatch;
 };
 
 struct PredictOptions {
@@ -203,6 +215,10 @@ struct EncodedImage {
   const char* mime() const { return format == ImageFormat::Jpeg ? "image/jpeg" : "image/png"; }
 };
 
+// Writes the encoded picture to `path` through a temporary file renamed into place (no partial file on failure).
+// Throws Error (Io) naming the path.
+EFFCAM_API void save(const EncodedImage& image, const std::string& path);
+
 struct LayerDump {
   std::string name;
   uint32_t height = 0, width = 0, channels = 0;
@@ -237,8 +253,8 @@ struct Prediction {
 
 class EFFCAM_API Predictor {
  public:
-  // Plans and allocates the arena. Throws Error (InvalidArgument) for an unknown CAM or dump layer, a bad thread
-  // count, or a dispatch path this CPU lacks.
+  // Plans and allocates the arena. Throws Error (InvalidArgument) for an unknown CAM or dump layer or a bad thread
+  // count.
   explicit Predictor(Model model, const PredictorOptions& options = {});
   Predictor(Predictor&&) noexcept;
   Predictor& operator=(Predictor&&) noexcept;
@@ -289,7 +305,7 @@ struct ConvertOptions {
 
 struct ConversionReport {
   std::string input, output;
-  std::string source_format;  // "keras-zip" or "h5"
+  std::string source_format;  // "keras-zip" (.keras) or "legacy-h5" (.h5)
   std::string keras_version;  // empty when the file does not say
   std::string model_name;
   uint64_t keras_layers = 0, ops = 0;

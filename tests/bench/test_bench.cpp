@@ -26,10 +26,10 @@ constexpr uint64_t kDenseMacs = 40ull * 5;
 
 struct LoadedSmallModel {
   std::vector<uint8_t> bytes = effcam::test::SmallModel(effcam::format::DType::F16).builder.serialize();
-  effcam::Model model{effcam::ModelFile::from_bytes(bytes)};
+  effcam::engine::Model model{effcam::ModelFile::from_bytes(bytes)};
 };
 
-std::vector<float> pixels(const effcam::Model& model) {
+std::vector<float> pixels(const effcam::engine::Model& model) {
   std::vector<float> values(size_t{model.input_height()} * model.input_width() * model.input_channels());
   for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>((i * 37) % 256);
   return values;
@@ -62,8 +62,8 @@ TEST_CASE("multiply-adds count the kernels of each op and nothing else") {
 TEST_CASE("run_profiled computes what run computes and times every op") {
   const LoadedSmallModel small;
   const size_t op_count = small.model.file().ops().size();
-  effcam::SessionOptions options;
-  effcam::Session session(small.model, options);
+  effcam::engine::SessionOptions options;
+  effcam::engine::Session session(small.model, options);
   session.set_input_pixels(pixels(small.model));
   session.run();
   const std::vector<float> expected(session.probabilities().begin(), session.probabilities().end());

@@ -22,9 +22,9 @@
 namespace {
 
 namespace fs = std::filesystem;
-using effcam::CamMap;
-using effcam::CamMethod;
-using effcam::Image;
+using effcam::imaging::CamMap;
+using effcam::imaging::CamMethod;
+using effcam::imaging::Image;
 
 constexpr CamMethod kAllMethods[] = {CamMethod::GradCam,  CamMethod::GradCamPlusPlus, CamMethod::HiResCam,
                                      CamMethod::XGradCam, CamMethod::LayerCam,        CamMethod::EigenCam};
@@ -98,18 +98,18 @@ std::vector<float> random_values(size_t count, std::mt19937& rng, float low, flo
 }  // namespace
 
 TEST_CASE("CAM method names round-trip and unknown names are refused with the list") {
-  for (CamMethod method : kAllMethods) CHECK(effcam::parse_cam_method(effcam::cam_method_name(method)) == method);
-  CHECK(effcam::cam_method_name(CamMethod::GradCamPlusPlus) == "gradcam++");
-  for (CamMethod method : kAllMethods) CHECK(effcam::cam_needs_gradient(method) == (method != CamMethod::EigenCam));
+  for (CamMethod method : kAllMethods) CHECK(effcam::imaging::parse_cam_method(effcam::imaging::cam_method_name(method)) == method);
+  CHECK(effcam::imaging::cam_method_name(CamMethod::GradCamPlusPlus) == "gradcam++");
+  for (CamMethod method : kAllMethods) CHECK(effcam::imaging::cam_needs_gradient(method) == (method != CamMethod::EigenCam));
   try {
-    effcam::parse_cam_method("GradCAM");
+    effcam::imaging::parse_cam_method("GradCAM");
     FAIL("an unknown name was accepted");
   } catch (const effcam::Error& error) {
     const std::string message = error.what();
     CHECK(message.find("'GradCAM'") != std::string::npos);
     CHECK(message.find("gradcam, gradcam++, hirescam, xgradcam, layercam, eigencam") != std::string::npos);
   }
-  CHECK_THROWS_AS(effcam::parse_cam_method(""), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::parse_cam_method(""), effcam::Error);
 }
 
 TEST_CASE("every method matches numpy's formulas (pytorch-grad-cam) within 1e-5 of the map's scale") {
@@ -121,11 +121,11 @@ TEST_CASE("every method matches numpy's formulas (pytorch-grad-cam) within 1e-5 
     const auto activations = read_raw<float>(reference_dir() / (name + ".act.f32"), count);
     const auto gradients = read_raw<float>(reference_dir() / (name + ".grad.f32"), count);
     for (CamMethod method : kAllMethods) {
-      const std::string method_name(effcam::cam_method_name(method));
+      const std::string method_name(effcam::imaging::cam_method_name(method));
       CAPTURE(name);
       CAPTURE(method_name);
       const auto expected = read_raw<double>(reference_dir() / (name + "." + method_name + ".f64"), size_t{h} * w);
-      const CamMap cam = effcam::compute_cam(method, activations, gradients, h, w, c);
+      const CamMap cam = effcam::imaging::compute_cam(method, activations, gradients, h, w, c);
       REQUIRE(cam.height == h);
       REQUIRE(cam.width == w);
       REQUIRE(cam.raw.size() == expected.size());
@@ -162,22 +162,22 @@ TEST_CASE("maps with nothing positive are empty: zeros, never NaN") {
   SUBCASE("positive activations, negative gradients") {
     for (CamMethod method : {CamMethod::GradCam, CamMethod::HiResCam, CamMethod::XGradCam, CamMethod::LayerCam,
                              CamMethod::GradCamPlusPlus}) {
-      CAPTURE(effcam::cam_method_name(method));
-      const CamMap cam = effcam::compute_cam(method, positive, negative, h, w, c);
+      CAPTURE(effcam::imaging::cam_method_name(method));
+      const CamMap cam = effcam::imaging::compute_cam(method, positive, negative, h, w, c);
       check_empty(cam);
       if (method != CamMethod::LayerCam && method != CamMethod::GradCamPlusPlus)  // these two: exactly 0
         CHECK(*std::max_element(cam.raw.begin(), cam.raw.end()) < 0.0f);
     }
   }
   SUBCASE("constant activations have no principal component") {
-    check_empty(effcam::compute_cam(CamMethod::EigenCam, std::vector<float>(h * w * c, 3.0f), {}, h, w, c));
+    check_empty(effcam::imaging::compute_cam(CamMethod::EigenCam, std::vector<float>(h * w * c, 3.0f), {}, h, w, c));
   }
   SUBCASE("non-finite inputs") {
     auto gradients = random_values(h * w * c, rng, -1.0f, 1.0f);
     gradients[5] = std::nanf("");
-    check_empty(effcam::compute_cam(CamMethod::GradCam, positive, gradients, h, w, c));  // NaN weight everywhere
+    check_empty(effcam::imaging::compute_cam(CamMethod::GradCam, positive, gradients, h, w, c));  // NaN weight everywhere
     gradients[5] = INFINITY;
-    const CamMap hires = effcam::compute_cam(CamMethod::HiResCam, positive, gradients, h, w, c);
+    const CamMap hires = effcam::imaging::compute_cam(CamMethod::HiResCam, positive, gradients, h, w, c);
     CHECK(all_finite(hires.raw));
     CHECK(all_finite(hires.normalized));
     CHECK(hires.raw[0] == 0.0f);  // the position holding the infinity reads as 0
@@ -185,9 +185,9 @@ TEST_CASE("maps with nothing positive are empty: zeros, never NaN") {
   SUBCASE("EigenCAM reads non-finite activations as 0, as get_2d_projection zeroes NaNs") {
     auto activations = positive;
     activations[7] = 0.0f;
-    const CamMap clean = effcam::compute_cam(CamMethod::EigenCam, activations, {}, h, w, c);
+    const CamMap clean = effcam::imaging::compute_cam(CamMethod::EigenCam, activations, {}, h, w, c);
     activations[7] = std::nanf("");
-    const CamMap with_nan = effcam::compute_cam(CamMethod::EigenCam, activations, {}, h, w, c);
+    const CamMap with_nan = effcam::imaging::compute_cam(CamMethod::EigenCam, activations, {}, h, w, c);
     CHECK(max_abs_difference(clean.raw, with_nan.raw) == 0.0);
     CHECK(!with_nan.empty);
   }
@@ -201,8 +201,8 @@ TEST_CASE("Grad-CAM equals HiResCAM when the gradient is constant over space (a 
   // d logit / d A[p, k] = W[k, class] / (H * W) for GlobalAveragePooling followed by Dense.
   std::vector<float> gradients(h * w * c);
   for (size_t i = 0; i < gradients.size(); ++i) gradients[i] = dense_column[i % c] / (h * w);
-  const CamMap grad_cam = effcam::compute_cam(CamMethod::GradCam, activations, gradients, h, w, c);
-  const CamMap hires_cam = effcam::compute_cam(CamMethod::HiResCam, activations, gradients, h, w, c);
+  const CamMap grad_cam = effcam::imaging::compute_cam(CamMethod::GradCam, activations, gradients, h, w, c);
+  const CamMap hires_cam = effcam::imaging::compute_cam(CamMethod::HiResCam, activations, gradients, h, w, c);
   float scale = 0.0f;
   for (float x : hires_cam.raw) scale = std::max(scale, std::abs(x));
   REQUIRE(scale > 0.0f);
@@ -213,30 +213,30 @@ TEST_CASE("Grad-CAM equals HiResCAM when the gradient is constant over space (a 
   // Scaling the score (e.g. the 1/(HW) factor) scales the raw map and leaves the normalized one alone.
   std::vector<float> scaled(gradients);
   for (float& g : scaled) g *= h * w;
-  const CamMap grad_cam_scaled = effcam::compute_cam(CamMethod::GradCam, activations, scaled, h, w, c);
+  const CamMap grad_cam_scaled = effcam::imaging::compute_cam(CamMethod::GradCam, activations, scaled, h, w, c);
   CHECK(max_abs_difference(grad_cam.normalized, grad_cam_scaled.normalized) <= 1e-6);
   CHECK(std::abs(grad_cam_scaled.raw[3] - grad_cam.raw[3] * h * w) <= 1e-5 * scale * h * w);
 
   // With non-negative gradients, LayerCAM's relu changes nothing: it equals HiResCAM.
   for (float& g : scaled) g = std::abs(g);
-  const CamMap layer = effcam::compute_cam(CamMethod::LayerCam, activations, scaled, h, w, c);
-  const CamMap hires_positive = effcam::compute_cam(CamMethod::HiResCam, activations, scaled, h, w, c);
+  const CamMap layer = effcam::imaging::compute_cam(CamMethod::LayerCam, activations, scaled, h, w, c);
+  const CamMap hires_positive = effcam::imaging::compute_cam(CamMethod::HiResCam, activations, scaled, h, w, c);
   CHECK(max_abs_difference(layer.raw, hires_positive.raw) == 0.0);
 }
 
 TEST_CASE("compute_cam refuses inconsistent shapes") {
   const std::vector<float> values(24, 1.0f);
-  CHECK_THROWS_AS(effcam::compute_cam(CamMethod::GradCam, values, values, 0, 4, 6), effcam::Error);
-  CHECK_THROWS_AS(effcam::compute_cam(CamMethod::GradCam, values, values, 2, 3, 5), effcam::Error);
-  CHECK_THROWS_AS(effcam::compute_cam(CamMethod::HiResCam, values, {values.data(), 23}, 2, 2, 6), effcam::Error);
-  CHECK_THROWS_AS(effcam::compute_cam(CamMethod::GradCam, values, {}, 2, 2, 6), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::compute_cam(CamMethod::GradCam, values, values, 0, 4, 6), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::compute_cam(CamMethod::GradCam, values, values, 2, 3, 5), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::compute_cam(CamMethod::HiResCam, values, {values.data(), 23}, 2, 2, 6), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::compute_cam(CamMethod::GradCam, values, {}, 2, 2, 6), effcam::Error);
   // 2^32-1 cubed wraps around 64 bits; the check must not be fooled into reading past the span.
-  CHECK_THROWS_AS(effcam::compute_cam(CamMethod::GradCam, values, values, 0xffffffffu, 0xffffffffu, 0xffffffffu),
+  CHECK_THROWS_AS(effcam::imaging::compute_cam(CamMethod::GradCam, values, values, 0xffffffffu, 0xffffffffu, 0xffffffffu),
                   effcam::Error);
-  CHECK_NOTHROW(effcam::compute_cam(CamMethod::EigenCam, values, {}, 2, 2, 6));  // no gradient needed
+  CHECK_NOTHROW(effcam::imaging::compute_cam(CamMethod::EigenCam, values, {}, 2, 2, 6));  // no gradient needed
   // EigenCAM's Gram matrix is min(H*W, C)^2 doubles: refused past 1024 rather than allocated.
   const std::vector<float> wide(size_t{33} * 33 * 1025, 1.0f);
-  CHECK_THROWS_AS(effcam::compute_cam(CamMethod::EigenCam, wide, {}, 33, 33, 1025), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::compute_cam(CamMethod::EigenCam, wide, {}, 33, 33, 1025), effcam::Error);
 }
 
 TEST_CASE("EigenCAM's sign puts a strongly activated spot on the positive side") {
@@ -247,7 +247,7 @@ TEST_CASE("EigenCAM's sign puts a strongly activated spot on the positive side")
     auto activations = random_values(size_t{h} * w * c, rng, 0.0f, 0.2f);
     const size_t hot = w + 2;  // row 1, column 2
     for (size_t k = 0; k < c; ++k) activations[hot * c + k] += 3.0f;
-    const CamMap cam = effcam::compute_cam(CamMethod::EigenCam, activations, {}, h, w, c);
+    const CamMap cam = effcam::imaging::compute_cam(CamMethod::EigenCam, activations, {}, h, w, c);
     CAPTURE(c);
     REQUIRE(!cam.empty);
     CHECK(cam.normalized[hot] == 1.0f);
@@ -260,7 +260,7 @@ TEST_CASE("the jet colormap is matplotlib's, through the tutorial's 8-bit conver
   std::string source;
   fields >> source;
   const auto expected = read_raw<uint8_t>(reference_dir() / "jet.u8", 256 * 3);
-  const auto& colors = effcam::jet_colormap();
+  const auto& colors = effcam::imaging::jet_colormap();
   // From matplotlib itself the table must match exactly; a table interpolated from the segment data by numpy
   // may round the other way at a breakpoint.
   const int tolerance = source == "matplotlib" ? 0 : 1;
@@ -288,16 +288,16 @@ TEST_CASE("bilinear upsampling matches PIL and the heatmap colours follow it") {
     const auto expected = read_raw<float>(reference_dir() / (name + ".pil.f32"), count);
     const auto expected_index = read_raw<uint8_t>(reference_dir() / (name + ".index.u8"), count);
 
-    const std::vector<float> upsampled = effcam::upsample_map(cam, out_w, out_h);
+    const std::vector<float> upsampled = effcam::imaging::upsample_map(cam, out_w, out_h);
     CHECK(max_abs_difference(upsampled, expected) <= 1e-5);
 
     // Colour = jet[uint8(255 * value)]; the truncation may flip by one where PIL's float32 rounding differs.
-    const Image heatmap = effcam::render_heatmap(cam, out_w, out_h);
+    const Image heatmap = effcam::imaging::render_heatmap(cam, out_w, out_h);
     REQUIRE(heatmap.width == out_w);
     REQUIRE(heatmap.height == out_h);
     REQUIRE(heatmap.channels == 3);
     REQUIRE(heatmap.pixels.size() == count * 3);
-    const auto& colors = effcam::jet_colormap();
+    const auto& colors = effcam::imaging::jet_colormap();
     size_t mismatches = 0;
     for (size_t i = 0; i < count; ++i) {
       const std::array<uint8_t, 3> pixel = {heatmap.pixels[i * 3], heatmap.pixels[i * 3 + 1],
@@ -316,12 +316,12 @@ TEST_CASE("render_heatmap and upsample_map refuse bad maps and sizes") {
   cam.height = 2;
   cam.width = 2;
   cam.normalized = {0.0f, 1.0f, 0.5f};  // one value short
-  CHECK_THROWS_AS(effcam::upsample_map(cam, 4, 4), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::upsample_map(cam, 4, 4), effcam::Error);
   cam.normalized.push_back(std::nanf(""));  // a hand-made map's NaN renders as 0
-  CHECK_THROWS_AS(effcam::render_heatmap(cam, 0, 4), effcam::Error);
-  CHECK_THROWS_AS(effcam::render_heatmap(cam, 100000, 100000), effcam::Error);
-  const Image image = effcam::render_heatmap(cam, 2, 2);
-  CHECK(std::equal(image.pixels.end() - 3, image.pixels.end(), effcam::jet_colormap()[0].begin()));
+  CHECK_THROWS_AS(effcam::imaging::render_heatmap(cam, 0, 4), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::render_heatmap(cam, 100000, 100000), effcam::Error);
+  const Image image = effcam::imaging::render_heatmap(cam, 2, 2);
+  CHECK(std::equal(image.pixels.end() - 3, image.pixels.end(), effcam::imaging::jet_colormap()[0].begin()));
 }
 
 TEST_CASE("blend_overlay reproduces the Keras tutorial's superimpose + array_to_img") {
@@ -335,7 +335,7 @@ TEST_CASE("blend_overlay reproduces the Keras tutorial's superimpose + array_to_
                       read_raw<uint8_t>(reference_dir() / (name + ".image.u8"), size_t{w} * h * channels)};
     const Image heatmap{w, h, 3, read_raw<uint8_t>(reference_dir() / (name + ".heat.u8"), size_t{w} * h * 3)};
     const auto expected = read_raw<uint8_t>(reference_dir() / (name + ".blend.u8"), size_t{w} * h * 3);
-    const Image blended = effcam::blend_overlay(image, heatmap, alpha);
+    const Image blended = effcam::imaging::blend_overlay(image, heatmap, alpha);
     REQUIRE(blended.width == w);
     REQUIRE(blended.height == h);
     REQUIRE(blended.channels == 3);
@@ -348,11 +348,11 @@ TEST_CASE("blend_overlay refuses mismatched inputs") {
   const Image small{3, 3, 3, std::vector<uint8_t>(27, 9)};
   const Image rgba{4, 3, 4, std::vector<uint8_t>(48, 9)};
   const Image broken{4, 3, 3, std::vector<uint8_t>(35, 9)};
-  CHECK_THROWS_AS(effcam::blend_overlay(rgb, small), effcam::Error);
-  CHECK_THROWS_AS(effcam::blend_overlay(rgba, rgb), effcam::Error);
-  CHECK_THROWS_AS(effcam::blend_overlay(rgb, rgba), effcam::Error);
-  CHECK_THROWS_AS(effcam::blend_overlay(broken, rgb), effcam::Error);
-  CHECK_THROWS_AS(effcam::blend_overlay(rgb, rgb, std::nanf("")), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::blend_overlay(rgb, small), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::blend_overlay(rgba, rgb), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::blend_overlay(rgb, rgba), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::blend_overlay(broken, rgb), effcam::Error);
+  CHECK_THROWS_AS(effcam::imaging::blend_overlay(rgb, rgb, std::nanf("")), effcam::Error);
 }
 
 TEST_CASE("write_image round-trips PNG exactly and JPEG closely") {
@@ -364,22 +364,22 @@ TEST_CASE("write_image round-trips PNG exactly and JPEG closely") {
   cam.height = 3;
   cam.width = 4;
   cam.normalized = {0.0f, 0.2f, 0.4f, 0.3f, 0.1f, 1.0f, 0.8f, 0.2f, 0.0f, 0.5f, 0.6f, 0.1f};
-  const Image heatmap = effcam::render_heatmap(cam, 64, 48);
+  const Image heatmap = effcam::imaging::render_heatmap(cam, 64, 48);
   Image gray{31, 17, 1, {}};
   for (size_t i = 0; i < size_t{31} * 17; ++i) gray.pixels.push_back(static_cast<uint8_t>(rng()));
 
-  effcam::write_image(heatmap, (dir / "heat.png").string());
-  const Image png = effcam::load_image((dir / "heat.png").string(), 3);
+  effcam::imaging::write_image(heatmap, (dir / "heat.png").string());
+  const Image png = effcam::imaging::load_image((dir / "heat.png").string(), 3);
   CHECK(png.width == heatmap.width);
   CHECK(png.height == heatmap.height);
   CHECK(png.pixels == heatmap.pixels);
 
-  effcam::write_image(gray, (dir / "gray.PNG").string());
-  CHECK(effcam::load_image((dir / "gray.PNG").string(), 1).pixels == gray.pixels);
+  effcam::imaging::write_image(gray, (dir / "gray.PNG").string());
+  CHECK(effcam::imaging::load_image((dir / "gray.PNG").string(), 1).pixels == gray.pixels);
 
   for (const char* file : {"heat.jpg", "heat.jpeg"}) {
-    effcam::write_image(heatmap, (dir / file).string());
-    const Image jpeg = effcam::load_image((dir / file).string(), 3);
+    effcam::imaging::write_image(heatmap, (dir / file).string());
+    const Image jpeg = effcam::imaging::load_image((dir / file).string(), 3);
     REQUIRE(jpeg.pixels.size() == heatmap.pixels.size());
     double total = 0.0;
     for (size_t i = 0; i < jpeg.pixels.size(); ++i) total += std::abs(jpeg.pixels[i] - heatmap.pixels[i]);
@@ -389,7 +389,7 @@ TEST_CASE("write_image round-trips PNG exactly and JPEG closely") {
   }
 
   // Overwriting goes through the rename too, and leaves no temporary files.
-  effcam::write_image(gray, (dir / "gray.PNG").string());
+  effcam::imaging::write_image(gray, (dir / "gray.PNG").string());
   for (const auto& entry : fs::directory_iterator(dir))
     CHECK_MESSAGE(entry.path().string().find(".tmp-") == std::string::npos, "left behind: " << entry.path());
 }
@@ -401,7 +401,7 @@ TEST_CASE("write_image refuses bad paths and images, naming the path") {
   const Image image{2, 2, 3, std::vector<uint8_t>(12, 200)};
   const auto message_of = [&](const Image& what, const std::string& path) -> std::string {
     try {
-      effcam::write_image(what, path);
+      effcam::imaging::write_image(what, path);
     } catch (const effcam::Error& error) {
       return error.what();
     }

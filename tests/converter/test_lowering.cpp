@@ -212,14 +212,14 @@ Tensor random_image(uint32_t seed) {
 
 struct Lowered {
   std::vector<uint8_t> bytes;
-  effcam::convert::LoweringSummary summary;
+  effcam::converter::LoweringSummary summary;
 };
 
 Lowered lower(const effcam::keras::Model& model, effcam::format::DType dtype) {
-  effcam::convert::LoweringOptions options;
+  effcam::converter::LoweringOptions options;
   options.kernel_dtype = dtype;
   Lowered out;
-  out.bytes = effcam::convert::lower(model, options, out.summary).serialize();
+  out.bytes = effcam::converter::lower(model, options, out.summary).serialize();
   return out;
 }
 
@@ -244,10 +244,10 @@ TEST_CASE("the fused block gives the unfolded Keras math, probabilities and fuse
     const Lowered lowered = lower(maker.model, dtype);
     // stem conv, depthwise (+ SE means), squeeze-excite, project conv (+ gate + residual), pool, dense
     CHECK(lowered.summary.ops == 6);
-    const effcam::Model model(effcam::ModelFile::from_bytes(lowered.bytes));
-    effcam::SessionOptions options;
+    const effcam::engine::Model model(effcam::ModelFile::from_bytes(lowered.bytes));
+    effcam::engine::SessionOptions options;
     options.probes = {"stem_conv", "stem_bn", "se_excite", "project_bn", "add", "dwconv"};
-    effcam::Session session(model, options);
+    effcam::engine::Session session(model, options);
     for (uint32_t seed : {1u, 2u, 3u}) {
       const Tensor image = random_image(seed);
       const std::vector<float> pixels(image.v.begin(), image.v.end());
@@ -344,8 +344,8 @@ TEST_CASE("a Dense layer on a spatial map is a 1x1 convolution, and ZeroPadding2
 
   const Lowered lowered = lower(m.model, effcam::format::DType::F32);
   CHECK(lowered.summary.ops == 4);  // conv (padding folded), 1x1 conv, reshape, dense
-  const effcam::Model model(effcam::ModelFile::from_bytes(lowered.bytes));
-  effcam::Session session(model, {});
+  const effcam::engine::Model model(effcam::ModelFile::from_bytes(lowered.bytes));
+  effcam::engine::Session session(model, {});
   std::vector<float> pixels;
   for (int i = 0; i < 30; ++i) pixels.push_back(float((i * 37) % 256));
   session.set_input_pixels(pixels);

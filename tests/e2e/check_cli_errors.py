@@ -128,7 +128,7 @@ def predict_cases(food, labels, sample):
     for threads in ("1", "2"):
         label = f"EFFCAM_DISPATCH=sse9, {threads} thread(s)"
         result = expect_error(label, [t.PREDICT, "--model", model, sample, sample, "--threads", threads],
-                              "EFFCAM_DISPATCH 'sse9'", env=dict(os.environ, EFFCAM_DISPATCH="sse9"))
+                              "EFFCAM_DISPATCH: kernel path 'sse9'", env=dict(os.environ, EFFCAM_DISPATCH="sse9"))
         t.check(len(result.stderr.strip().splitlines()) == 1, f"{label}: one line on stderr")
     expect_error("missing --model", [t.PREDICT, sample], "--model", code=2)
     expect_error("bad --threads", [t.PREDICT, "--model", model, sample, "--threads", "0"], "threads", code=2)

@@ -31,8 +31,8 @@ const std::vector<uint8_t>& food101_bytes() {
   static const std::vector<uint8_t> bytes = [] {
     const std::filesystem::path path = std::filesystem::path(effcam::test::env_or("EFFCAM_SOURCE_DIR", ".")) /
                                        "models/food101-effv2b0/food101_effv2b0.keras";
-    effcam::convert::LoweringSummary summary;
-    return effcam::convert::lower(effcam::keras::read_model(path.string()), {}, summary).serialize();
+    effcam::converter::LoweringSummary summary;
+    return effcam::converter::lower(effcam::keras::read_model(path.string()), {}, summary).serialize();
   }();
   return bytes;
 }
@@ -49,7 +49,7 @@ std::vector<float> test_pixels(size_t count, uint32_t seed) {
 
 // Replays the plan: before op i writes its outputs, every tensor that a later op (or the caller) still reads must
 // not overlap them, unless the op is planned in place over exactly that input.
-void check_plan_is_safe(const effcam::Model& model, const effcam::MemoryPlan& plan,
+void check_plan_is_safe(const effcam::engine::Model& model, const effcam::engine::MemoryPlan& plan,
                         const std::vector<uint32_t>& keep_alive) {
   const auto ops = model.file().ops();
   const effcam::Graph& graph = model.graph();
@@ -135,38 +135,38 @@ TEST_CASE("an exception in any chunk reaches the caller after every chunk is don
 }
 
 TEST_CASE("the memory plan never overwrites a live tensor and stays near the liveness lower bound") {
-  const effcam::Model model(effcam::ModelFile::from_bytes(food101_bytes()));
+  const effcam::engine::Model model(effcam::ModelFile::from_bytes(food101_bytes()));
   for (uint32_t threads : {1u, 2u}) {
     CAPTURE(threads);
-    effcam::PlanRequest request;
+    effcam::engine::PlanRequest request;
     request.threads = threads;
-    const effcam::MemoryPlan plan = effcam::plan_memory(model.file().ops(), model.graph(), request);
+    const effcam::engine::MemoryPlan plan = effcam::engine::plan_memory(model.file().ops(), model.graph(), request);
     check_plan_is_safe(model, plan, {});
     CHECK(plan.arena_bytes >= plan.lower_bound_bytes);
     CHECK(double(plan.arena_bytes) <= 1.15 * double(plan.lower_bound_bytes));
     for (uint64_t offset : plan.tensor_offset) {
-      if (offset != effcam::MemoryPlan::kUnplanned) CHECK(offset % effcam::kArenaAlignment == 0);
+      if (offset != effcam::engine::MemoryPlan::kUnplanned) CHECK(offset % effcam::engine::kArenaAlignment == 0);
     }
     // In-place reuse happened (residual adds): without it the arena could not be this small.
     CHECK(std::count(plan.in_place.begin(), plan.in_place.end(), 1) > 0);
   }
   // Kept tensors (probes) are never reused.
-  effcam::PlanRequest keep;
+  effcam::engine::PlanRequest keep;
   const effcam::format::Tap* tap = model.find_tap("block5c_add");
   REQUIRE(tap != nullptr);
   keep.keep_alive = {model.file().ops()[tap->op].outputs[0]};
-  const effcam::MemoryPlan kept = effcam::plan_memory(model.file().ops(), model.graph(), keep);
+  const effcam::engine::MemoryPlan kept = effcam::engine::plan_memory(model.file().ops(), model.graph(), keep);
   check_plan_is_safe(model, kept, keep.keep_alive);
 }
 
 TEST_CASE("sessions: one and two threads agree, runs repeat exactly, probes need asking for") {
-  const effcam::Model model(effcam::ModelFile::from_bytes(food101_bytes()));
+  const effcam::engine::Model model(effcam::ModelFile::from_bytes(food101_bytes()));
   const size_t pixels = size_t(model.input_height()) * model.input_width() * model.input_channels();
   const std::vector<float> image = test_pixels(pixels, 11);
-  effcam::Session one(model, {});
-  effcam::SessionOptions two_threads;
+  effcam::engine::Session one(model, {});
+  effcam::engine::SessionOptions two_threads;
   two_threads.threads = 2;
-  effcam::Session two(model, two_threads);
+  effcam::engine::Session two(model, two_threads);
   one.set_input_pixels(image);
   one.run();
   const std::vector<float> first(one.probabilities().begin(), one.probabilities().end());
@@ -183,8 +183,8 @@ TEST_CASE("sessions: one and two threads agree, runs repeat exactly, probes need
   CHECK(one.logits().size() == model.classes());
 
   CHECK_THROWS_AS(one.probe("top_conv"), effcam::Error);
-  effcam::SessionOptions unknown;
+  effcam::engine::SessionOptions unknown;
   unknown.probes = {"no_such_layer"};
-  CHECK_THROWS_WITH_AS(effcam::Session(model, unknown), doctest::Contains("no_such_layer"), effcam::Error);
+  CHECK_THROWS_WITH_AS(effcam::engine::Session(model, unknown), doctest::Contains("no_such_layer"), effcam::Error);
   CHECK_THROWS_WITH_AS(one.set_input_pixels(std::vector<float>(7)), doctest::Contains("7 values"), effcam::Error);
 }

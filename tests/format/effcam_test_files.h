@@ -34,7 +34,7 @@ struct SmallModel {
   std::vector<float> dense_bias = random_values(5, 25);
   std::vector<std::string> labels = {"apple pie", "baby back ribs", "baklava", "", "beef carpaccio"};
   std::string metadata = R"({"source_format": "test", "keras_version": ""})";
-  convert::EffcamBuilder builder;
+  converter::EffcamBuilder builder;
   uint32_t conv_id, depthwise_id, dense_id, bias_id, dense_bias_id;
 
   explicit SmallModel(format::DType dtype) : builder(dtype) {

@@ -354,7 +354,7 @@ TEST_CASE("writer -> serialize -> from_bytes round trip") {
 }
 
 TEST_CASE("builder: interning and input checks") {
-  effcam::convert::EffcamBuilder builder(format::DType::F16);
+  effcam::converter::EffcamBuilder builder(format::DType::F16);
   const auto first = builder.add_string("stem_conv");
   const auto again = builder.add_string("stem_conv");
   CHECK((first.offset == again.offset && first.length == again.length));
@@ -362,11 +362,11 @@ TEST_CASE("builder: interning and input checks") {
   const std::vector<float> values(12, 1.0f);
   CHECK_THROWS_AS(builder.add_conv_kernel("k", values, 3, 3, 1, 2), Error);  // 12 values for 18
   CHECK_THROWS_AS(builder.add_vector("empty", {}), Error);                    // zero-length dims
-  CHECK_THROWS_AS(effcam::convert::EffcamBuilder(static_cast<format::DType>(7)), Error);
+  CHECK_THROWS_AS(effcam::converter::EffcamBuilder(static_cast<format::DType>(7)), Error);
 }
 
 TEST_CASE("a model without weights, ops, taps, labels or metadata loads (empty sections)") {
-  effcam::convert::EffcamBuilder builder(format::DType::F16);
+  effcam::converter::EffcamBuilder builder(format::DType::F16);
   format::Preprocess preprocess{};
   preprocess.height = preprocess.width = 1;
   preprocess.channels = 1;

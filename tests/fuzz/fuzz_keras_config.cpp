@@ -62,8 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (zip_close(archive) < 0) std::abort();
   try {
     const effcam::keras::Model model = effcam::keras::read_model(path);
-    effcam::convert::LoweringSummary summary;
-    effcam::convert::lower(model, {}, summary).serialize();
+    effcam::converter::LoweringSummary summary;
+    effcam::converter::lower(model, {}, summary).serialize();
   } catch (const effcam::Error&) {
   }
   return 0;

@@ -21,7 +21,7 @@
 #include "tests/test_support.h"
 
 namespace fs = std::filesystem;
-using effcam::Image;
+using effcam::imaging::Image;
 
 namespace {
 
@@ -107,7 +107,7 @@ std::vector<uint8_t> png_with_header(uint32_t width, uint32_t height) {
 
 void check_refused(const std::vector<uint8_t>& bytes, const std::string& expected_words) {
   try {
-    effcam::decode_image(bytes, 3, "crafted");
+    effcam::imaging::decode_image(bytes, 3, "crafted");
     FAIL("decoding succeeded, expected an error containing '" << expected_words << "'");
   } catch (const effcam::Error& e) {
     const std::string message = e.what();
@@ -128,7 +128,7 @@ TEST_CASE("decode matches PIL's open + convert") {
     int lossy = 0;
     fields >> source >> channels >> width >> height >> expected_file >> lossy;
     INFO(line);
-    const Image image = effcam::load_image(source, channels);
+    const Image image = effcam::imaging::load_image(source, channels);
     CHECK(image.width == width);
     CHECK(image.height == height);
     CHECK(image.channels == channels);
@@ -153,7 +153,7 @@ TEST_CASE("Lanczos resize matches PIL's Image.resize(LANCZOS)") {
     fields >> source_file >> source.width >> source.height >> source.channels >> out_w >> out_h >> expected_file;
     INFO(line);
     source.pixels = read_bytes(pil_fixtures() / source_file);
-    const Image resized = effcam::resize_lanczos(source, out_w, out_h);
+    const Image resized = effcam::imaging::resize_lanczos(source, out_w, out_h);
     CHECK(resized.width == out_w);
     CHECK(resized.height == out_h);
     CHECK(resized.channels == source.channels);
@@ -169,24 +169,24 @@ TEST_CASE("resize edge cases") {
   std::mt19937 rng(7);
   for (int i = 0; i < 5 * 4 * 3; ++i) image.pixels.push_back(uint8_t(rng()));
   SUBCASE("same size is an identical copy") {
-    CHECK(effcam::resize_lanczos(image, 5, 4).pixels == image.pixels);
+    CHECK(effcam::imaging::resize_lanczos(image, 5, 4).pixels == image.pixels);
   }
   SUBCASE("a flat image stays flat, whatever the size") {
     Image flat{7, 3, 1, std::vector<uint8_t>(21, 200)};
-    const Image up = effcam::resize_lanczos(flat, 50, 41);
+    const Image up = effcam::imaging::resize_lanczos(flat, 50, 41);
     CHECK(std::all_of(up.pixels.begin(), up.pixels.end(), [](uint8_t v) { return v == 200; }));
-    const Image down = effcam::resize_lanczos(flat, 2, 1);
+    const Image down = effcam::imaging::resize_lanczos(flat, 2, 1);
     CHECK(std::all_of(down.pixels.begin(), down.pixels.end(), [](uint8_t v) { return v == 200; }));
   }
   SUBCASE("bad sizes are refused") {
-    CHECK_THROWS_AS(effcam::resize_lanczos(image, 0, 4), effcam::Error);
-    CHECK_THROWS_AS(effcam::resize_lanczos(image, 100000, 100000), effcam::Error);
+    CHECK_THROWS_AS(effcam::imaging::resize_lanczos(image, 0, 4), effcam::Error);
+    CHECK_THROWS_AS(effcam::imaging::resize_lanczos(image, 100000, 100000), effcam::Error);
     Image inconsistent = image;
     inconsistent.pixels.pop_back();
-    CHECK_THROWS_AS(effcam::resize_lanczos(inconsistent, 3, 3), effcam::Error);
+    CHECK_THROWS_AS(effcam::imaging::resize_lanczos(inconsistent, 3, 3), effcam::Error);
   }
   SUBCASE("to_float_hwc keeps the raw 0..255 values in order") {
-    const std::vector<float> floats = effcam::to_float_hwc(image);
+    const std::vector<float> floats = effcam::imaging::to_float_hwc(image);
     REQUIRE(floats.size() == image.pixels.size());
     for (size_t i = 0; i < floats.size(); ++i) CHECK(floats[i] == float(image.pixels[i]));
   }
@@ -219,10 +219,10 @@ TEST_CASE("hostile and broken inputs are refused with a one-line error") {
   SUBCASE("zero width") { check_refused(png_with_header(0, 16), "zero width or height"); }
   SUBCASE("header only, no pixel data") { check_refused(png_with_header(16, 16), "cannot decode"); }
   SUBCASE("wanted channels other than 1 or 3") {
-    CHECK_THROWS_AS(effcam::decode_image(png_with_header(16, 16), 4, "crafted"), effcam::Error);
+    CHECK_THROWS_AS(effcam::imaging::decode_image(png_with_header(16, 16), 4, "crafted"), effcam::Error);
   }
   SUBCASE("missing file") {
-    CHECK_THROWS_WITH_AS(effcam::load_image("/nonexistent/photo.png", 3),
+    CHECK_THROWS_WITH_AS(effcam::imaging::load_image("/nonexistent/photo.png", 3),
                          doctest::Contains("/nonexistent/photo.png"), effcam::Error);
   }
   SUBCASE("truncated PNG, JPEG, BMP and GIF") {

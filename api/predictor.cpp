@@ -1,0 +1,278 @@
+// effcam::Predictor: one caller's pipeline from an image to a Prediction: decode, resize as PIL does, the forward
+// pass, the ranking, the CAM and its pictures. Every front end goes through predict().
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+
+#include "api/state.h"
+#include "base/file_io.h"
+#include "base/process_memory.h"
+#include "imaging/cam.h"
+#include "imaging/image.h"
+#include "imaging/overlay.h"
+#include "imaging/resize.h"
+#include "ops/kernels.h"
+
+namespace effcam {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// Errors while reading the image are the image's (Image) unless the reader said otherwise (Io).
+imaging::Image decode(const ImageSource& source, uint32_t channels) {
+  try {
+    switch (source.kind()) {
+      case ImageSource::Kind::File: return imaging::load_image(source.name(), channels);
+      case ImageSource::Kind::Encoded: return imaging::decode_image(source.bytes(), channels, source.name());
+      case ImageSource::Kind::Pixels:
+        return imaging::from_pixels(source.bytes().data(), source.width(), source.height(), source.channels(),
+                                    source.row_stride(), source.pixel_stride(), source.channel_stride(), channels);
+    }
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::InvalidArgument) throw;
+    throw Error(e.what(), ErrorCode::Image);
+  }
+  throw Error("unknown image source", ErrorCode::Internal);
+}
+
+EncodedImage encode(const imaging::Image& image, ImageFormat format, int jpeg_quality) {
+  const imaging::Encoding encoding = format == ImageFormat::Jpeg ? imaging::Encoding::Jpeg : imaging::Encoding::Png;
+  return {format, image.width, image.height, imaging::encode_image(image, encoding, jpeg_quality)};
+}
+
+void check_options(const PredictOptions& options, const Model& model) {
+  if (options.top_k == 0) throw Error("top_k must be at least 1");
+  if (options.cam_class && *options.cam_class >= model.classes()) {
+    throw Error("CAM class " + std::to_string(*options.cam_class) + " is out of range: the model has " +
+                std::to_string(model.classes()) + " classes");
+  }
+  const bool pictures = options.overlay != ImageFormat::None || options.heatmap != ImageFormat::None;
+  if (pictures && options.cam == CamMethod::None) throw Error("an overlay or heatmap needs a CAM method");
+  if (!(options.overlay_alpha >= 0 && options.overlay_alpha <= 1e6f)) {
+    throw Error("overlay alpha must be a finite number >= 0");
+  }
+  if (options.jpeg_quality < 1 || options.jpeg_quality > 100) throw Error("JPEG quality must be 1..100");
+}
+
+}  // namespace
+
+// ---- ImageSource ----
+
+ImageSource ImageSource::encoded(std::span<const uint8_t> bytes, std::string name) {
+  ImageSource source;
+  source.kind_ = Kind::Encoded;
+  source.bytes_ = bytes;
+  source.name_ = std::move(name);
+  return source;
+}
+
+ImageSource ImageSource::file(std::string path) {
+  ImageSource source;
+  source.kind_ = Kind::File;
+  source.name_ = std::move(path);
+  return source;
+}
+
+ImageSource ImageSource::pixels(std::span<const uint8_t> data, uint32_t width, uint32_t height, uint32_t channels,
+                                size_t row_stride, size_t pixel_stride, size_t channel_stride, std::string name) {
+  if (width == 0 || height == 0) throw Error(name + ": zero width or height");
+  if (channels < 1 || channels > 4) {
+    throw Error(name + ": " + std::to_string(channels) + " channels; pixels have 1 (L), 3 (RGB) or 4 (RGBA)");
+  }
+  if (channel_stride == 0) channel_stride = 1;
+  if (pixel_stride == 0) pixel_stride = channels * channel_stride;
+  if (row_stride == 0 && __builtin_mul_overflow(size_t{width}, pixel_stride, &row_stride)) row_stride = SIZE_MAX;
+  // The last byte addressed must lie inside the buffer (checked without overflow).
+  size_t last = 0, term = 0;
+  const bool overflow = __builtin_mul_overflow(size_t{height - 1}, row_stride, &last) ||
+                        __builtin_mul_overflow(size_t{width - 1}, pixel_stride, &term) ||
+                        __builtin_add_overflow(last, term, &last) ||
+                        __builtin_mul_overflow(size_t{channels - 1}, channel_stride, &term) ||
+                        __builtin_add_overflow(last, term, &last);
+  if (overflow || last >= data.size()) {
+    throw Error(name + ": " + std::to_string(width) + "x" + std::to_string(height) + "x" + std::to_string(channels) +
+                " pixels with strides " + std::to_string(row_stride) + "/" + std::to_string(pixel_stride) + "/" +
+                std::to_string(channel_stride) + " do not fit in " + std::to_string(data.size()) + " bytes");
+  }
+  ImageSource source;
+  source.kind_ = Kind::Pixels;
+  source.bytes_ = data;
+  source.name_ = std::move(name);
+  source.width_ = width;
+  source.height_ = height;
+  source.channels_ = channels;
+  source.row_stride_ = row_stride;
+  source.pixel_stride_ = pixel_stride;
+  source.channel_stride_ = channel_stride;
+  return source;
+}
+
+// ---- Kernel paths ----
+
+void set_dispatch(const std::string& path) { ops::set_dispatch(path); }
+std::string dispatch() { return std::string(ops::dispatch_name()); }
+std::vector<std::string> available_dispatches() {
+  std::vector<std::string> paths;
+  for (std::string_view path : ops::available_dispatches()) paths.emplace_back(path);
+  return paths;
+}
+
+void save(const EncodedImage& image, const std::string& path) { write_file_atomically(path, image.bytes, "image"); }
+
+// ---- Predictor ----
+
+engine::Session& detail::PredictorState::session_for(const std::string& layer) {
+  if (!session || session_layer != layer) {
+    session.reset();
+    engine::SessionOptions session_options;
+    session_options.threads = options.threads;
+    session_options.probes = options.dump_layers;
+    session_options.cam_layer = layer;
+    session = std::make_unique<engine::Session>(state->engine, session_options);
+    session_layer = layer;
+  }
+  return *session;
+}
+
+Predictor::Predictor(Model model, const PredictorOptions& options) {
+  if (options.threads < 1 || options.threads > 256) {
+    throw Error("threads must be 1..256, got " + std::to_string(options.threads));
+  }
+  std::shared_ptr<const detail::ModelState> state = model.state_;
+  state_ = std::make_unique<detail::PredictorState>(std::move(model), std::move(state), options);
+  detail::PredictorState& s = *state_;
+  s.dispatch = std::string(ops::dispatch_name());
+  if (options.explain) {
+    s.cam_layers = options.cam_layers;
+    if (s.cam_layers.empty()) {
+      if (s.state->default_cam_layer.empty()) {
+        throw Error("the model has no Conv2D or DepthwiseConv2D layer to explain by default: name the CAM layers");
+      }
+      s.cam_layers.push_back(s.state->default_cam_layer);
+    }
+  }
+  // Plan every CAM layer once to know the largest arena; keep the first one's session.
+  for (auto layer = s.cam_layers.rbegin(); layer != s.cam_layers.rend(); ++layer) {
+    const engine::Session& session = s.session_for(*layer);
+    s.arena_bytes = std::max(s.arena_bytes, session.plan().arena_bytes);
+    s.lower_bound_bytes = std::max(s.lower_bound_bytes, session.plan().lower_bound_bytes);
+    s.forward_arena_bytes = session.forward_arena_bytes();
+  }
+  if (s.cam_layers.empty()) {
+    const engine::Session& session = s.session_for("");
+    s.arena_bytes = s.forward_arena_bytes = session.plan().arena_bytes;
+    s.lower_bound_bytes = session.plan().lower_bound_bytes;
+  }
+}
+
+Predictor::Predictor(Predictor&&) noexcept = default;
+Predictor& Predictor::operator=(Predictor&&) noexcept = default;
+Predictor::~Predictor() = default;
+
+const Model& Predictor::model() const { return state_->model; }
+uint64_t Predictor::arena_bytes() const { return state_->arena_bytes; }
+uint64_t Predictor::forward_arena_bytes() const { return state_->forward_arena_bytes; }
+uint64_t Predictor::arena_lower_bound_bytes() const { return state_->lower_bound_bytes; }
+uint32_t Predictor::threads() const { return state_->options.threads; }
+const std::string& Predictor::dispatch() const { return state_->dispatch; }
+const std::vector<std::string>& Predictor::cam_layers() const { return state_->cam_layers; }
+
+Prediction Predictor::predict(const ImageSource& source, const PredictOptions& options) {
+  if (!state_) throw Error("predict() on a moved-from Predictor");
+  detail::PredictorState& s = *state_;
+  const Model& model = s.model;
+  check_options(options, model);
+  std::string layer;
+  if (options.cam != CamMethod::None) {
+    if (s.cam_layers.empty()) throw Error("this predictor was planned without explanations");
+    layer = options.cam_layer.empty() ? s.cam_layers.front() : options.cam_layer;
+    if (std::find(s.cam_layers.begin(), s.cam_layers.end(), layer) == s.cam_layers.end()) {
+      throw Error("CAM layer '" + layer + "' is not one this predictor was planned for (" + s.cam_layers.front() +
+                  (s.cam_layers.size() > 1 ? ", ..." : "") + ")");
+    }
+  } else if (!s.cam_layers.empty()) {
+    layer = s.session_layer;  // a plain prediction runs on whichever planned session is current
+  }
+  engine::Session& session = s.session_for(layer);
+
+  Prediction prediction;
+  prediction.image = source.name();
+  prediction.input_height = model.input_height();
+  prediction.input_width = model.input_width();
+
+  const Clock::time_point start = Clock::now();
+  const imaging::Image image = decode(source, model.input_channels());
+  prediction.image_height = image.height;
+  prediction.image_width = image.width;
+  prediction.timing.decode_ms = ms_since(start);
+  const Clock::time_point preprocess_start = Clock::now();
+  const bool model_size = image.width == model.input_width() && image.height == model.input_height();
+  const imaging::Image resized =
+      model_size ? imaging::Image{} : imaging::resize_lanczos(image, model.input_width(), model.input_height());
+  const imaging::Image& model_image = model_size ? image : resized;
+  session.set_input(model_image.pixels);
+  prediction.timing.preprocess_ms = ms_since(preprocess_start);
+  const Clock::time_point forward_start = Clock::now();
+  session.run();
+  prediction.timing.forward_ms = ms_since(forward_start);
+
+  const std::span<const float> probabilities = session.probabilities();
+  const uint32_t classes = model.classes();
+  const uint32_t top_k = std::min(options.top_k, classes);
+  std::vector<uint32_t> order(classes);
+  std::iota(order.begin(), order.end(), 0u);
+  std::partial_sort(order.begin(), order.begin() + top_k, order.end(),
+                    [&](uint32_t a, uint32_t b) { return probabilities[a] > probabilities[b]; });
+  for (uint32_t k = 0; k < top_k; ++k) {
+    prediction.top_k.push_back({order[k], model.labels()[order[k]], probabilities[order[k]]});
+  }
+  prediction.probabilities.assign(probabilities.begin(), probabilities.end());
+  if (model.has_logits()) prediction.logits.assign(session.logits().begin(), session.logits().end());
+
+  if (options.cam != CamMethod::None) {
+    const Clock::time_point cam_start = Clock::now();
+    const engine::CamScore score =
+        options.cam_score == CamScore::Logit ? engine::CamScore::Logit : engine::CamScore::Prob;
+    const engine::Explanation explanation = session.explain(options.cam_class.value_or(order[0]), score);
+    imaging::CamMap map = imaging::compute_cam(detail::imaging_method(options.cam), explanation.activations,
+                                               explanation.gradients, explanation.shape.h, explanation.shape.w,
+                                               explanation.shape.c);
+    prediction.timing.cam_ms = ms_since(cam_start);
+    if (options.overlay != ImageFormat::None || options.heatmap != ImageFormat::None) {
+      const imaging::Image& base = options.render_size == RenderSize::Original ? image : model_image;
+      const imaging::Image heatmap = imaging::render_heatmap(map, base.width, base.height);
+      if (options.heatmap != ImageFormat::None) prediction.heatmap = encode(heatmap, options.heatmap, options.jpeg_quality);
+      if (options.overlay != ImageFormat::None) {
+        prediction.overlay =
+            encode(imaging::blend_overlay(base, heatmap, options.overlay_alpha), options.overlay, options.jpeg_quality);
+      }
+    }
+    CamResult& cam = prediction.cam.emplace();
+    cam.method = options.cam;
+    cam.layer = explanation.layer;
+    cam.class_index = explanation.class_index;
+    cam.label = model.labels()[explanation.class_index];
+    cam.score_kind = options.cam_score;
+    cam.score = explanation.score;
+    cam.height = map.height;
+    cam.width = map.width;
+    cam.values = std::move(map.normalized);
+    cam.raw = std::move(map.raw);
+    cam.empty = map.empty;
+  }
+  for (const std::string& name : s.options.dump_layers) {
+    const Shape shape = session.probe_shape(name);
+    const std::span<const float> values = session.probe(name);
+    prediction.layers.push_back({name, shape.h, shape.w, shape.c, std::vector<float>(values.begin(), values.end())});
+  }
+  prediction.timing.total_ms = ms_since(start);
+  prediction.dispatch = s.dispatch;
+  prediction.memory = {peak_rss_bytes(), current_rss_bytes(), session.plan().arena_bytes,
+                       session.plan().lower_bound_bytes};
+  return prediction;
+}
+
+}  // namespace effcam
