@@ -286,11 +286,9 @@ class Model:
     memory, made on first need), so up to `sessions` Python threads predict at once, with the GIL released while
     they decode, run and explain. `threads` are the worker threads of each predictor."""
 
-    def __init__(self, path, threads=1, sessions=1, *, cam_layers=None, dispatch=None):
+    def __init__(self, path, threads=1, sessions=1, *, cam_layers=None):
         """Loads `path`. cam_layers: the layers explain() will target, planned up front (None: the model's
         default layer; []: plan the forward pass alone; other layers are planned when first asked for).
-        dispatch: force a kernel path ("avx512", "avx2", "scalar"; None: $EFFCAM_DISPATCH as effcam-predict
-        reads it, or the best this CPU has).
         Raises FileError (cannot open), FormatError (not a valid .effcam file), ValueError (bad options)."""
         for name, value, top in (("threads", threads, 256), ("sessions", sessions, 256)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
@@ -298,8 +296,7 @@ class Model:
         if isinstance(cam_layers, str):
             cam_layers = [cam_layers]
         self._core = _effcam.Model(os.fsdecode(os.fspath(path)), threads, sessions,
-                                   None if cam_layers is None else list(cam_layers),
-                                   dispatch or os.environ.get("EFFCAM_DISPATCH", ""))
+                                   None if cam_layers is None else list(cam_layers))
         self._channels = self._core.channels
 
     # -- what the model is ---------------------------------------------------------------------------------------

@@ -32,24 +32,22 @@ class SessionPool {
  public:
   struct ArenaFigures {
     uint64_t arena_bytes = 0, forward_arena_bytes = 0, arena_lower_bound_bytes = 0;
-    std::string dispatch;
   };
 
   SessionPool(effcam::Model model, uint32_t threads, uint32_t sessions,
-              const std::optional<std::vector<std::string>>& cam_layers, std::string dispatch)
+              const std::optional<std::vector<std::string>>& cam_layers)
       : model_(std::move(model)), sessions_(sessions) {
     if (sessions == 0 || sessions > 256) {
       throw effcam::Error("sessions must be 1..256, got " + std::to_string(sessions));
     }
     options_.threads = threads;
-    options_.dispatch = std::move(dispatch);
     if (!cam_layers) {  // the model's default CAM layer, if it has one
       if (!model_.default_cam_layer().empty()) options_.cam_layers = {model_.default_cam_layer()};
     } else {  // the caller's list, resolved to the names Model::cam_layers() uses; empty: the forward pass alone
       for (const std::string& name : *cam_layers) add_layer(model_.cam_layer(name).name);
     }
     options_.explain = !options_.cam_layers.empty();
-    // The first Predictor now, so that bad options (threads, dispatch) fail here rather than at the first call.
+    // The first Predictor now, so that bad options (threads, layers) fail here rather than at the first call.
     free_.push_back(make_predictor(options_));
     created_ = 1;
   }
@@ -142,8 +140,7 @@ class SessionPool {
   std::unique_ptr<effcam::Predictor> make_predictor(const effcam::PredictorOptions& options) {
     auto predictor = std::make_unique<effcam::Predictor>(model_, options);
     std::lock_guard lock(figures_mutex_);
-    figures_ = {predictor->arena_bytes(), predictor->forward_arena_bytes(), predictor->arena_lower_bound_bytes(),
-                predictor->dispatch()};
+    figures_ = {predictor->arena_bytes(), predictor->forward_arena_bytes(), predictor->arena_lower_bound_bytes()};
     return predictor;
   }
   void give_back(std::unique_ptr<effcam::Predictor> predictor, uint64_t generation) {
@@ -205,7 +202,9 @@ effcam::Error bad_image(const std::string& name, const std::string& problem) {
 HeldSource make_source(const std::string& kind, const py::handle& image, const std::string& name) {
   HeldSource held;
   if (kind == "file") {
-    held.source = effcam::ImageSource::file(image.cast<std::string>());
+    std::string path = image.cast<std::string>();
+    if (path.find('\0') != std::string::npos) throw bad_image("image", "a path with a NUL character");
+    held.source = effcam::ImageSource::file(std::move(path));
   } else if (kind == "encoded") {
     held.buffer = std::make_unique<HeldBuffer>(image, PyBUF_SIMPLE);
     const Py_buffer& view = held.buffer->view();
@@ -321,6 +320,10 @@ PYBIND11_MODULE(_effcam, m) {
   effcam_python::translate_errors();
 
   m.def("version", &effcam::version, "The library's version.");
+  m.def("set_dispatch", &effcam::set_dispatch, py::arg("path"),
+        "Forces the kernel path of the whole process (\"avx512\", \"avx2\", \"scalar\"); not while predicting.");
+  m.def("dispatch", &effcam::dispatch, "The kernel path predictions run on.");
+  m.def("available_dispatches", &effcam::available_dispatches, "The kernel paths this CPU runs, best first.");
   m.def("error_json", &effcam::error_json, py::arg("image"), py::arg("message"),
         "The line effcam-predict --json prints for an image that failed.");
 
@@ -328,13 +331,12 @@ PYBIND11_MODULE(_effcam, m) {
   const auto model_of = [](const ModelHandle& h) -> const effcam::Model& { return h.open()->model(); };
   py::class_<ModelHandle>(m, "Model")
       .def(py::init([](const std::string& path, uint32_t threads, uint32_t sessions,
-                       const std::optional<std::vector<std::string>>& cam_layers, const std::string& dispatch) {
+                       const std::optional<std::vector<std::string>>& cam_layers) {
              py::gil_scoped_release release;  // mapping and validating a large file takes a while
              effcam::Model model = effcam::Model::load(path);
-             return ModelHandle{path, std::make_shared<SessionPool>(std::move(model), threads, sessions, cam_layers,
-                                                                    dispatch)};
+             return ModelHandle{path, std::make_shared<SessionPool>(std::move(model), threads, sessions, cam_layers)};
            }),
-           py::arg("path"), py::arg("threads"), py::arg("sessions"), py::arg("cam_layers"), py::arg("dispatch"))
+           py::arg("path"), py::arg("threads"), py::arg("sessions"), py::arg("cam_layers"))
       .def_property_readonly("path", [](const ModelHandle& h) { return h.path; })
       .def_property_readonly("input_size", [=](const ModelHandle& h) {
         return std::make_pair(model_of(h).input_height(), model_of(h).input_width());
@@ -364,7 +366,6 @@ PYBIND11_MODULE(_effcam, m) {
         arena["arena_bytes"] = figures.arena_bytes;
         arena["forward_arena_bytes"] = figures.forward_arena_bytes;
         arena["arena_lower_bound_bytes"] = figures.arena_lower_bound_bytes;
-        arena["dispatch"] = figures.dispatch;
         return arena;
       })
       .def_property_readonly("closed", [](const ModelHandle& h) { return !h.pool; })

@@ -73,8 +73,9 @@ def test_empty_and_missing_files(model, tmp_path):
     assert "absent.png" in _one_line(error)
     with pytest.raises(effcam.Error):
         model.predict(str(tmp_path))  # a directory
-    with pytest.raises(effcam.Error):
+    with pytest.raises(effcam.ValueError) as error:
         model.predict("bad\0path.png")
+    assert "NUL" in _one_line(error)
 
 
 def test_bad_arrays_raise_value_error(model):
@@ -169,9 +170,13 @@ def test_bad_models_and_options(tmp_path):
     assert "truncated.effcam" in _one_line(error)
     path = converted("food101")
     for options in (dict(threads=0), dict(sessions=0), dict(threads=1000), dict(sessions=-1),
-                    dict(dispatch="avx9000"), dict(cam_layers=["no_such_layer"])):
+                    dict(cam_layers=["no_such_layer"])):
         with pytest.raises(effcam.ValueError):
             effcam.Model(path, **options)
+    with pytest.raises(effcam.ValueError) as error:
+        effcam.set_dispatch("avx9000")
+    assert "avx9000" in _one_line(error)
+    assert effcam.dispatch() == effcam.available_dispatches()[0]
 
 
 def test_bad_conversions(tmp_path):
