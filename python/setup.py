@@ -26,7 +26,7 @@ class CMakeBuild(build_ext):
             build_dir.mkdir(parents=True, exist_ok=True)
             generator = ["-G", "Ninja"] if shutil.which("ninja") else []
             configure = ["cmake", "-S", str(SOURCE_DIR), "-B", str(build_dir), *generator,
-                         "-DCMAKE_BUILD_TYPE=Release", "-DEFFCAM_TESTS=OFF", "-DEFFCAM_PYTHON=ON",
+                         "-DCMAKE_BUILD_TYPE=Release", "-DEFFCAM_TESTS=OFF", "-DEFFCAM_PYTHON_PACKAGE=ON",
                          f"-DPython_EXECUTABLE={sys.executable}"]
             subprocess.run(configure + shlex.split(os.environ.get("EFFCAM_CMAKE_ARGS", "")), check=True)
         jobs = str(self.parallel or os.cpu_count() or 1)
