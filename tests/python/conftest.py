@@ -10,6 +10,9 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Under ASan this interpreter runs with the shared ASan runtime preloaded (tests/CMakeLists.txt); the tools it starts
+# carry their own, static one, and refuse to run with both.
+os.environ.pop("LD_PRELOAD", None)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 import effcam_testlib as t  # noqa: E402
 
