@@ -41,6 +41,7 @@ PYBIND11_MODULE(_convert, m) {
       .def("__repr__", [](const Report& r) {
         return "<effcam.ConversionReport " + r.output + ", " + std::to_string(r.classes) + " classes>";
       });
+  m.attr("ConversionReport").attr("__module__") = "effcam";  // where users meet it
 
   m.def("convert",
         [](const std::string& input, const std::string& output, const std::string& dtype,
