@@ -48,12 +48,17 @@ def main():
         return
     for _ in range(args.warmup):
         model.explain(args.image).overlay_png()
+    # VmRSS also counts the mapped weights' pages, which the kernel may drop and fault back in under memory
+    # pressure; RssAnon is the process's own memory, where a leak would show.
     after_warmup = largest = status("VmRSS")
+    anon_after_warmup = largest_anon = status("RssAnon")
     for _ in range(args.calls):
         model.explain(args.image).overlay_png()
         largest = max(largest, status("VmRSS"))
+        largest_anon = max(largest_anon, status("RssAnon"))
     print(json.dumps({"rss_after_warmup_bytes": after_warmup, "largest_rss_bytes": largest,
-                      "growth_bytes": largest - after_warmup, "calls": args.calls, "warmup": args.warmup}))
+                      "growth_bytes": largest - after_warmup, "anon_growth_bytes": largest_anon - anon_after_warmup,
+                      "calls": args.calls, "warmup": args.warmup}))
 
 
 if __name__ == "__main__":

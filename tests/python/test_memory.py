@@ -37,5 +37,6 @@ def test_rss_stays_flat_over_explain_calls():
     model = converted("food101")
     (image,) = images(300, 300, 1)
     flat = _probe("flat", model, image, "--calls", "60", "--warmup", "20")
-    print(f"RSS growth over {flat['calls']} explain calls after {flat['warmup']}: {flat['growth_bytes']} bytes")
+    print(f"RSS growth over {flat['calls']} explain calls after {flat['warmup']}: {flat['growth_bytes']} bytes "
+          f"({flat['anon_growth_bytes']} anonymous)")
     assert flat["growth_bytes"] <= MiB
