@@ -13,6 +13,9 @@ packages=(
   python3 python3-numpy python3-h5py python3-pil python3-torch python3-matplotlib  # test models, references
   libopenblas0-pthread                                    # a fast BLAS for the reference's float64 torch
   python3-torchvision                                     # bench: the ONNX model for ONNX Runtime side by side
+  pybind11-dev python3-dev python3-pytest                 # the Python package (python/) and its tests
+  python3-venv python3-pip python3-setuptools             # pip install --no-build-isolation ./python in a venv
+  python3-django                                          # examples/django
 )
 # bench/side_by_side.py runs ONNX Runtime under Node.js; any installed Node.js with npm will do.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
