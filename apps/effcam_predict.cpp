@@ -185,7 +185,14 @@ int run(const Arguments& args) {
   predictor_options.dump_layers = args.dump_layers;
   predictor_options.explain = args.cam;
   if (!args.cam_layer.empty()) predictor_options.cam_layers = {args.cam_layer};
-  effcam::Predictor predictor(model, predictor_options);
+  std::optional<effcam::Predictor> planned;
+  try {
+    planned.emplace(model, predictor_options);
+  } catch (const effcam::Error& e) {
+    if (args.cam_layer.empty()) throw;
+    throw effcam::Error(std::string(e.what()) + "; --list-layers prints them", e.code());
+  }
+  effcam::Predictor& predictor = *planned;
 
   effcam::PredictOptions options;
   options.top_k = args.top_k;

@@ -22,12 +22,15 @@ uint32_t Explainer::add_buffer(PlanRequest& request, uint64_t floats, uint32_t f
 
 Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& request)
     : model_(model), tap_(model.find_tap(layer)), layer_(layer) {
-  if (!tap_) throw Error("Grad-CAM layer '" + layer + "' is not in the model, or was folded away (see --list-layers)");
+  if (!tap_) {
+    throw Error("Grad-CAM layer '" + layer +
+                "' is not in the model, or was folded away (the model's CAM layers list those it has)");
+  }
   const auto ops = model_.file().ops();
   const Graph& graph = model_.graph();
   const uint32_t n = static_cast<uint32_t>(ops.size()), target = tap_->op;
   if (tap_->kind == TapKind::SecondOutput || ops[target].outputs[0] == graph.output) {
-    throw Error("Grad-CAM layer '" + layer + "' is not a spatial map (see --list-layers)");
+    throw Error("Grad-CAM layer '" + layer + "' is not a spatial map (the model's CAM layers list those that are)");
   }
 
   // The ops the score depends on through the target, in execution order.

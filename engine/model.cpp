@@ -62,7 +62,7 @@ std::string Model::default_cam_layer() const {
   for (const TargetableLayer& layer : targetable_layers()) {
     if (layer.class_name == "Conv2D" || layer.class_name == "DepthwiseConv2D") last = layer.name;
   }
-  if (last.empty()) throw Error("the model has no Conv2D or DepthwiseConv2D layer to explain; name one with --cam-layer");
+  if (last.empty()) throw Error("the model has no Conv2D or DepthwiseConv2D layer to explain; name the CAM layer");
   return last;
 }
 
