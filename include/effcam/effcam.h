@@ -27,6 +27,14 @@
 #define EFFCAM_C_API __attribute__((visibility("default")))
 #endif
 
+/* Every int is a valid value of the API's enums in C++ too (as in C), so a bad value from a caller or a binding is
+ * an argument error, never undefined behaviour. */
+#ifdef __cplusplus
+#define EFFCAM_ENUM(name) enum name : int
+#else
+#define EFFCAM_ENUM(name) enum name
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -35,7 +43,7 @@ extern "C" {
  * with a library whose version is N. */
 #define EFFCAM_API_VERSION 1
 
-typedef enum effcam_status {
+typedef EFFCAM_ENUM(effcam_status) {
   EFFCAM_OK = 0,
   EFFCAM_ERROR_ARGUMENT = 1,      /* NULL pointer, unknown layer or method, class out of range, wrong sizes */
   EFFCAM_ERROR_IO = 2,            /* cannot open, read or write a file */
@@ -45,7 +53,7 @@ typedef enum effcam_status {
   EFFCAM_ERROR_INTERNAL = 6
 } effcam_status;
 
-typedef enum effcam_cam_method {
+typedef EFFCAM_ENUM(effcam_cam_method) {
   EFFCAM_CAM_NONE = 0,
   EFFCAM_CAM_GRADCAM = 1,
   EFFCAM_CAM_GRADCAM_PLUS_PLUS = 2,
@@ -55,13 +63,13 @@ typedef enum effcam_cam_method {
   EFFCAM_CAM_EIGENCAM = 6
 } effcam_cam_method;
 
-typedef enum effcam_cam_score { EFFCAM_SCORE_LOGIT = 0, EFFCAM_SCORE_PROB = 1 } effcam_cam_score;
-typedef enum effcam_image_format {
+typedef EFFCAM_ENUM(effcam_cam_score) { EFFCAM_SCORE_LOGIT = 0, EFFCAM_SCORE_PROB = 1 } effcam_cam_score;
+typedef EFFCAM_ENUM(effcam_image_format) {
   EFFCAM_IMAGE_NONE = 0,
   EFFCAM_IMAGE_PNG = 1,
   EFFCAM_IMAGE_JPEG = 2
 } effcam_image_format;
-typedef enum effcam_render_size { EFFCAM_RENDER_MODEL = 0, EFFCAM_RENDER_ORIGINAL = 1 } effcam_render_size;
+typedef EFFCAM_ENUM(effcam_render_size) { EFFCAM_RENDER_MODEL = 0, EFFCAM_RENDER_ORIGINAL = 1 } effcam_render_size;
 
 typedef struct effcam_model effcam_model;
 typedef struct effcam_predictor effcam_predictor;
