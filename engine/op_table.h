@@ -101,6 +101,13 @@ struct BackwardScratch {
 
 inline constexpr uint8_t kNoSlot = 0xFF;
 
+// The defaults of a row, for kinds without kernels, scratch or backward scratch.
+inline uint64_t no_multiply_adds(const format::Op&, const OpGeometry&) { return 0; }
+inline uint64_t no_scratch(const format::Op&, const OpGeometry&, uint32_t) { return 0; }
+inline BackwardScratch no_backward_scratch(const format::Op&, const OpGeometry&) { return {}; }
+
+// A row states its kind, name, shape rule, forward and backward, and only the properties that differ from these
+// defaults.
 struct OpDefinition {
   format::OpKind kind;
   const char* name;  // as in format::OpKind: "Conv", "Depthwise", ...
@@ -108,29 +115,29 @@ struct OpDefinition {
   // Shape rule and checks: validates the op's inputs and weights through `check` and returns outputs[0]'s shape.
   Shape (*shape)(OpCheck& check);
   // outputs[1] may hold the spatial mean of outputs[0] per channel (1x1xC).
-  bool mean_output;
+  bool mean_output = false;
   // inputs[1], when given, is a residual added after the activation (BeforeResidual taps; its gradient is dy).
-  bool residual_input;
+  bool residual_input = false;
   // inputs[2], when given, scales the input per channel before the op (ScaledInput taps).
-  bool input_scale;
+  bool input_scale = false;
   // A kernel whose output a folded BatchNorm scaled: BeforeAffine taps undo it.
-  bool kernel;
+  bool kernel = false;
   // The activation at outputs[0]: &format::Op::activation, or the squeeze-excite gate's &format::Op::activation2.
-  format::Activation format::Op::*output_activation;
+  format::Activation format::Op::*output_activation = &format::Op::activation;
 
   // Multiply-adds at batch 1, counted for kernels only (element-wise ops, pooling, padding count zero: the usual
   // convention of CNN FLOP figures).
-  uint64_t (*multiply_adds)(const format::Op& op, const OpGeometry& geometry);
+  uint64_t (*multiply_adds)(const format::Op& op, const OpGeometry& geometry) = no_multiply_adds;
   // Scratch of the forward call besides its tensors (floats), for `threads` workers.
-  uint64_t (*scratch_floats)(const format::Op& op, const OpGeometry& geometry, uint32_t threads);
+  uint64_t (*scratch_floats)(const format::Op& op, const OpGeometry& geometry, uint32_t threads) = no_scratch;
   // In-place rule: input slots whose buffer outputs[0] may take over when that input dies at this op (the kernel
   // allows y == that input), in order of preference; kNoSlot ends the list.
-  uint8_t in_place_inputs[2];
+  uint8_t in_place_inputs[2] = {kNoSlot, kNoSlot};
   // outputs[0] is inputs[0]'s bytes under another shape (always shared, never copied).
-  bool view;
+  bool view = false;
 
   void (*forward)(const ForwardCall& call);
-  BackwardScratch (*backward_scratch)(const format::Op& op, const OpGeometry& geometry);
+  BackwardScratch (*backward_scratch)(const format::Op& op, const OpGeometry& geometry) = no_backward_scratch;
   // Accumulates the gradients of the op's inputs from dz (the residual's share is the explainer's).
   void (*backward)(const BackwardCall& call);
 };

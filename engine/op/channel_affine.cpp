@@ -46,17 +46,9 @@ const OpDefinition kChannelAffine = {
     .kind = format::OpKind::ChannelAffine,
     .name = "ChannelAffine",
     .shape = shape,
-    .mean_output = false,
     .residual_input = true,
-    .input_scale = false,
-    .kernel = false,
-    .output_activation = &format::Op::activation,
-    .multiply_adds = no_multiply_adds,
-    .scratch_floats = no_scratch,
     .in_place_inputs = {0, 1},
-    .view = false,
     .forward = forward,
-    .backward_scratch = no_backward_scratch,
     .backward = backward,
 };
 

@@ -18,11 +18,6 @@ extern const OpDefinition kAvgPool;        // pool.cpp
 extern const OpDefinition kZeroPad;        // zero_pad.cpp
 extern const OpDefinition kReshape;        // reshape.cpp
 
-// For kinds without kernels, scratch or backward scratch.
-inline uint64_t no_multiply_adds(const format::Op&, const OpGeometry&) { return 0; }
-inline uint64_t no_scratch(const format::Op&, const OpGeometry&, uint32_t) { return 0; }
-inline BackwardScratch no_backward_scratch(const format::Op&, const OpGeometry&) { return {}; }
-
 // Pixels of an op's output.
 inline uint32_t output_pixels(const OpGeometry& g) { return g.output.h * g.output.w; }
 

@@ -48,17 +48,9 @@ const OpDefinition kDense = {
     .kind = format::OpKind::Dense,
     .name = "Dense",
     .shape = shape,
-    .mean_output = false,
-    .residual_input = false,
-    .input_scale = false,
     .kernel = true,
-    .output_activation = &format::Op::activation,
     .multiply_adds = multiply_adds,
-    .scratch_floats = no_scratch,
-    .in_place_inputs = {kNoSlot, kNoSlot},
-    .view = false,
     .forward = forward,
-    .backward_scratch = no_backward_scratch,
     .backward = backward,
 };
 

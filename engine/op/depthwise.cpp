@@ -83,16 +83,10 @@ const OpDefinition kDepthwise = {
     .name = "Depthwise",
     .shape = shape,
     .mean_output = true,
-    .residual_input = false,
-    .input_scale = false,
     .kernel = true,
-    .output_activation = &format::Op::activation,
     .multiply_adds = multiply_adds,
     .scratch_floats = scratch_floats,
-    .in_place_inputs = {kNoSlot, kNoSlot},
-    .view = false,
     .forward = forward,
-    .backward_scratch = no_backward_scratch,
     .backward = backward,
 };
 

@@ -33,17 +33,8 @@ const OpDefinition kReshape = {
     .kind = format::OpKind::Reshape,
     .name = "Reshape",
     .shape = shape,
-    .mean_output = false,
-    .residual_input = false,
-    .input_scale = false,
-    .kernel = false,
-    .output_activation = &format::Op::activation,
-    .multiply_adds = no_multiply_adds,
-    .scratch_floats = no_scratch,
-    .in_place_inputs = {kNoSlot, kNoSlot},
     .view = true,
     .forward = forward,
-    .backward_scratch = no_backward_scratch,
     .backward = backward,
 };
 

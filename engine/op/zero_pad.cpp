@@ -36,17 +36,7 @@ const OpDefinition kZeroPad = {
     .kind = format::OpKind::ZeroPad,
     .name = "ZeroPad",
     .shape = shape,
-    .mean_output = false,
-    .residual_input = false,
-    .input_scale = false,
-    .kernel = false,
-    .output_activation = &format::Op::activation,
-    .multiply_adds = no_multiply_adds,
-    .scratch_floats = no_scratch,
-    .in_place_inputs = {kNoSlot, kNoSlot},
-    .view = false,
     .forward = forward,
-    .backward_scratch = no_backward_scratch,
     .backward = backward,
 };
 
