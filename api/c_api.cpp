@@ -215,7 +215,7 @@ effcam_status effcam_model_cam_layer(const effcam_model* model, uint32_t index, 
 }
 
 void effcam_predictor_options_init(effcam_predictor_options* options) {
-  if (options) *options = {1, nullptr, 0, 1};
+  if (options) *options = {1, nullptr, 0, 1, 100'000'000};
 }
 
 effcam_status effcam_predictor_create(const effcam_model* model, const effcam_predictor_options* options,
@@ -228,6 +228,7 @@ effcam_status effcam_predictor_create(const effcam_model* model, const effcam_pr
     if (options == nullptr) options = &defaults;
     effcam::PredictorOptions o;
     o.threads = options->threads;
+    o.max_image_pixels = options->max_image_pixels;
     if (options->cam_layer_count > 0) require(options->cam_layers, "cam_layers");
     for (size_t i = 0; i < options->cam_layer_count; ++i) {
       require(options->cam_layers[i], "a CAM layer name");
@@ -242,6 +243,10 @@ void effcam_predictor_free(effcam_predictor* predictor) { delete predictor; }
 
 uint64_t effcam_predictor_arena_bytes(const effcam_predictor* predictor) {
   return predictor ? predictor->predictor.arena_bytes() : 0;
+}
+
+uint64_t effcam_predictor_image_bytes(const effcam_predictor* predictor) {
+  return predictor ? predictor->predictor.image_bytes() : 0;
 }
 
 void effcam_predict_options_init(effcam_predict_options* options) {

@@ -42,7 +42,7 @@ struct Input {
   uint32_t width = 0, height = 0;             // the image before resizing
 };
 
-Input read_input(const ImageSource& source, const Model& model) {
+Input read_input(const ImageSource& source, const Model& model, uint64_t max_pixels) {
   Input input;
   const uint32_t w = model.input_width(), h = model.input_height(), c = model.input_channels();
   if (source.kind() == ImageSource::Kind::Pixels) {
@@ -57,7 +57,9 @@ Input read_input(const ImageSource& source, const Model& model) {
   }
   input.encoded = source.kind() == ImageSource::Kind::File ? imaging::ImageSource::file(source.name())
                                                            : imaging::ImageSource::memory(source.bytes(), source.name());
-  imaging::ModelImage decoded = reading_image([&] { return imaging::load_model_image(*input.encoded, w, h, c); });
+  imaging::DecodeOptions decode;
+  decode.max_pixels = max_pixels;
+  imaging::ModelImage decoded = reading_image([&] { return imaging::load_model_image(*input.encoded, w, h, c, decode); });
   input.model_image = std::move(decoded.image);
   input.width = decoded.original_width;
   input.height = decoded.original_height;
@@ -198,6 +200,10 @@ Predictor::Predictor(Model model, const PredictorOptions& options) {
   if (options.threads < 1 || options.threads > 256) {
     throw Error("threads must be 1..256, got " + std::to_string(options.threads));
   }
+  if (options.max_image_pixels < 1 || options.max_image_pixels > imaging::kMaxImagePixels) {
+    throw Error("max_image_pixels must be 1.." + std::to_string(imaging::kMaxImagePixels) + ", got " +
+                std::to_string(options.max_image_pixels));
+  }
   std::shared_ptr<const detail::ModelState> state = model.state_;
   state_ = std::make_unique<detail::PredictorState>(std::move(model), std::move(state), options);
   detail::PredictorState& s = *state_;
@@ -233,6 +239,19 @@ const Model& Predictor::model() const { return state_->model; }
 uint64_t Predictor::arena_bytes() const { return state_->arena_bytes; }
 uint64_t Predictor::forward_arena_bytes() const { return state_->forward_arena_bytes; }
 uint64_t Predictor::arena_lower_bound_bytes() const { return state_->lower_bound_bytes; }
+uint64_t Predictor::image_bytes() const {
+  // Per image pixel, the most alive at once: while decoding, a format decoded whole (interlaced 16-bit RGBA PNG: 8,
+  // a progressive CMYK JPEG's coefficients: 8, WebP's canvas and its copy: 8) and its converted copy (3); while
+  // rendering at the original size, the two encoded pictures (PNG of incompressible pixels: 3 + a filter byte per
+  // row each) and to_json's base64 of them (4/3 of 6) in its growing text (up to twice that).
+  constexpr uint64_t kPerImagePixel = 24;
+  // Per model-input pixel: the resized image, the CAM map upsampled (4) with its heatmap and overlay (3 each),
+  // their encoded copies, and the CAM values and raw map as JSON text (~25 characters per map cell).
+  constexpr uint64_t kPerInputPixel = 64;
+  const Model& model = state_->model;
+  return kPerImagePixel * state_->options.max_image_pixels +
+         kPerInputPixel * uint64_t{model.input_height()} * model.input_width();
+}
 uint32_t Predictor::threads() const { return state_->options.threads; }
 const std::string& Predictor::dispatch() const { return state_->dispatch; }
 const std::vector<std::string>& Predictor::cam_layers() const { return state_->cam_layers; }
@@ -261,7 +280,7 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
   prediction.input_width = model.input_width();
 
   const Clock::time_point start = Clock::now();
-  const Input input = read_input(source, model);  // decoded and resized together
+  const Input input = read_input(source, model, s.options.max_image_pixels);  // decoded and resized together
   prediction.image_height = input.height;
   prediction.image_width = input.width;
   prediction.timing.decode_ms = ms_since(start);

@@ -118,6 +118,7 @@ typedef struct effcam_predictor_options {
   const char* const* cam_layers; /* the layers CAMs may target; NULL or 0 layers: the model's default */
   size_t cam_layer_count;
   int explain;                   /* 0: plan the forward pass only (CAMs are then refused); default 1 */
+  uint64_t max_image_pixels;     /* larger encoded images are refused; 1..100,000,000 (the default) */
 } effcam_predictor_options;
 EFFCAM_C_API void effcam_predictor_options_init(effcam_predictor_options* options);
 
@@ -126,6 +127,8 @@ EFFCAM_C_API effcam_status effcam_predictor_create(const effcam_model* model, co
                                                    effcam_predictor** out);
 EFFCAM_C_API void effcam_predictor_free(effcam_predictor* predictor); /* NULL is fine */
 EFFCAM_C_API uint64_t effcam_predictor_arena_bytes(const effcam_predictor* predictor); /* 0 for NULL */
+/* A bound on what one prediction allocates besides the arena (Predictor::image_bytes); 0 for NULL. */
+EFFCAM_C_API uint64_t effcam_predictor_image_bytes(const effcam_predictor* predictor);
 
 typedef struct effcam_predict_options {
   uint32_t top_k;               /* default 5 */

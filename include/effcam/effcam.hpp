@@ -170,6 +170,9 @@ struct PredictorOptions {
   bool explain = true;
   // Keras layers whose activations every Prediction carries (Prediction::layers), for parity checks.
   std::vector<std::string> dump_layers;
+  // Encoded images whose declared width x height exceeds this are refused (ErrorCode::Image) before any pixel
+  // buffer is allocated; 1..100,000,000. What predict() allocates besides the arena grows with it: image_bytes().
+  uint64_t max_image_pixels = 100'000'000;
 };
 
 struct PredictOptions {
@@ -270,6 +273,9 @@ class EFFCAM_API Predictor {
   uint64_t arena_bytes() const;          // planned: the largest over its CAM layers (or the forward pass)
   uint64_t forward_arena_bytes() const;  // the forward pass alone
   uint64_t arena_lower_bound_bytes() const;
+  // An upper bound on what one predict() and to_json() of its result allocate besides the arena, for any image
+  // it accepts (PredictorOptions::max_image_pixels): decoding, resizing, the CAM map and the encoded pictures.
+  uint64_t image_bytes() const;
   uint32_t threads() const;
   const std::string& dispatch() const;   // the kernel path this predictor runs
   const std::vector<std::string>& cam_layers() const;  // resolved; empty when planned without explanations

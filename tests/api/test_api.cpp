@@ -233,6 +233,29 @@ TEST_CASE("Predictor: planned arenas; several CAM layers; forward only") {
   bad = {};
   bad.threads = 0;
   CHECK_THROWS_AS(effcam::Predictor(model, bad), effcam::Error);
+  bad = {};
+  bad.max_image_pixels = 0;
+  CHECK_THROWS_AS(effcam::Predictor(model, bad), effcam::Error);
+}
+
+TEST_CASE("Predictor: max_image_pixels refuses larger images before decoding; image_bytes grows with it") {
+  const effcam::Model model = effcam::Model::from_buffer(small_model_bytes());
+  effcam::PredictorOptions capped;
+  capped.max_image_pixels = 64 * 48 - 1;
+  effcam::Predictor small(model, capped);
+  effcam::Predictor large(model);
+  CHECK(small.image_bytes() < large.image_bytes());
+  CHECK(small.image_bytes() > 0);
+  const std::vector<uint8_t> png = test_png(64, 48, 3);
+  try {
+    small.predict(effcam::ImageSource::encoded(png));
+    FAIL("an image over max_image_pixels was decoded");
+  } catch (const effcam::Error& e) {
+    CHECK(e.code() == effcam::ErrorCode::Image);
+  }
+  capped.max_image_pixels = 64 * 48;
+  CHECK(effcam::Predictor(model, capped).predict(effcam::ImageSource::encoded(png)).probabilities ==
+        large.predict(effcam::ImageSource::encoded(png)).probabilities);
 }
 
 TEST_CASE("two threads, two predictors, one model: the single-threaded answers, flat memory") {

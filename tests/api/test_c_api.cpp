@@ -124,6 +124,8 @@ TEST_CASE("C: predictors: options, arena, errors; a predictor outlives its freed
   CHECK(predictor != nullptr);
   CHECK(effcam_predictor_arena_bytes(predictor) > 0);
   CHECK(effcam_predictor_arena_bytes(nullptr) == 0);
+  CHECK(effcam_predictor_image_bytes(predictor) > 0);
+  CHECK(effcam_predictor_image_bytes(nullptr) == 0);
 
   effcam_model_free(model);  // the predictor holds its own reference
   const effcam::imaging::Image picture = effcam::test::test_picture(224, 224, 5);
