@@ -16,8 +16,12 @@ packages=(
   pybind11-dev python3-dev python3-pytest                 # the Python package (python/) and its tests
   python3-venv python3-pip python3-setuptools             # pip install --no-build-isolation ./python in a venv
   python3-django                                          # examples/django
+  libcpp-httplib-dev                                      # effcam-serve's HTTP/1.1 server
+  chromium fonts-dejavu-core                              # tests/serve: the web page in a headless browser
 )
-# bench/side_by_side.py runs ONNX Runtime under Node.js; any installed Node.js with npm will do.
+# bench/side_by_side.py runs ONNX Runtime under Node.js, tests/serve/check_serve_page.py puppeteer-core (npm ci
+# --ignore-scripts from the committed package-lock.json: it drives the chromium above, downloads no browser); any
+# installed Node.js >= 18 with npm will do.
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
