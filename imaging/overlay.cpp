@@ -5,12 +5,9 @@
 #include <jpeglib.h>
 // clang-format on
 #include <png.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <climits>
 #include <csetjmp>
 #include <cmath>
@@ -26,6 +23,7 @@
 #include <string_view>
 #include <utility>
 
+#include "base/file_io.h"
 #include "effcam/error.hpp"
 #include "imaging/decoder.h"
 
@@ -100,23 +98,6 @@ bool has_extension(const std::string& path, std::initializer_list<std::string_vi
                  [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
   return std::find(extensions.begin(), extensions.end(), extension) != extensions.end();
 }
-
-// The temporary file's name until it is renamed into place; removed if the write does not get that far.
-class TemporaryFile {
- public:
-  explicit TemporaryFile(std::string name) : name_(std::move(name)) {}
-  TemporaryFile(const TemporaryFile&) = delete;
-  TemporaryFile& operator=(const TemporaryFile&) = delete;
-  ~TemporaryFile() {
-    if (!name_.empty()) std::remove(name_.c_str());
-  }
-  const std::string& name() const { return name_; }
-  void release() { name_.clear(); }
-
- private:
-  std::string name_;
-};
-
 
 // One output row of upsample_map: the bilinear blend of two CAM rows at the given columns.
 void upsample_row(const CamMap& cam, const std::vector<BilinearTap>& columns, const BilinearTap& row, float* out) {
@@ -335,27 +316,14 @@ class RowEncoder final : public RowSink {
 // file beside the path, renamed over it by finish(); a failed write leaves nothing behind.
 class ImageFileWriter final : public RowSink {
  public:
-  ImageFileWriter(const std::string& path, uint32_t width, uint32_t height, uint32_t channels) : path_(path) {
+  ImageFileWriter(const std::string& path, uint32_t width, uint32_t height, uint32_t channels) {
     const bool png = has_extension(path, {".png"});
     if (!png && !has_extension(path, {".jpg", ".jpeg"})) {
       throw Error("cannot write image '" + path + "': the extension is not .png, .jpg or .jpeg");
     }
-    std::string pattern = path + ".tmp-XXXXXX";
-    const int fd = mkstemp(pattern.data());
-    if (fd < 0) fail(std::strerror(errno));
-    temporary_.emplace(pattern);
-    fchmod(fd, 0644);  // mkstemp's 0600 would make the output unreadable to others, unlike a plain fopen
-    file_ = fdopen(fd, "wb");
-    if (!file_) {
-      close(fd);
-      fail(std::strerror(errno));
-    }
-    encoder_.emplace(png ? Encoding::Png : Encoding::Jpeg, width, height, channels, 90, file_, nullptr,
+    file_.emplace(path, "image");
+    encoder_.emplace(png ? Encoding::Png : Encoding::Jpeg, width, height, channels, 90, file_->stream(), nullptr,
                      "cannot write image '" + path + "'");
-  }
-  ~ImageFileWriter() override {
-    encoder_.reset();
-    if (file_) std::fclose(file_);
   }
   ImageFileWriter(const ImageFileWriter&) = delete;
   ImageFileWriter& operator=(const ImageFileWriter&) = delete;
@@ -364,22 +332,12 @@ class ImageFileWriter final : public RowSink {
 
   void finish() override {
     encoder_->finish();
-    const bool closed = std::fclose(file_) == 0;
-    file_ = nullptr;
-    if (!closed) fail("write failed");
-    if (std::rename(temporary_->name().c_str(), path_.c_str()) != 0) fail(std::strerror(errno));
-    temporary_->release();
+    file_->commit();
   }
 
  private:
-  [[noreturn]] void fail(const std::string& problem) const {
-    throw Error("cannot write image '" + path_ + "': " + problem, ErrorCode::Io);
-  }
-
-  std::string path_;
-  std::optional<TemporaryFile> temporary_;
-  std::FILE* file_ = nullptr;
-  std::optional<RowEncoder> encoder_;
+  std::optional<AtomicFile> file_;
+  std::optional<RowEncoder> encoder_;  // after file_: destroyed first, while its stream is still open
 };
 
 // The decoded image of a source in its applied orientation, a row at a time: streamed from the decoder when the
