@@ -101,6 +101,9 @@ effcam::PredictOptions predict_options(const effcam_predict_options* c) {
   options.render_size = c->render_size == EFFCAM_RENDER_MODEL ? effcam::RenderSize::Model : effcam::RenderSize::Original;
   options.overlay_alpha = c->overlay_alpha;
   options.jpeg_quality = c->jpeg_quality;
+  options.apply_exif_orientation = c->apply_exif_orientation != 0;
+  options.fast_jpeg_decode = c->fast_jpeg_decode != 0;
+  options.input_image = format(c->input_image);
   return options;
 }
 
@@ -215,7 +218,7 @@ effcam_status effcam_model_cam_layer(const effcam_model* model, uint32_t index, 
 }
 
 void effcam_predictor_options_init(effcam_predictor_options* options) {
-  if (options) *options = {1, nullptr, 0, 1, 100'000'000};
+  if (options) *options = {1, nullptr, 0, 1, 100'000'000, 0};
 }
 
 effcam_status effcam_predictor_create(const effcam_model* model, const effcam_predictor_options* options,
@@ -229,6 +232,7 @@ effcam_status effcam_predictor_create(const effcam_model* model, const effcam_pr
     effcam::PredictorOptions o;
     o.threads = options->threads;
     o.max_image_pixels = options->max_image_pixels;
+    o.max_image_bytes = options->max_image_bytes;
     if (options->cam_layer_count > 0) require(options->cam_layers, "cam_layers");
     for (size_t i = 0; i < options->cam_layer_count; ++i) {
       require(options->cam_layers[i], "a CAM layer name");
@@ -252,7 +256,7 @@ uint64_t effcam_predictor_image_bytes(const effcam_predictor* predictor) {
 void effcam_predict_options_init(effcam_predict_options* options) {
   if (options) {
     *options = {5, EFFCAM_CAM_NONE, nullptr, EFFCAM_SCORE_LOGIT, -1, EFFCAM_IMAGE_NONE, EFFCAM_IMAGE_NONE,
-                EFFCAM_RENDER_MODEL, 0.4f, 90};
+                EFFCAM_RENDER_MODEL, 0.4f, 90, 0, 0, EFFCAM_IMAGE_NONE};
   }
 }
 
@@ -301,6 +305,11 @@ effcam_status effcam_prediction_get(const effcam_prediction* prediction, effcam_
     out->total_ms = p.timing.total_ms;
     out->peak_rss_bytes = p.memory.peak_rss_bytes;
     out->arena_bytes = p.memory.arena_bytes;
+    out->image_width = p.image_width;
+    out->image_height = p.image_height;
+    out->exif_orientation = p.exif_orientation;
+    out->applied_orientation = p.applied_orientation;
+    out->jpeg_scale = p.jpeg_scale_denominator;
   });
 }
 
@@ -323,6 +332,12 @@ effcam_status effcam_prediction_overlay(const effcam_prediction* prediction, con
 effcam_status effcam_prediction_heatmap(const effcam_prediction* prediction, const uint8_t** data, size_t* size) {
   if (!prediction) return fail(EFFCAM_ERROR_ARGUMENT, "prediction is NULL");
   return picture(prediction->prediction.heatmap, "heatmap", data, size);
+}
+
+effcam_status effcam_prediction_input_image(const effcam_prediction* prediction, const uint8_t** data,
+                                           size_t* size) {
+  if (!prediction) return fail(EFFCAM_ERROR_ARGUMENT, "prediction is NULL");
+  return picture(prediction->prediction.input_image, "input image", data, size);
 }
 
 effcam_status effcam_prediction_json(const effcam_prediction* prediction, const char** out) {

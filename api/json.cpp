@@ -39,7 +39,12 @@ std::string to_json(const Prediction& p, const JsonOptions& options) {
   }
   nlohmann::json line = {
       {"image", p.image},
-      {"input", {{"height", p.input_height}, {"width", p.input_width}}},
+      {"input",
+       {{"height", p.input_height},
+        {"width", p.input_width},
+        {"exif_orientation", p.exif_orientation},
+        {"applied_orientation", p.applied_orientation},
+        {"jpeg_scale", p.jpeg_scale_denominator}}},
       {"top_k", top},
       {"probabilities", p.probabilities},
       {"timing_ms", {{"decode", p.timing.decode_ms}, {"preprocess", p.timing.preprocess_ms},

@@ -40,29 +40,68 @@ struct Input {
   std::optional<imaging::Image> pixels;       // raw pixels in the model's channels, for original-size pictures
   std::optional<imaging::ImageSource> encoded;  // the encoded file, decoded again for original-size pictures
   uint32_t width = 0, height = 0;             // the image before resizing
+  imaging::Orientation exif_orientation = imaging::Orientation::Normal;
+  imaging::Orientation applied_orientation = imaging::Orientation::Normal;
+  uint32_t jpeg_scale = 1;
 };
 
-Input read_input(const ImageSource& source, const Model& model, uint64_t max_pixels) {
+// Per image pixel, for each picture rendered at the original size: the encoded picture (at most ~3 bytes a pixel
+// for PNG of incompressible pixels or JPEG at quality 100, 4 counted) in a vector that grows by doubling (8), and
+// to_json's base64 of it (4/3 of that) in a string that grows by doubling too (11). Turned by its EXIF orientation,
+// the original-size picture is decoded whole and turned (2 x 3).
+constexpr uint64_t kOriginalPictureBytesPerPixel = 19;
+constexpr uint64_t kOrientedWholeBytesPerPixel = 6;
+
+uint64_t original_render_bytes_per_pixel(const PredictOptions& options) {
+  if (options.render_size != RenderSize::Original) return 0;
+  const uint64_t pictures =
+      uint64_t{options.overlay != ImageFormat::None} + uint64_t{options.heatmap != ImageFormat::None};
+  if (pictures == 0) return 0;
+  return pictures * kOriginalPictureBytesPerPixel + (options.apply_exif_orientation ? kOrientedWholeBytesPerPixel : 0);
+}
+
+Input read_input(const ImageSource& source, const Model& model, const PredictorOptions& limits, uint64_t budget,
+                 const PredictOptions& options) {
   Input input;
   const uint32_t w = model.input_width(), h = model.input_height(), c = model.input_channels();
+  const uint64_t extra = original_render_bytes_per_pixel(options);
   if (source.kind() == ImageSource::Kind::Pixels) {
+    // Their copy in the model's channels (up to 3 per pixel), then the resize.
+    const uint64_t need = imaging::decode_need_bytes(source.width(), source.height(),
+                                                     uint64_t{3} * source.width() * source.height()) +
+                          extra * source.width() * source.height();
+    if (need > budget) {
+      throw Error(source.name() + ": " + std::to_string(source.width()) + "x" + std::to_string(source.height()) +
+                      " pixels need " + std::to_string(need) + " bytes, above the budget of " + std::to_string(budget),
+                  ErrorCode::Image);
+    }
     input.pixels = reading_image([&] {
       return imaging::from_pixels(source.bytes().data(), source.width(), source.height(), source.channels(),
                                   source.row_stride(), source.pixel_stride(), source.channel_stride(), c);
     });
     input.width = input.pixels->width;
     input.height = input.pixels->height;
-    input.model_image = input.width == w && input.height == h ? *input.pixels : imaging::resize_lanczos(*input.pixels, w, h);
+    input.model_image = input.width == w && input.height == h ? *input.pixels
+                                                              : reading_image([&] {
+                                                                  return imaging::resize_lanczos(*input.pixels, w, h);
+                                                                });
     return input;
   }
   input.encoded = source.kind() == ImageSource::Kind::File ? imaging::ImageSource::file(source.name())
                                                            : imaging::ImageSource::memory(source.bytes(), source.name());
   imaging::DecodeOptions decode;
-  decode.max_pixels = max_pixels;
+  decode.max_pixels = limits.max_image_pixels;
+  decode.max_bytes = budget;
+  decode.extra_bytes_per_pixel = extra;
+  decode.apply_exif_orientation = options.apply_exif_orientation;
+  decode.fast_jpeg_dct = options.fast_jpeg_decode;
   imaging::ModelImage decoded = reading_image([&] { return imaging::load_model_image(*input.encoded, w, h, c, decode); });
   input.model_image = std::move(decoded.image);
   input.width = decoded.original_width;
   input.height = decoded.original_height;
+  input.exif_orientation = decoded.exif_orientation;
+  input.applied_orientation = decoded.applied_orientation;
+  input.jpeg_scale = decoded.jpeg_scale_denominator;
   return input;
 }
 
@@ -80,6 +119,9 @@ void render(Prediction& prediction, const imaging::CamMap& map, const Input& inp
             uint32_t channels) {
   const bool original = options.render_size == RenderSize::Original;
   if (original && input.encoded) {
+    // The original picture as the model's input saw it: oriented the same way, at full size (never DCT-scaled).
+    imaging::DecodeOptions overlay_decode;
+    overlay_decode.apply_exif_orientation = input.applied_orientation != imaging::Orientation::Normal;
     if (options.heatmap != ImageFormat::None) {
       prediction.heatmap = EncodedImage{options.heatmap, input.width, input.height,
                                         imaging::encode_heatmap(map, input.width, input.height,
@@ -88,7 +130,7 @@ void render(Prediction& prediction, const imaging::CamMap& map, const Input& inp
     if (options.overlay != ImageFormat::None) {
       prediction.overlay = EncodedImage{
           options.overlay, input.width, input.height,
-          imaging::encode_overlay(*input.encoded, channels, {}, map, encoding_of(options.overlay),
+          imaging::encode_overlay(*input.encoded, channels, overlay_decode, map, encoding_of(options.overlay),
                                   options.jpeg_quality, options.overlay_alpha)};
     }
     return;
@@ -239,18 +281,21 @@ const Model& Predictor::model() const { return state_->model; }
 uint64_t Predictor::arena_bytes() const { return state_->arena_bytes; }
 uint64_t Predictor::forward_arena_bytes() const { return state_->forward_arena_bytes; }
 uint64_t Predictor::arena_lower_bound_bytes() const { return state_->lower_bound_bytes; }
+uint64_t Predictor::max_image_bytes() const {
+  // The default: the bound image_bytes() gave before the budget existed, per pixel of the cap, and room for the
+  // streamed decode's fixed and per-side costs (imaging::decode_need_bytes) at small caps.
+  constexpr uint64_t kDefaultBytesPerImagePixel = 24, kDefaultFixedBytes = uint64_t{4} << 20;
+  const PredictorOptions& options = state_->options;
+  return options.max_image_bytes != 0 ? options.max_image_bytes
+                                      : kDefaultBytesPerImagePixel * options.max_image_pixels + kDefaultFixedBytes;
+}
 uint64_t Predictor::image_bytes() const {
-  // Per image pixel, the most alive at once: while decoding, a format decoded whole (interlaced 16-bit RGBA PNG: 8,
-  // a progressive CMYK JPEG's coefficients: 8, WebP's canvas and its copy: 8) and its converted copy (3); while
-  // rendering at the original size, the two encoded pictures (PNG of incompressible pixels: 3 + a filter byte per
-  // row each) and to_json's base64 of them (4/3 of 6) in its growing text (up to twice that).
-  constexpr uint64_t kPerImagePixel = 24;
-  // Per model-input pixel: the resized image, the CAM map upsampled (4) with its heatmap and overlay (3 each),
-  // their encoded copies, and the CAM values and raw map as JSON text (~25 characters per map cell).
-  constexpr uint64_t kPerInputPixel = 64;
+  // Per model-input pixel: the resized image (3) and the vertical pass's sums in flight (up to 4 x 3), the CAM map
+  // upsampled (4) with its heatmap and overlay (3 each) and the input picture (3), their encoded copies, and the
+  // CAM values and raw map as JSON text (~25 characters per map cell).
+  constexpr uint64_t kPerInputPixel = 80;
   const Model& model = state_->model;
-  return kPerImagePixel * state_->options.max_image_pixels +
-         kPerInputPixel * uint64_t{model.input_height()} * model.input_width();
+  return max_image_bytes() + kPerInputPixel * uint64_t{model.input_height()} * model.input_width();
 }
 uint32_t Predictor::threads() const { return state_->options.threads; }
 const std::string& Predictor::dispatch() const { return state_->dispatch; }
@@ -280,9 +325,15 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
   prediction.input_width = model.input_width();
 
   const Clock::time_point start = Clock::now();
-  const Input input = read_input(source, model, s.options.max_image_pixels);  // decoded and resized together
+  const Input input = read_input(source, model, s.options, max_image_bytes(), options);  // decoded and resized
   prediction.image_height = input.height;
   prediction.image_width = input.width;
+  prediction.exif_orientation = static_cast<uint32_t>(input.exif_orientation);
+  prediction.applied_orientation = static_cast<uint32_t>(input.applied_orientation);
+  prediction.jpeg_scale_denominator = input.jpeg_scale;
+  if (options.input_image != ImageFormat::None) {
+    prediction.input_image = encode(input.model_image, options.input_image, options.jpeg_quality);
+  }
   prediction.timing.decode_ms = ms_since(start);
   const Clock::time_point preprocess_start = Clock::now();
   session.set_input(input.model_image.pixels);

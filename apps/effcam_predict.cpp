@@ -18,6 +18,11 @@ constexpr const char* kUsage =
     "         [--cam gradcam|gradcam++|hirescam|xgradcam|layercam|eigencam] [--cam-layer KERAS_LAYER]\n"
     "         [--cam-score logit|prob] [--cam-class INDEX] [--overlay OUT.png|.jpg] [--overlay-size model|original]\n"
     "         [--heatmap OUT.png|.jpg]              {name} in OUT is the image's file name without extension\n"
+    "         [--exif-orientation ignore|apply]     apply: turn the image upright first (ImageOps.exif_transpose)\n"
+    "         [--decode exact|fast]                 fast: JPEG DCT scaling as PIL's Image.draft, then the resize\n"
+    "         [--save-input OUT.png]                the 8-bit image the model receives ({name} as above)\n"
+    "         [--max-image-mib MIB]                 refuse images whose decoding needs more (default 24 B/pixel\n"
+    "                                               of the 100 MP cap + 4 MiB)\n"
     "       effcam-predict --model MODEL.effcam --list-layers\n"
     "environment: EFFCAM_DISPATCH=avx512|avx2|scalar forces a kernel path\n";
 
@@ -38,6 +43,10 @@ struct Arguments {
   std::optional<uint32_t> cam_class;
   std::string overlay, heatmap;
   bool overlay_original_size = false;
+  bool apply_exif_orientation = false;
+  bool fast_decode = false;
+  std::string save_input;
+  uint64_t max_image_bytes = 0;  // 0: the API's default
   std::string dispatch;  // EFFCAM_DISPATCH
 };
 
@@ -106,6 +115,21 @@ Arguments parse_arguments(int argc, char** argv) {
       const std::string size = value();
       if (size != "model" && size != "original") throw effcam::Error("--overlay-size must be model or original");
       args.overlay_original_size = size == "original";
+    } else if (arg == "--exif-orientation") {
+      const std::string mode = value();
+      if (mode != "ignore" && mode != "apply") throw effcam::Error("--exif-orientation must be ignore or apply");
+      args.apply_exif_orientation = mode == "apply";
+    } else if (arg == "--decode") {
+      const std::string mode = value();
+      if (mode != "exact" && mode != "fast") throw effcam::Error("--decode must be exact or fast");
+      args.fast_decode = mode == "fast";
+    } else if (arg == "--save-input") {
+      args.save_input = value();
+      if (picture_format(args.save_input) != effcam::ImageFormat::Png) {
+        throw effcam::Error("--save-input writes PNG (lossless): '" + args.save_input + "' is not a .png");
+      }
+    } else if (arg == "--max-image-mib") {
+      args.max_image_bytes = uint64_t{effcam::cli::parse_count(arg, value(), 1, 1u << 20)} << 20;
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -139,6 +163,9 @@ void list_layers(const effcam::Model& model) {
 
 // Writes the prediction's pictures where the arguments say and records the paths in its CAM.
 void write_pictures(effcam::Prediction& prediction, const Arguments& args, const std::string& image) {
+  if (prediction.input_image) {
+    effcam::save(*prediction.input_image, output_path(args.save_input, image, args.images.size()));
+  }
   if (!prediction.cam) return;
   if (prediction.heatmap) {
     prediction.cam->files.push_back(output_path(args.heatmap, image, args.images.size()));
@@ -184,6 +211,7 @@ int run(const Arguments& args) {
   predictor_options.threads = args.threads;
   predictor_options.dump_layers = args.dump_layers;
   predictor_options.explain = args.cam;
+  predictor_options.max_image_bytes = args.max_image_bytes;
   if (!args.cam_layer.empty()) predictor_options.cam_layers = {args.cam_layer};
   std::optional<effcam::Predictor> planned;
   try {
@@ -196,6 +224,9 @@ int run(const Arguments& args) {
 
   effcam::PredictOptions options;
   options.top_k = args.top_k;
+  options.apply_exif_orientation = args.apply_exif_orientation;
+  options.fast_jpeg_decode = args.fast_decode;
+  if (!args.save_input.empty()) options.input_image = effcam::ImageFormat::Png;
   if (args.cam) {
     options.cam = args.cam_method;
     options.cam_score = args.cam_score;
@@ -227,13 +258,15 @@ int run(const Arguments& args) {
     std::fprintf(stderr,
                  "stats: input %ux%ux%u, %u ops, %u thread(s), %s kernels; forward arena %llu bytes; "
                  "arena %llu bytes%s, liveness lower bound %llu bytes (%.3fx); weights file %llu bytes; "
-                 "peak RSS %llu bytes\n",
+                 "image bytes %llu (budget %llu); peak RSS %llu bytes\n",
                  model.input_height(), model.input_width(), model.input_channels(), model.ops(), args.threads,
                  predictor.dispatch().c_str(), static_cast<unsigned long long>(predictor.forward_arena_bytes()),
                  static_cast<unsigned long long>(predictor.arena_bytes()), args.cam ? " with the CAM" : "",
                  static_cast<unsigned long long>(predictor.arena_lower_bound_bytes()),
                  static_cast<double>(predictor.arena_bytes()) / static_cast<double>(predictor.arena_lower_bound_bytes()),
                  static_cast<unsigned long long>(model.file_bytes()),
+                 static_cast<unsigned long long>(predictor.image_bytes()),
+                 static_cast<unsigned long long>(predictor.max_image_bytes()),
                  static_cast<unsigned long long>(memory.peak_rss_bytes));
   }
   return any_failed ? 1 : 0;

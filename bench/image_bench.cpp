@@ -21,7 +21,8 @@ constexpr const char* kUsage =
     "usage: effcam-image-bench IMAGE WIDTH HEIGHT [--gray] [--fast] [--exif] [--whole] [--repeat N]\n"
     "                          [--overlay OUT.png|OUT.jpg]\n"
     "Decodes IMAGE and resizes it to WIDTH x HEIGHT (RGB, or L with --gray) N times (default 1) through\n"
-    "load_model_image and prints one JSON line: each run's milliseconds and the process's peak RSS (VmHWM).\n"
+    "load_model_image and prints one JSON line: each run's milliseconds and the process's peak RSS (VmHWM);\n"
+    "for an image it refuses, the error on stderr and {\"error\": true, \"peak_rss_bytes\": ...}, exit status 1.\n"
     "  --fast    JPEG DCT scaling (DecodeOptions::fast_jpeg_dct)\n"
     "  --exif    apply the EXIF orientation\n"
     "  --whole   the whole-image path instead: decode_full_size, then resize_lanczos (the full-size picture in\n"
@@ -87,7 +88,10 @@ int main(int argc, char** argv) {
       for (const uint8_t v : image.pixels) checksum += v;
     }
   } catch (const effcam::Error& e) {
+    // The peak of a refused image counts too (a refusal must come before the allocations).
     std::fprintf(stderr, "effcam-image-bench: %s\n", e.what());
+    std::printf("{\"error\": true, \"peak_rss_bytes\": %llu}\n",
+                static_cast<unsigned long long>(effcam::peak_rss_bytes()));
     return 1;
   }
   std::printf("{\"ms\": [%s], \"peak_rss_bytes\": %llu, \"peak_rss_before_bytes\": %llu, \"checksum\": %llu}\n",

@@ -54,6 +54,21 @@ void check_size(uint64_t width, uint64_t height, uint64_t max_pixels, const std:
     fail(what, std::to_string(width) + "x" + std::to_string(height) + " is above the limit of " +
                    std::to_string(max_pixels) + " pixels");
   }
+  if (width > kMaxImageSide || height > kMaxImageSide) {
+    fail(what, std::to_string(width) + "x" + std::to_string(height) + " has a side above the limit of " +
+                   std::to_string(kMaxImageSide) + " pixels");
+  }
+}
+
+// Refuses an image whose decode would need more than the budget (DecodeOptions::max_bytes), before allocating.
+void check_budget(uint64_t width, uint64_t height, uint64_t whole_image_bytes, const RowDecoderSettings& settings,
+                  const std::string& what) {
+  const uint64_t need =
+      decode_need_bytes(width, height, whole_image_bytes) + settings.extra_bytes_per_pixel * width * height;
+  if (need > settings.max_bytes) {
+    fail(what, std::to_string(width) + "x" + std::to_string(height) + " needs " + std::to_string(need) +
+                   " bytes to decode, above the budget of " + std::to_string(settings.max_bytes));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -188,6 +203,18 @@ class JpegDecoder final : public RowDecoder {
     if (components != 1 && components != 3 && components != 4) {
       fail(what_, std::to_string(components) + " colour components (PIL reads 1, 3 or 4)");
     }
+    // A progressive (multi-scan) JPEG keeps every DCT coefficient (64 int16 per block, blocks padded to whole MCUs)
+    // until its last scan; a baseline one is decoded a row of MCUs at a time.
+    uint64_t coefficient_bytes = 0;
+    if (jpeg_has_multiple_scans(&cinfo_)) {
+      for (int c = 0; c < components; ++c) {
+        const jpeg_component_info& component = cinfo_.comp_info[c];
+        const auto padded = [](uint64_t blocks, uint64_t factor) { return (blocks + factor - 1) / factor * factor; };
+        coefficient_bytes += padded(component.width_in_blocks, uint64_t(component.h_samp_factor)) *
+                             padded(component.height_in_blocks, uint64_t(component.v_samp_factor)) * 64 * 2;
+      }
+    }
+    check_budget(full_width_, full_height_, coefficient_bytes, settings, what_);
     jpeg_scale_ = settings.jpeg_scale ? settings.jpeg_scale(full_width_, full_height_, exif_orientation_) : 1;
     if (jpeg_scale_ != 1 && jpeg_scale_ != 2 && jpeg_scale_ != 4 && jpeg_scale_ != 8) {
       throw Error(what_ + ": DCT scale 1/" + std::to_string(jpeg_scale_) + " is not 1/1, 1/2, 1/4 or 1/8");
@@ -364,6 +391,7 @@ class PngDecoder final : public RowDecoder {
       png_read_update_info(png_, info_);
     });
     row_bytes_ = png_get_rowbytes(png_, info_);
+    check_budget(width_, height_, interlaced ? row_bytes_ * height_ : 0, settings, what_);
     raw_.resize(row_bytes_);
     if (interlaced) {
       // Every pass goes over all rows (libpng skips those not in the pass), combining into the whole image.
@@ -484,17 +512,27 @@ class WholeImageDecoder final : public RowDecoder {
 std::unique_ptr<RowDecoder> decode_webp(std::span<const uint8_t> bytes, const RowDecoderSettings& settings,
                                         const std::string& what) {
   // An extended file's canvas size first: libwebp checks it against the frames' only later.
+  uint64_t canvas_width = 0, canvas_height = 0;
   if (starts_with(bytes, "VP8X", 12) && bytes.size() >= 30) {
     const auto u24 = [&](size_t at) {
       return uint32_t{bytes[at]} | uint32_t{bytes[at + 1]} << 8 | uint32_t{bytes[at + 2]} << 16;
     };
-    check_size(uint64_t{u24(24)} + 1, uint64_t{u24(27)} + 1, settings.max_pixels, what);
+    canvas_width = uint64_t{u24(24)} + 1;
+    canvas_height = uint64_t{u24(27)} + 1;
+    check_size(canvas_width, canvas_height, settings.max_pixels, what);
   }
   WebPBitstreamFeatures features;
   if (WebPGetFeatures(bytes.data(), bytes.size(), &features) != VP8_STATUS_OK) {
     fail(what, "corrupt or truncated header");
   }
   check_size(uint32_t(features.width), uint32_t(features.height), settings.max_pixels, what);
+  if (canvas_width == 0) {
+    canvas_width = uint32_t(features.width);
+    canvas_height = uint32_t(features.height);
+  }
+  // libwebp's animation decoder holds two RGBA canvases and, for a lossless frame, its ARGB pixels; then the canvas
+  // is copied: 16 bytes per canvas pixel, and the file.
+  check_budget(canvas_width, canvas_height, 16 * canvas_width * canvas_height + bytes.size(), settings, what);
   const WebPData data{bytes.data(), bytes.size()};
   WebPAnimDecoderOptions options;
   if (!WebPAnimDecoderOptionsInit(&options)) fail(what, "libwebp version mismatch");
@@ -647,6 +685,10 @@ std::unique_ptr<RowDecoder> decode_bmp_gif(std::span<const uint8_t> bytes, bool 
   if (gif) gif_frame = gif_first_frame(bytes);
   if ((gif && !gif_frame) || (!gif && !bmp_is_complete(bytes, *size))) fail(what, "pixel data is truncated");
   if (file_channels < 1 || file_channels > 4) fail(what, "unsupported channel count");
+  // stb's pixels and our copy of them; a GIF also has stb's RGBA canvas, background and history (9 per pixel).
+  const uint64_t pixels_count = uint64_t(width) * uint64_t(height);
+  check_budget(uint64_t(width), uint64_t(height),
+               (gif ? 13 : 2 * uint64_t(file_channels)) * pixels_count + bytes.size(), settings, what);
   int got_width = 0, got_height = 0, ignored = 0;
   // Asking for the header's channel count (never 0) keeps stb from adding an alpha channel silently.
   std::unique_ptr<uint8_t, void (*)(void*)> pixels(
@@ -667,6 +709,17 @@ std::unique_ptr<RowDecoder> decode_bmp_gif(std::span<const uint8_t> bytes, bool 
 }
 
 }  // namespace
+
+// Per column: libjpeg's row groups (up to 2 x 8 x v-sampling rows per component, with its upsampling and context
+// rows) or libpng's two rows (16-bit RGBA: 16 bytes), our decoded and converted rows (8), and the resize's: the
+// horizontal pass's 16-bit planes (6) and coefficients (about 6 taps per column at 4 + 4 bytes: 48), or for an
+// EXIF-rotated image its columns in flight (28 x 3): 256 covers the sum with margin. Per row: the vertical pass's
+// coefficients (6 taps x 4 bytes) and its scheduling (8). Fixed: the libraries' state (libjpeg's Huffman and
+// quantisation tables, zlib's window).
+uint64_t decode_need_bytes(uint64_t width, uint64_t height, uint64_t whole_image_bytes) {
+  constexpr uint64_t kBytesPerColumn = 256, kBytesPerRow = 32, kFixedBytes = uint64_t{1} << 20;
+  return kFixedBytes + kBytesPerColumn * width + kBytesPerRow * height + whole_image_bytes;
+}
 
 void convert_pixel(const uint8_t* in, uint32_t in_channels, uint32_t out_channels, uint8_t* out) {
   if (in_channels <= 2) {

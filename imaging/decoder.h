@@ -18,6 +18,8 @@ namespace effcam::imaging {
 struct RowDecoderSettings {
   uint32_t channels = 3;
   uint64_t max_pixels = kMaxImagePixels;
+  uint64_t max_bytes = UINT64_MAX;      // DecodeOptions::max_bytes
+  uint64_t extra_bytes_per_pixel = 0;  // DecodeOptions::extra_bytes_per_pixel
   // Called with a JPEG's stored size and EXIF orientation once its header is read; returns the DCT scale
   // denominator (1, 2, 4 or 8) to decode at, as PIL's draft() picks it from the size. Empty: 1.
   std::function<uint32_t(uint32_t width, uint32_t height, Orientation orientation)> jpeg_scale;

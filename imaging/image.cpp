@@ -44,6 +44,8 @@ ModelImage load_model_image(const ImageSource& source, uint32_t width, uint32_t 
   RowDecoderSettings settings;
   settings.channels = channels;
   settings.max_pixels = options.max_pixels;
+  settings.max_bytes = options.max_bytes;
+  settings.extra_bytes_per_pixel = options.extra_bytes_per_pixel;
   if (options.fast_jpeg_dct) {
     // PIL's draft(): scale = min(w // width, h // height), rounded down to 8, 4, 2 or 1.
     settings.jpeg_scale = [&](uint32_t w, uint32_t h, Orientation orientation) {

@@ -22,6 +22,11 @@ struct Image {
 // The default cap on an image's declared width x height, checked before any pixel buffer is allocated; and the
 // largest image effcam allocates whole (resize outputs, heatmaps, overlays).
 inline constexpr uint64_t kMaxImagePixels = 100'000'000;
+// The longest side effcam accepts, checked with the pixel cap: JPEG's own maximum (WebP's is 16,383). Memory
+// that grows with a side remains (a decoded row, the Lanczos filter's coefficients: about 6 x side entries per
+// axis), and this bounds it: about 60 bytes x the width and 30 x the height at most (a few MiB). PIL has no such
+// limit for PNG, BMP and GIF: a 1 x 12,000,000 PNG, which PIL resizes, is refused here.
+inline constexpr uint32_t kMaxImageSide = 65'535;
 // Encoded files larger than this are refused (memory input is not bounded by it).
 inline constexpr uint64_t kMaxImageFileBytes = uint64_t{256} << 20;
 
@@ -68,7 +73,19 @@ struct DecodeOptions {
   // model's size, as PIL's Image.draft(mode, size) does (and, for a 1-channel model, its luma straight from the
   // JPEG's Y, as draft("L") does), then the same Lanczos resize. Faster; not the exact path.
   bool fast_jpeg_dct = false;
+  // A byte budget: what decoding and resizing this image needs (decode_need_bytes, from its header) plus
+  // extra_bytes_per_pixel x its pixels (what the caller allocates afterwards, e.g. original-size pictures) above
+  // it is refused (ErrorCode::Image) before any pixel buffer is allocated, with one line giving both figures.
+  uint64_t max_bytes = UINT64_MAX;
+  uint64_t extra_bytes_per_pixel = 0;
 };
+
+// What decoding and resizing an image of width x height needs at most, by construction from its header: the
+// streamed part (the decoder's and the resize's row buffers, filter coefficients and library state, proportional to
+// the sides: see LanczosStream) plus whole_image_bytes, what the format's path holds whole (a progressive JPEG's
+// coefficients, an interlaced PNG's rows, a WebP's canvases, BMP and GIF pixels, an encoded file read whole).
+// The resize's output and its sums are the caller's (proportional to the model's input, not the image).
+uint64_t decode_need_bytes(uint64_t width, uint64_t height, uint64_t whole_image_bytes);
 
 // What the model receives and where it came from.
 struct ModelImage {

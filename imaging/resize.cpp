@@ -198,22 +198,95 @@ class HorizontalFilter {
   std::vector<uint8_t> scratch_;
 };
 
-// Filters `in` along y into `out`; the bank's row indices are relative to in's first row. Whole rows are
-// accumulated at once so the inner loop runs over contiguous bytes.
-void resample_vertical(const Image& in, const FilterBank& bank, Image& out) {
-  const size_t row_len = size_t{in.width} * in.channels;
-  std::vector<int32_t> acc(row_len);
-  for (uint32_t y = 0; y < out.height; ++y) {
-    const int32_t* weights = &bank.weights[size_t{y} * bank.taps];
-    std::fill(acc.begin(), acc.end(), kRoundHalf);
-    for (int i = 0; i < bank.count[y]; ++i) {
-      const uint8_t* src = &in.pixels[(size_t(bank.first[y]) + size_t(i)) * row_len];
-      for (size_t k = 0; k < row_len; ++k) acc[k] += src[k] * weights[i];
+// One filter pass over inputs (rows or columns, each `length` bytes) that arrive one at a time, in index order or
+// backwards, yielding each output's 32-bit sums (PIL's, rounding offset included) once the last input of its
+// window has arrived. Integer sums do not depend on the order of their terms, so the result is PIL's exactly.
+// Two ways to hold what is in flight, whichever is smaller for the bank (chosen at construction):
+// - accumulators: each open output's running sums, length int32 each; open outputs are those whose window holds
+//   the current input (about 7 for a downscale, up to all outputs for an upscale);
+// - a ring of the last `taps` inputs as bytes, each output summed when its window is complete (upscales: 7 taps).
+class StreamingPass {
+ public:
+  StreamingPass(FilterBank bank, bool backwards, size_t length)
+      : bank_(std::move(bank)), backwards_(backwards), length_(length) {
+    const size_t outputs = bank_.first.size();
+    // The most windows holding one input: a sweep over the windows' edges.
+    std::vector<int> delta(size_t(bank_.first.back() + bank_.count.back()) + 1, 0);
+    for (size_t o = 0; o < outputs; ++o) {
+      ++delta[size_t(bank_.first[o])];
+      --delta[size_t(bank_.first[o] + bank_.count[o])];
     }
-    uint8_t* dst = &out.pixels[size_t{y} * row_len];
-    for (size_t k = 0; k < row_len; ++k) dst[k] = clip8(acc[k]);
+    int open = 0, most_open = 0;
+    for (const int d : delta) most_open = std::max(most_open, open += d);
+    if (bank_.taps <= 4 * most_open) {
+      ring_.assign(size_t(bank_.taps) * length, 0);
+      sums_.resize(length);
+    } else {
+      open_.resize(outputs);
+      spare_.reserve(size_t(most_open));
+    }
   }
-}
+
+  // Whether any output's window holds input x (PIL filters only the inputs some output reads).
+  bool needed(int x) const { return x >= bank_.first.front() && x < bank_.first.back() + bank_.count.back(); }
+
+  // Adds input x (`length` bytes); calls emit(output, sums) for every output whose window it completes.
+  template <typename Emit>
+  void push(int x, const uint8_t* input, Emit&& emit) {
+    if (!needed(x)) return;
+    // The outputs whose windows [first, first + count) hold x: both ends grow with the output index.
+    const auto& first = bank_.first;
+    const auto& count = bank_.count;
+    const size_t outputs = first.size();
+    size_t begin = 0;
+    for (size_t step = outputs; step > 0; step /= 2) {
+      while (begin + step <= outputs && first[begin + step - 1] + count[begin + step - 1] <= x) begin += step;
+    }
+    if (!ring_.empty()) {
+      std::memcpy(&ring_[size_t(x % bank_.taps) * length_], input, length_);
+    }
+    for (size_t o = begin; o < outputs && first[o] <= x; ++o) {
+      const bool last = backwards_ ? x == first[o] : x == first[o] + count[o] - 1;
+      const int32_t* weights = &bank_.weights[o * size_t(bank_.taps)];
+      if (!ring_.empty()) {
+        if (!last) continue;
+        std::fill(sums_.begin(), sums_.end(), kRoundHalf);
+        for (int i = 0; i < count[o]; ++i) {
+          const uint8_t* in = &ring_[size_t((first[o] + i) % bank_.taps) * length_];
+          for (size_t k = 0; k < length_; ++k) sums_[k] += in[k] * weights[i];
+        }
+        emit(o, sums_.data());
+        continue;
+      }
+      std::vector<int32_t>& acc = open_[o];
+      if (acc.empty()) {
+        if (spare_.empty()) {
+          acc.assign(length_, kRoundHalf);
+        } else {
+          acc = std::move(spare_.back());
+          spare_.pop_back();
+          std::fill(acc.begin(), acc.end(), kRoundHalf);
+        }
+      }
+      const int32_t weight = weights[x - first[o]];
+      for (size_t k = 0; k < length_; ++k) acc[k] += input[k] * weight;
+      if (last) {
+        emit(o, acc.data());
+        spare_.push_back(std::move(acc));
+        acc.clear();
+      }
+    }
+  }
+
+ private:
+  FilterBank bank_;
+  bool backwards_;
+  size_t length_;
+  std::vector<uint8_t> ring_;                // ring mode: input x at slot x % taps
+  std::vector<int32_t> sums_;                // ring mode: one output's sums
+  std::vector<std::vector<int32_t>> open_;   // accumulator mode: per output, empty while not open
+  std::vector<std::vector<int32_t>> spare_;  // closed accumulators, reused
+};
 
 Image blank(uint32_t width, uint32_t height, uint32_t channels) {
   Image image{width, height, channels, {}};
@@ -221,7 +294,7 @@ Image blank(uint32_t width, uint32_t height, uint32_t channels) {
   return image;
 }
 
-// The input's size is the decoder's to bound; the output and the intermediate image are allocated here.
+// The input's size is the decoder's to bound; the output is allocated here.
 void check_size(uint32_t width, uint32_t height, const char* what, uint64_t limit) {
   if (width == 0 || height == 0 || uint64_t{width} * height > limit) {
     throw Error(std::string("resize: ") + what + " size " + std::to_string(width) + "x" + std::to_string(height) +
@@ -231,58 +304,64 @@ void check_size(uint32_t width, uint32_t height, const char* what, uint64_t limi
 
 }  // namespace
 
-// The oriented image T (what exif_transpose returns) is filtered as PIL filters it: along T's x, then along T's y.
-// Stored rows arrive in stored order. Without an axis swap, a stored row is a row of T (maybe mirrored, maybe
-// from the bottom): it is filtered along x at once into its intermediate row. With a swap, a stored row is a
-// column of T: it adds its weighted share to every output column whose filter window covers it, and an output
-// column is rounded into the intermediate image when its window's last row has been added.
+// The oriented image T (what exif_transpose returns) is filtered as PIL filters it: along T's x into 8-bit
+// intermediate values, then along T's y. Stored rows arrive in stored order.
+// - Without an axis swap, a stored row is a row of T (maybe mirrored, maybe from the bottom): it is filtered along
+//   x at once into an intermediate row, which the vertical StreamingPass adds to the output rows it belongs to.
+// - With a swap, a stored row is a column of T: the horizontal StreamingPass adds it to the output columns it
+//   belongs to; a completed intermediate column is at once filtered along y into its output column.
+// Neither keeps the intermediate image: memory is the decoder's row, the passes' state and the output.
 struct LanczosStream::State {
   uint32_t stored_w, stored_h, channels;
   bool swapped;
   bool mirror_x;  // T's x runs against its stored axis
   bool mirror_y;  // T's y runs against its stored axis
-  FilterBank horizontal;                       // swapped: the horizontal pass, column by column
-  std::optional<HorizontalFilter> row_filter;  // not swapped: the horizontal pass of each row (owns the bank)
-  FilterBank vertical;                         // rebased onto [row_begin, row_end)
-  uint32_t row_begin, row_end;  // the rows of T the vertical pass reads
-  Image intermediate;           // out_w x (row_end - row_begin)
+  std::optional<HorizontalFilter> row_filter;  // not swapped: the horizontal pass of each row
+  std::optional<StreamingPass> columns;        // swapped: the horizontal pass, a column of T at a time
+  std::optional<StreamingPass> rows;           // not swapped: the vertical pass, an intermediate row at a time
+  FilterBank vertical;                         // swapped: the vertical pass of each intermediate column
+  Image out;
+  std::vector<uint8_t> line;  // an intermediate row, or a column of T, or an intermediate column
+  std::vector<uint8_t> intermediate_column;
   uint32_t rows_pushed = 0;
-  std::vector<std::vector<int32_t>> accumulators;  // swapped: per output column, empty while it is not open
-  std::vector<std::vector<int32_t>> spare;         // closed accumulators, reused
 
   void push_row_of_t(const uint8_t* row);
   void push_column_of_t(const uint8_t* row);
+  void finish_column(size_t o, const int32_t* sums);
 };
 
 LanczosStream::LanczosStream(uint32_t stored_w, uint32_t stored_h, uint32_t channels, uint32_t out_w,
                              uint32_t out_h, Orientation orientation) {
   check_size(stored_w, stored_h, "input", UINT64_MAX);
+  if (stored_w > kMaxImageSide || stored_h > kMaxImageSide) {
+    throw Error("resize: input size " + std::to_string(stored_w) + "x" + std::to_string(stored_h) +
+                " has a side above the limit of " + std::to_string(kMaxImageSide) + " pixels");
+  }
   check_size(out_w, out_h, "output", kMaxImagePixels);
   if (channels < 1 || channels > 4) throw Error("resize: " + std::to_string(channels) + " channels, not 1..4");
   const uint8_t tag = static_cast<uint8_t>(orientation);
   if (tag < 1 || tag > 8) throw Error("resize: EXIF orientation " + std::to_string(tag) + " is not 1..8");
   auto state = std::make_unique<State>();
-  state->stored_w = stored_w;
-  state->stored_h = stored_h;
-  state->channels = channels;
+  State& s = *state;
+  s.stored_w = stored_w;
+  s.stored_h = stored_h;
+  s.channels = channels;
   const OrientationAxes axes = orientation_axes(orientation);
-  state->swapped = axes.swapped;
-  state->mirror_x = axes.mirror_x;
-  state->mirror_y = axes.mirror_y;
-  const uint32_t t_width = state->swapped ? stored_h : stored_w;
-  const uint32_t t_height = state->swapped ? stored_w : stored_h;
-  state->horizontal = lanczos_bank(t_width, out_w);
-  state->vertical = lanczos_bank(t_height, out_h);
-  // Like PIL, filter only the rows the vertical pass reads, and rebase its row indices onto them.
-  state->row_begin = static_cast<uint32_t>(state->vertical.first.front());
-  state->row_end = static_cast<uint32_t>(state->vertical.first.back() + state->vertical.count.back());
-  for (int& first : state->vertical.first) first -= static_cast<int>(state->row_begin);
-  check_size(out_w, state->row_end - state->row_begin, "intermediate", kMaxImagePixels);
-  state->intermediate = blank(out_w, state->row_end - state->row_begin, channels);
-  if (state->swapped) {
-    state->accumulators.resize(out_w);
+  s.swapped = axes.swapped;
+  s.mirror_x = axes.mirror_x;
+  s.mirror_y = axes.mirror_y;
+  const uint32_t t_width = s.swapped ? stored_h : stored_w;
+  const uint32_t t_height = s.swapped ? stored_w : stored_h;
+  s.out = blank(out_w, out_h, channels);
+  if (s.swapped) {
+    s.columns.emplace(lanczos_bank(t_width, out_w), s.mirror_x, size_t{t_height} * channels);
+    s.vertical = lanczos_bank(t_height, out_h);
+    s.line.resize(size_t{t_height} * channels);
+    s.intermediate_column.resize(size_t{t_height} * channels);
   } else {
-    state->row_filter.emplace(std::move(state->horizontal), stored_w, channels);
+    s.row_filter.emplace(lanczos_bank(t_width, out_w), stored_w, channels);
+    s.rows.emplace(lanczos_bank(t_height, out_h), s.mirror_y, size_t{out_w} * channels);
+    s.line.resize(size_t{out_w} * channels);
   }
   state_ = std::move(state);
 }
@@ -290,54 +369,43 @@ LanczosStream::LanczosStream(uint32_t stored_w, uint32_t stored_h, uint32_t chan
 LanczosStream::~LanczosStream() = default;
 
 void LanczosStream::State::push_row_of_t(const uint8_t* row) {
-  const uint32_t y = mirror_y ? stored_h - 1 - rows_pushed : rows_pushed;
-  if (y < row_begin || y >= row_end) return;
-  row_filter->run(row, mirror_x, &intermediate.pixels[size_t{y - row_begin} * intermediate.width * channels]);
+  const int y = static_cast<int>(mirror_y ? stored_h - 1 - rows_pushed : rows_pushed);
+  if (!rows->needed(y)) return;
+  row_filter->run(row, mirror_x, line.data());
+  const size_t row_bytes = line.size();
+  rows->push(y, line.data(), [&](size_t o, const int32_t* sums) {
+    uint8_t* dst = &out.pixels[o * row_bytes];
+    for (size_t k = 0; k < row_bytes; ++k) dst[k] = clip8(sums[k]);
+  });
 }
 
 void LanczosStream::State::push_column_of_t(const uint8_t* row) {
   const int x = static_cast<int>(mirror_x ? stored_h - 1 - rows_pushed : rows_pushed);
-  // The output columns whose windows [first, first + count) hold x: both ends grow with the column index.
-  const auto& first = horizontal.first;
-  const auto& count = horizontal.count;
-  const size_t out_w = first.size();
-  size_t begin = 0;
-  for (size_t step = out_w; step > 0; step /= 2) {
-    while (begin + step <= out_w && first[begin + step - 1] + count[begin + step - 1] <= x) begin += step;
+  if (!columns->needed(x)) return;
+  const uint8_t* column = row;
+  if (mirror_y) {  // T's y runs from the stored row's end
+    for (uint32_t k = 0; k < stored_w; ++k) {
+      std::memcpy(&line[size_t{k} * channels], row + size_t{stored_w - 1 - k} * channels, channels);
+    }
+    column = line.data();
   }
-  const size_t t_rows = row_end - row_begin;
-  const size_t length = t_rows * channels;
-  // Row k of T's used rows is stored column row_begin + k, or its mirror.
-  const uint8_t* column0 = mirror_y ? row + size_t{stored_w - 1 - row_begin} * channels
-                                    : row + size_t{row_begin} * channels;
-  for (size_t o = begin; o < out_w && first[o] <= x; ++o) {
-    std::vector<int32_t>& acc = accumulators[o];
-    if (acc.empty()) {
-      if (spare.empty()) {
-        acc.assign(length, kRoundHalf);
-      } else {
-        acc = std::move(spare.back());
-        spare.pop_back();
-        std::fill(acc.begin(), acc.end(), kRoundHalf);
-      }
+  columns->push(x, column, [&](size_t o, const int32_t* sums) { finish_column(o, sums); });
+}
+
+// Output column o of the horizontal pass, rounded to 8 bits as PIL's intermediate image, then filtered along y.
+void LanczosStream::State::finish_column(size_t o, const int32_t* sums) {
+  for (size_t k = 0; k < intermediate_column.size(); ++k) intermediate_column[k] = clip8(sums[k]);
+  const size_t out_h = vertical.first.size();
+  const size_t row_bytes = size_t{out.width} * channels;
+  for (size_t y = 0; y < out_h; ++y) {
+    const int32_t* weights = &vertical.weights[y * size_t(vertical.taps)];
+    const uint8_t* in = &intermediate_column[size_t(vertical.first[y]) * channels];
+    std::array<int32_t, 4> acc;
+    acc.fill(kRoundHalf);
+    for (int i = 0; i < vertical.count[y]; ++i) {
+      for (uint32_t c = 0; c < channels; ++c) acc[c] += in[size_t(i) * channels + c] * weights[i];
     }
-    const int32_t weight = horizontal.weights[o * horizontal.taps + size_t(x - first[o])];
-    if (mirror_y) {
-      for (size_t k = 0; k < t_rows; ++k) {
-        for (uint32_t c = 0; c < channels; ++c) acc[k * channels + c] += (column0 - k * channels)[c] * weight;
-      }
-    } else {
-      for (size_t i = 0; i < length; ++i) acc[i] += column0[i] * weight;
-    }
-    const bool closed = mirror_x ? x == first[o] : x == first[o] + count[o] - 1;
-    if (closed) {
-      uint8_t* out = &intermediate.pixels[o * channels];
-      for (size_t k = 0; k < t_rows; ++k) {
-        for (uint32_t c = 0; c < channels; ++c) out[k * out_w * channels + c] = clip8(acc[k * channels + c]);
-      }
-      spare.push_back(std::move(acc));
-      acc.clear();
-    }
+    for (uint32_t c = 0; c < channels; ++c) out.pixels[y * row_bytes + o * channels + c] = clip8(acc[c]);
   }
 }
 
@@ -357,9 +425,7 @@ Image LanczosStream::finish() {
   if (s.rows_pushed != s.stored_h) {
     throw Error("resize: " + std::to_string(s.rows_pushed) + " rows pushed of " + std::to_string(s.stored_h));
   }
-  Image out = blank(s.intermediate.width, static_cast<uint32_t>(s.vertical.first.size()), s.channels);
-  resample_vertical(s.intermediate, s.vertical, out);
-  return out;
+  return std::move(s.out);
 }
 
 Image resize_lanczos(const Image& image, uint32_t out_w, uint32_t out_h) {

@@ -14,13 +14,16 @@ namespace effcam::imaging {
 
 // PIL's resize of an image streamed in stored row order, as if `orientation` (ImageOps.exif_transpose) had been
 // applied to the whole image first: out = exif_transpose(stored).resize((out_w, out_h), LANCZOS), bit for bit.
-// Memory: out_w x (rows of the oriented image the vertical pass reads) x channels bytes for the intermediate
-// image, plus, for the orientations that swap axes, int32 accumulators for the output columns whose filter
-// window covers the current row (about 7 for a downscale; all out_w for an upscale): never the whole input.
+// Memory, never the whole input nor PIL's intermediate image: the output; the filters' coefficients (about
+// 6 x the input's side int32 per axis); for an unrotated image, the horizontal pass's row planes (6 bytes per input
+// pixel of a row) and the vertical pass's int32 sums of the output rows whose window holds the current row (about 7
+// rows of out_w for a downscale), or a ring of 7 intermediate rows (upscale); for a rotated one, the same per
+// column of the oriented image (a stored row), so about 28 x stored_w x channels bytes.
 class LanczosStream {
  public:
   // stored_w x stored_h is the image as decoded (before orientation); out_w x out_h the size after it.
-  // channels 1..4. Throws effcam::Error on a zero size or one above kMaxImagePixels.
+  // channels 1..4. Throws effcam::Error on a zero size, an output above kMaxImagePixels or an input side above
+  // kMaxImageSide.
   LanczosStream(uint32_t stored_w, uint32_t stored_h, uint32_t channels, uint32_t out_w, uint32_t out_h,
                 Orientation orientation = Orientation::Normal);
   ~LanczosStream();

@@ -119,6 +119,8 @@ typedef struct effcam_predictor_options {
   size_t cam_layer_count;
   int explain;                   /* 0: plan the forward pass only (CAMs are then refused); default 1 */
   uint64_t max_image_pixels;     /* larger encoded images are refused; 1..100,000,000 (the default) */
+  uint64_t max_image_bytes;      /* the image byte budget (PredictorOptions::max_image_bytes); 0 (default):
+                                    24 x max_image_pixels + 4 MiB */
 } effcam_predictor_options;
 EFFCAM_C_API void effcam_predictor_options_init(effcam_predictor_options* options);
 
@@ -141,6 +143,9 @@ typedef struct effcam_predict_options {
   effcam_render_size render_size;
   float overlay_alpha;          /* default 0.4 */
   int jpeg_quality;             /* default 90 */
+  int apply_exif_orientation;   /* 1: turn the image upright by its EXIF tag first; default 0 (as PIL's open) */
+  int fast_jpeg_decode;         /* 1: JPEG DCT scaling as PIL's draft(); default 0 (exact) */
+  effcam_image_format input_image; /* the 8-bit model input, encoded (effcam_prediction_input_image); default none */
 } effcam_predict_options;
 EFFCAM_C_API void effcam_predict_options_init(effcam_predict_options* options);
 
@@ -186,6 +191,9 @@ typedef struct effcam_prediction_view {
   const effcam_cam* cam;      /* NULL when no CAM was asked */
   double decode_ms, preprocess_ms, forward_ms, cam_ms, total_ms;
   uint64_t peak_rss_bytes, arena_bytes;
+  uint32_t image_width, image_height;  /* the decoded image, after any orientation */
+  uint32_t exif_orientation, applied_orientation; /* 1..8 (1: none / not applied) */
+  uint32_t jpeg_scale;                 /* the DCT scale denominator: 1, or 2, 4, 8 with fast_jpeg_decode */
 } effcam_prediction_view;
 EFFCAM_C_API effcam_status effcam_prediction_get(const effcam_prediction* prediction, effcam_prediction_view* out);
 /* The encoded overlay / heatmap (EFFCAM_ERROR_ARGUMENT when none was asked). */
@@ -193,6 +201,9 @@ EFFCAM_C_API effcam_status effcam_prediction_overlay(const effcam_prediction* pr
                                                      size_t* size);
 EFFCAM_C_API effcam_status effcam_prediction_heatmap(const effcam_prediction* prediction, const uint8_t** data,
                                                      size_t* size);
+/* The encoded model input (effcam_predict_options.input_image; EFFCAM_ERROR_ARGUMENT when none was asked). */
+EFFCAM_C_API effcam_status effcam_prediction_input_image(const effcam_prediction* prediction, const uint8_t** data,
+                                                         size_t* size);
 /* The JSON object effcam-predict --json prints (one line, NUL-terminated). */
 EFFCAM_C_API effcam_status effcam_prediction_json(const effcam_prediction* prediction, const char** out);
 

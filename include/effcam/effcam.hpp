@@ -170,9 +170,18 @@ struct PredictorOptions {
   bool explain = true;
   // Keras layers whose activations every Prediction carries (Prediction::layers), for parity checks.
   std::vector<std::string> dump_layers;
-  // Encoded images whose declared width x height exceeds this are refused (ErrorCode::Image) before any pixel
-  // buffer is allocated; 1..100,000,000. What predict() allocates besides the arena grows with it: image_bytes().
+  // Encoded images whose declared width x height exceeds this, or with a side above 65,535 (PIL has no such limit
+  // for PNG, BMP and GIF), are refused (ErrorCode::Image) before any pixel buffer is allocated; 1..100,000,000.
   uint64_t max_image_pixels = 100'000'000;
+  // The byte budget of one image: what decoding and resizing it needs, known from its header before any pixel
+  // buffer is allocated (a baseline JPEG or plain PNG streamed a row at a time: about 256 bytes per column and 32
+  // per row, plus 1 MiB; whole-image paths add what they hold: a progressive JPEG's coefficients, 2 to 8 bytes per
+  // pixel; an interlaced PNG's rows, 1 to 8; WebP 16; BMP up to 8; GIF 13; raw pixels 3), plus, for pictures at
+  // RenderSize::Original, 19 bytes per image pixel per picture (the encoded picture and its base64 in to_json,
+  // each with its buffer's growth) and 6 when the EXIF orientation turns it (the picture decoded whole). An image
+  // that needs more is refused (ErrorCode::Image) with one line giving the need and the budget. 0: 24 bytes x
+  // max_image_pixels + 4 MiB. image_bytes() = this budget + what grows with the model's input.
+  uint64_t max_image_bytes = 0;
 };
 
 struct PredictOptions {
@@ -188,6 +197,14 @@ struct PredictOptions {
   RenderSize render_size = RenderSize::Model;
   float overlay_alpha = 0.4f;
   int jpeg_quality = 90;  // 1..100
+  // Turn the image upright by its EXIF orientation first, as PIL's ImageOps.exif_transpose does. Off by default:
+  // PIL's Image.open ignores the tag (and so did the app the model was trained for).
+  bool apply_exif_orientation = false;
+  // JPEG: decode at the smallest DCT scale (1/8, 1/4, 1/2) that keeps the image at least the model's input size,
+  // as PIL's Image.draft() does, then the same Lanczos resize: faster, slightly different pixels. Off: exact.
+  bool fast_jpeg_decode = false;
+  // The 8-bit image the model receives (after decoding, orientation and resize), encoded: Prediction::input_image.
+  ImageFormat input_image = ImageFormat::None;
 };
 
 struct ClassScore {
@@ -242,12 +259,16 @@ struct MemoryFigures {
 struct Prediction {
   std::string image;                // the source's name
   uint32_t input_height = 0, input_width = 0;
-  uint32_t image_height = 0, image_width = 0;  // the decoded image before resizing
+  uint32_t image_height = 0, image_width = 0;  // the decoded image before resizing (after any orientation)
+  uint32_t exif_orientation = 1;    // the file's EXIF orientation tag (1..8; 1 when it has none, raw pixels)
+  uint32_t applied_orientation = 1;  // exif_orientation when applied (PredictOptions::apply_exif_orientation), else 1
+  uint32_t jpeg_scale_denominator = 1;  // 2, 4 or 8 when PredictOptions::fast_jpeg_decode scaled a JPEG's DCT
   std::vector<ClassScore> top_k;    // best first
   std::vector<float> probabilities;  // one per class
   std::vector<float> logits;        // pre-softmax; empty when the model does not end in softmax
   std::optional<CamResult> cam;
   std::optional<EncodedImage> overlay, heatmap;
+  std::optional<EncodedImage> input_image;  // PredictOptions::input_image
   std::vector<LayerDump> layers;    // PredictorOptions::dump_layers, in that order
   Timings timing;
   std::string dispatch;             // the kernel path that ran: "avx512", "avx2" or "scalar"
@@ -274,8 +295,11 @@ class EFFCAM_API Predictor {
   uint64_t forward_arena_bytes() const;  // the forward pass alone
   uint64_t arena_lower_bound_bytes() const;
   // An upper bound on what one predict() and to_json() of its result allocate besides the arena, for any image
-  // it accepts (PredictorOptions::max_image_pixels): decoding, resizing, the CAM map and the encoded pictures.
+  // it accepts: the image budget (PredictorOptions::max_image_bytes: decoding, resizing, original-size pictures)
+  // plus 80 bytes per model-input pixel (the resized image and its resize sums, the CAM map upsampled, the
+  // model-size heatmap, overlay and input picture and their encodings, the CAM values as JSON text).
   uint64_t image_bytes() const;
+  uint64_t max_image_bytes() const;  // the budget in force (PredictorOptions::max_image_bytes, or its default)
   uint32_t threads() const;
   const std::string& dispatch() const;   // the kernel path this predictor runs
   const std::vector<std::string>& cam_layers() const;  // resolved; empty when planned without explanations
@@ -285,10 +309,11 @@ class EFFCAM_API Predictor {
 };
 
 // The JSON object effcam-predict --json prints for one image (one line, UTF-8; invalid UTF-8 in names is
-// replaced). Fields: image, input {height, width}, top_k [{index, label, probability}], probabilities, logits
-// (when the model has them), timing_ms {decode, preprocess, forward, cam, total}, dispatch, peak_rss_bytes,
-// rss_bytes, arena_bytes, arena_lower_bound_bytes, cam {method, layer, class_index, label, score, score_kind,
-// height, width, values, raw, cam_empty, files} (when explained), layers {name: {shape, values}} (when dumped).
+// replaced). Fields: image, input {height, width, exif_orientation, applied_orientation, jpeg_scale (the DCT scale
+// denominator)}, top_k [{index, label, probability}], probabilities, logits (when the model has them), timing_ms
+// {decode, preprocess, forward, cam, total}, dispatch, peak_rss_bytes, rss_bytes, arena_bytes,
+// arena_lower_bound_bytes, cam {method, layer, class_index, label, score, score_kind, height, width, values, raw,
+// cam_empty, files} (when explained), layers {name: {shape, values}} (when dumped).
 struct JsonOptions {
   std::string model;            // when not empty: a "model" field with this name (the service's)
   bool embed_images = false;    // "overlay" / "heatmap" {mime, base64} for the encoded pictures
