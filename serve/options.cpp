@@ -10,8 +10,8 @@ namespace effcam::serve {
 const char* const kUsage =
     "usage: effcam-serve --model [NAME=]FILE.effcam [--model ...] [--host 127.0.0.1] [--port 8080]\n"
     "         [--sessions N] [--threads-per-session T] [--queue Q] [--max-body BYTES] [--timeout-ms MS]\n"
-    "         [--workers P] [--connections C] [--max-pixels N] [--cam-default METHOD|none]\n"
-    "         [--cam-layers L1,L2,...] [--access-log FILE|-]\n";
+    "         [--workers P] [--connections C] [--max-pixels N] [--max-image-mib MIB]\n"
+    "         [--cam-default METHOD|none] [--cam-layers L1,L2,...] [--access-log FILE|-]\n";
 
 namespace {
 
@@ -83,6 +83,8 @@ ServeOptions parse_options(int argc, char** argv) {
       options.connections = static_cast<uint32_t>(parse_number(flag, value(), 2, 4096));
     } else if (flag == "--max-pixels") {
       options.max_pixels = parse_number(flag, value(), 1, 50'000'000);
+    } else if (flag == "--max-image-mib") {
+      options.max_image_bytes = parse_number(flag, value(), 1, 1 << 20) << 20;
     } else if (flag == "--cam-default") {
       options.cam_default = parse_cam_method(value());
     } else if (flag == "--cam-layers") {

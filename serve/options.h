@@ -26,7 +26,10 @@ struct ServeOptions {
   uint32_t timeout_ms = 30000;       // from the request's headers to its session (and for a slow body)
   uint32_t workers = 0;              // 0: serve in this process; P: fork P workers sharing the socket
   uint32_t connections = 64;         // HTTP connections served at once (each holds a thread, not a session)
-  uint64_t max_pixels = 12'000'000;  // larger images are refused (400); the memory bound grows with it
+  uint64_t max_pixels = 12'000'000;  // larger images are refused (400)
+  // An image whose decoding and pictures would need more is refused (400) before its pixels are allocated; each
+  // session's share of the memory bound (PredictorOptions::max_image_bytes).
+  uint64_t max_image_bytes = uint64_t{64} << 20;
   // The method a request gets when it asks for an overlay or heatmap without naming one; None plans the arenas
   // for the forward pass alone and refuses CAMs.
   CamMethod cam_default = CamMethod::GradCam;

@@ -114,6 +114,7 @@ Service::Service(const ServeOptions& options, const std::vector<Model>& models, 
     PredictorOptions predictor;
     predictor.threads = options.threads_per_session;
     predictor.max_image_pixels = options.max_pixels;
+    predictor.max_image_bytes = options.max_image_bytes;
     predictor.explain = options.cam_default != CamMethod::None && !model.default_cam_layer().empty();
     if (predictor.explain) {
       predictor.cam_layers.push_back(model.default_cam_layer());
@@ -155,7 +156,7 @@ std::string Service::plan_text() const {
     out << "  arenas    " << pool->sessions() << " x " << pool->planned().arena_bytes() << " (" << pool->name()
         << ": forward" << (pool->planned().cam_layers().empty() ? "" : " + CAM") << ")\n";
     out << "  images    " << pool->sessions() << " x " << pool->planned().image_bytes()
-        << " (decode, resize, pictures and JSON of an image of --max-pixels " << options_.max_pixels << ")\n";
+        << " (--max-image-mib for decoding, resizing and pictures, + the model-size CAM, pictures and JSON)\n";
   }
   out << "  bodies    " << plan_.bodies << " ((sessions + queue) x --max-body " << options_.max_body << ")\n";
   out << "  process   " << plan_.process << " (code, libraries, heap and threads before the models)\n";

@@ -93,8 +93,9 @@ def overload():
 
 
 def bound():
-    """The printed bound holds for the worst request it plans for: an image of --max-pixels pixels of noise (the
-    largest PNGs) with an overlay and a heatmap at its own size; one pixel row more is refused before decoding."""
+    """The printed bound holds for a heavy request it admits: a noise PNG (the largest PNGs) of --max-pixels pixels
+    with an overlay and a heatmap at its own size, inside --max-image-mib; one pixel row more is refused before
+    decoding, and so is an image whose decoding would need more than --max-image-mib."""
     s.require_built()
     model = s.food101_model("fp16")
     rng = np.random.default_rng(7)
@@ -103,8 +104,11 @@ def bound():
     Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(at_limit, "PNG")
     over = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (side + 1, side, 3), dtype=np.uint8)).save(over, "PNG")
+    # Within --max-pixels, but its original-size pictures need more than 16 MiB.
+    over_budget = io.BytesIO()
+    Image.new("RGB", (1200, 1200), (40, 90, 200)).save(over_budget, "PNG")
     with s.Server(f"food={model}", args=["--sessions", "1", "--max-pixels", str(side * side),
-                                                    "--max-body", str(16 << 20)]) as server:
+                                         "--max-image-mib", "96", "--max-body", str(16 << 20)]) as server:
         status, _, _ = server.request("POST", "/predict?cam=gradcam&overlay=png&heatmap=png&overlay_size=original",
                                       at_limit.getvalue(), {"Content-Type": "image/png"})
         t.check(status == 200, f"an image of exactly --max-pixels with pictures at its size: 200 (got {status})")
@@ -116,6 +120,14 @@ def bound():
                f"{memory['images_bytes']})")
         if not t.SANITIZED:
             t.check(memory["peak_rss_bytes"] <= memory["bound_bytes"], "peak RSS <= the printed bound")
+    with s.Server(f"food={model}", args=["--sessions", "1", "--max-image-mib", "16"]) as server:
+        query = "/predict?cam=gradcam&overlay=png&heatmap=png&overlay_size=original"
+        status, answer = server.json("POST", query, over_budget.getvalue(), {"Content-Type": "image/png"})
+        t.check(status == 400 and "budget" in answer.get("error", ""),
+                f"pictures needing more than --max-image-mib: 400 naming the budget ({status}: {answer})")
+        status, answer = server.json("POST", "/predict?cam=gradcam&overlay=png", over_budget.getvalue(),
+                                     {"Content-Type": "image/png"})
+        t.check(status == 200, f"the same image with model-size pictures: 200 ({status}: {answer.get('error')})")
 
 
 def drain():
