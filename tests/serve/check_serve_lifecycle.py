@@ -141,7 +141,8 @@ def drain():
     photo.resize((3000, 3000)).save(big, "JPEG", quality=90)
     small = io.BytesIO()
     photo.save(small, "JPEG", quality=90)
-    server = s.Server(f"s={model}", args=["--sessions", "1", "--queue", "8", "--timeout-ms", str(60000 * s.SLOW)])
+    server = s.Server(f"s={model}", args=["--sessions", "1", "--queue", "8", "--timeout-ms", str(60000 * s.SLOW),
+                                          "--max-image-mib", "256"])  # the 9 MP overlay's budget
     with server:
         results = []
         lock = threading.Lock()
