@@ -181,7 +181,7 @@ ImageSource ImageSource::pixels(std::span<const uint8_t> data, uint32_t width, u
                                 size_t row_stride, size_t pixel_stride, size_t channel_stride, std::string name) {
   if (width == 0 || height == 0) throw Error(name + ": zero width or height");
   if (channels < 1 || channels > 4) {
-    throw Error(name + ": " + std::to_string(channels) + " channels; pixels have 1 (L), 3 (RGB) or 4 (RGBA)");
+    throw Error(name + ": " + std::to_string(channels) + " channels; pixels have 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA)");
   }
   if (channel_stride == 0) channel_stride = 1;
   if (pixel_stride == 0) pixel_stride = channels * channel_stride;

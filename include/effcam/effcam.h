@@ -155,7 +155,8 @@ EFFCAM_C_API effcam_status effcam_predict_encoded(effcam_predictor* predictor, c
                                                   effcam_prediction** out);
 EFFCAM_C_API effcam_status effcam_predict_file(effcam_predictor* predictor, const char* path,
                                                const effcam_predict_options* options, effcam_prediction** out);
-/* 8-bit pixels, channels interleaved (1 = L, 3 = RGB, 4 = RGBA); row_stride in bytes, 0 = width * channels.
+/* 8-bit pixels, channels interleaved (1 = L, 2 = LA, 3 = RGB, 4 = RGBA; alpha is dropped as PIL's convert() drops
+ * it); row_stride in bytes, 0 = width * channels.
  * size is the buffer's length in bytes: it must hold every addressed pixel. */
 EFFCAM_C_API effcam_status effcam_predict_pixels(effcam_predictor* predictor, const uint8_t* pixels, size_t size,
                                                  uint32_t width, uint32_t height, uint32_t channels,

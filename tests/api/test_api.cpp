@@ -192,13 +192,31 @@ TEST_CASE("predict: bad options and bad images are errors with codes; the predic
   zero_k.top_k = 0;
   CHECK(code_of([&] { predictor.predict(effcam::ImageSource::encoded(png), zero_k); }) ==
         effcam::ErrorCode::InvalidArgument);
-  // Pixels whose strides reach past the buffer, zero sizes, 2 or 5 channels.
+  // Pixels whose strides reach past the buffer, zero sizes, 0 or 5 channels.
   const std::vector<uint8_t> pixels(100);
   CHECK_THROWS_AS(effcam::ImageSource::pixels(pixels, 10, 10, 3), effcam::Error);
   CHECK_THROWS_AS(effcam::ImageSource::pixels(pixels, 0, 10, 1), effcam::Error);
   CHECK_THROWS_AS(effcam::ImageSource::pixels(pixels, 10, 10, 1, SIZE_MAX / 2), effcam::Error);
-  CHECK_THROWS_AS(effcam::ImageSource::pixels(pixels, 5, 5, 5), effcam::Error);
   CHECK_NOTHROW(effcam::ImageSource::pixels(pixels, 10, 10, 1));
+  for (const uint32_t channels : {0u, 5u}) {
+    try {
+      effcam::ImageSource::pixels(pixels, 4, 4, channels, 0, 0, 0, "raw");
+      FAIL("pixels with " << channels << " channels were accepted");
+    } catch (const effcam::Error& e) {
+      CHECK(e.code() == effcam::ErrorCode::InvalidArgument);
+      CHECK(std::string(e.what()) == "raw: " + std::to_string(channels) +
+                                         " channels; pixels have 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA)");
+    }
+  }
+  // Every count the message names is accepted: 2 (LA) is gray with its alpha dropped, as PIL's convert() does.
+  std::vector<uint8_t> gray(64 * 48), gray_alpha(64 * 48 * 2);
+  for (size_t i = 0; i < gray.size(); ++i) {
+    gray[i] = static_cast<uint8_t>(i * 7 % 251);
+    gray_alpha[2 * i] = gray[i];
+    gray_alpha[2 * i + 1] = static_cast<uint8_t>(i % 13);
+  }
+  CHECK(predictor.predict(effcam::ImageSource::pixels(gray_alpha, 64, 48, 2)).probabilities ==
+        predictor.predict(effcam::ImageSource::pixels(gray, 64, 48, 1)).probabilities);
   CHECK_THROWS_AS(effcam::parse_cam_method("GradCAM"), effcam::Error);
   CHECK(effcam::parse_cam_method("gradcam++") == effcam::CamMethod::GradCamPlusPlus);
   CHECK(std::string(effcam::cam_method_name(effcam::CamMethod::LayerCam)) == "layercam");
