@@ -17,7 +17,6 @@ namespace effcam::converter {
 struct LoweringOptions {
   format::DType kernel_dtype = format::DType::F16;
   std::optional<std::pair<uint32_t, uint32_t>> input_size;  // H, W; overrides the model's own
-  std::vector<std::string> labels;                          // empty, or one per class
 };
 
 struct LoweringSummary {

@@ -9,6 +9,7 @@
 #include "base/process_memory.h"
 #include "effcam/effcam.hpp"
 #include "tests/api/api_test_model.h"
+#include "tests/test_support.h"
 
 namespace {
 
@@ -120,6 +121,33 @@ TEST_CASE("predict: a file, its bytes and its pixels (packed or strided) give th
   CHECK(from_bytes.cam->class_index == from_bytes.top_k[0].index);
   CHECK(from_bytes.cam->values.size() == size_t{from_bytes.cam->height} * from_bytes.cam->width);
   std::filesystem::remove(png_path);
+}
+
+TEST_CASE("convert: labels that do not match the classes are an argument error; nothing is written") {
+  const std::optional<std::filesystem::path> keras = effcam::test::shared_file("models/food101-effv2b0/food101_effv2b0.keras");
+  if (!keras) return;
+  const std::filesystem::path out = effcam::test::testdata_dir() / "api_convert_bad_labels.effcam";
+  std::filesystem::remove(out);
+  effcam::ConvertOptions options;
+  options.labels = {"a", "b", "c"};
+  try {
+    effcam::convert(keras->string(), out.string(), options);
+    FAIL("3 labels for 101 classes were accepted");
+  } catch (const effcam::Error& e) {
+    CHECK(e.code() == effcam::ErrorCode::InvalidArgument);
+    CHECK(std::string(e.what()) == "3 labels were given but the model has 101 classes");
+  }
+  CHECK(!std::filesystem::exists(out));
+  // Still a Format error: a file that is not a Keras model.
+  const std::filesystem::path not_keras = effcam::test::testdata_dir() / "api_convert_not_keras.keras";
+  std::ofstream(not_keras) << "not a model";
+  try {
+    effcam::convert(not_keras.string(), out.string(), options);
+    FAIL("a text file converted");
+  } catch (const effcam::Error& e) {
+    CHECK(e.code() == effcam::ErrorCode::Format);
+  }
+  std::filesystem::remove(not_keras);
 }
 
 TEST_CASE("predict: options (top_k, class, score, pictures at both sizes) and JSON") {
