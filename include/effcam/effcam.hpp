@@ -207,6 +207,15 @@ struct PredictOptions {
   ImageFormat input_image = ImageFormat::None;
 };
 
+// The pictures Predictor::render draws from an existing prediction: PredictOptions' picture fields.
+struct RenderOptions {
+  ImageFormat overlay = ImageFormat::Png;
+  ImageFormat heatmap = ImageFormat::None;
+  RenderSize render_size = RenderSize::Model;
+  float overlay_alpha = 0.4f;
+  int jpeg_quality = 90;  // 1..100
+};
+
 struct ClassScore {
   uint32_t index = 0;
   std::string label;
@@ -290,6 +299,13 @@ class EFFCAM_API Predictor {
   // stays usable), InvalidArgument for bad options (an unknown layer, a class out of range, raw pixels whose
   // sizes do not match their span).
   Prediction predict(const ImageSource& image, const PredictOptions& options = {});
+  // The overlay and heatmap of a prediction's CAM drawn again with other picture options, without running the
+  // network: `image` (the one `prediction` was made from) is decoded and resized again as predict() did (the same
+  // orientation and JPEG DCT scale, read from the prediction), and the pictures are byte for byte the ones
+  // predict() returns with the same options. Returns the prediction with these pictures in place of its own.
+  // Uses none of the arena. Throws Error: InvalidArgument for a prediction without a CAM, no picture asked, bad
+  // options, or an image of another size than the prediction's; Image / Io as predict() does.
+  Prediction render(const Prediction& prediction, const ImageSource& image, const RenderOptions& options) const;
 
   uint64_t arena_bytes() const;          // planned: the largest over its CAM layers (or the forward pass)
   uint64_t forward_arena_bytes() const;  // the forward pass alone
