@@ -47,7 +47,8 @@ def test_stubs_match_the_runtime():
         public_stub = {m for m in members if not m.startswith("_")}
         assert public_stub == _public(runtime), name
     assert inspect.signature(effcam.Model.explain).parameters.keys() == \
-        {"self", "image", "method", "layer", "score", "class_index", "top_k", "overlay", "heatmap", "alpha", "size"}
+        {"self", "image", "method", "layer", "score", "class_index", "top_k", "overlay", "heatmap", "alpha", "size",
+         "exif_orientation", "decode", "input_image"}
     assert issubclass(effcam.ValueError, ValueError) and issubclass(effcam.ValueError, effcam.Error)
     assert issubclass(effcam.FileError, OSError) and issubclass(effcam.ImageError, effcam.Error)
 
