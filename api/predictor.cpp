@@ -115,8 +115,8 @@ EncodedImage encode(const imaging::Image& image, ImageFormat format, int jpeg_qu
 
 // The heatmap and overlay at the model's size, or at the image's own: from raw pixels in memory, or streamed from
 // the encoded file again so that the full-size picture is never held. What predict() and render() draw with.
-void draw_pictures(Prediction& prediction, const imaging::CamMap& map, const Input& input, const PredictOptions& options,
-            uint32_t channels) {
+void draw_pictures(Prediction& prediction, const imaging::CamMap& map, const Input& input,
+                   const PredictOptions& options, uint32_t channels) {
   const bool original = options.render_size == RenderSize::Original;
   if (original && input.encoded) {
     // The original picture as the model's input saw it: oriented the same way, at full size (never DCT-scaled).

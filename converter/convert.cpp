@@ -26,6 +26,15 @@ auto in_keras_file(Step step) {
 
 ConversionResult convert_file(const std::string& input, const std::string& output, const LoweringOptions& options,
                               const std::vector<std::string>& labels) {
+  // The caller's options are argument errors (the file's problems are Format, below).
+  if (options.input_size) {
+    const auto [height, width] = *options.input_size;
+    if (height == 0 || width == 0 || height > kMaxInputSide || width > kMaxInputSide) {
+      throw Error("input size " + std::to_string(height) + "x" + std::to_string(width) + " is out of range (1.." +
+                      std::to_string(kMaxInputSide) + " a side)",
+                  ErrorCode::InvalidArgument);
+    }
+  }
   if (std::FILE* probe = std::fopen(input.c_str(), "rb")) {
     std::fclose(probe);
   } else {
@@ -39,7 +48,7 @@ ConversionResult convert_file(const std::string& input, const std::string& outpu
     result.model_name = model.name;
     return lower(model, options, result.summary);
   });
-  // The caller's labels against what the file holds: an argument error, not the file's.
+  // The caller's labels against the classes the file holds.
   if (!labels.empty() && labels.size() != result.summary.classes) {
     throw Error(std::to_string(labels.size()) + " labels were given but the model has " +
                     std::to_string(result.summary.classes) + " classes",

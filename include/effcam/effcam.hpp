@@ -109,7 +109,8 @@ class EFFCAM_API Model {
 // way PIL's Image.open(...).convert("RGB"/"L") does and resized to the model's input the way PIL's
 // Image.resize(size, Image.LANCZOS) does. Raw pixels are 8-bit, channels interleaved per pixel (1 = L, 2 = LA,
 // 3 = RGB, 4 = RGBA; alpha is dropped as PIL's convert("RGB") / convert("L") drops it); strides in bytes allow any
-// layout (a numpy view, a cropped buffer). The source only points at the caller's memory: it must stay valid during predict().
+// layout (a numpy view, a cropped buffer). The source only points at the caller's memory: it must stay valid
+// during predict().
 class EFFCAM_API ImageSource {
  public:
   static ImageSource encoded(std::span<const uint8_t> bytes, std::string name = "<memory>");

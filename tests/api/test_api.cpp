@@ -123,8 +123,9 @@ TEST_CASE("predict: a file, its bytes and its pixels (packed or strided) give th
   std::filesystem::remove(png_path);
 }
 
-TEST_CASE("convert: labels that do not match the classes are an argument error; nothing is written") {
-  const std::optional<std::filesystem::path> keras = effcam::test::shared_file("models/food101-effv2b0/food101_effv2b0.keras");
+TEST_CASE("convert: labels that do not match the classes, input sizes out of range: argument errors, no file") {
+  const std::optional<std::filesystem::path> keras =
+      effcam::test::shared_file("models/food101-effv2b0/food101_effv2b0.keras");
   if (!keras) return;
   const std::filesystem::path out = effcam::test::testdata_dir() / "api_convert_bad_labels.effcam";
   std::filesystem::remove(out);
@@ -138,6 +139,19 @@ TEST_CASE("convert: labels that do not match the classes are an argument error; 
     CHECK(std::string(e.what()) == "3 labels were given but the model has 101 classes");
   }
   CHECK(!std::filesystem::exists(out));
+  options.labels.clear();
+  for (const auto& size : {std::pair{0u, 5u}, std::pair{224u, 8193u}}) {
+    options.input_size = size;
+    try {
+      effcam::convert(keras->string(), out.string(), options);
+      FAIL("input size " << size.first << "x" << size.second << " was accepted");
+    } catch (const effcam::Error& e) {
+      CHECK(e.code() == effcam::ErrorCode::InvalidArgument);
+      CHECK(std::string(e.what()).find("out of range") != std::string::npos);
+    }
+  }
+  CHECK(!std::filesystem::exists(out));
+  options.input_size.reset();
   // Still a Format error: a file that is not a Keras model.
   const std::filesystem::path not_keras = effcam::test::testdata_dir() / "api_convert_not_keras.keras";
   std::ofstream(not_keras) << "not a model";

@@ -166,4 +166,6 @@ def test_convert_with_labels_that_do_not_match_raises_value_error(tmp_path):
         pytest.skip(f"{keras} is absent (shared/ not beside the checkout)")
     with pytest.raises(effcam.ValueError, match="^3 labels were given but the model has 101 classes$"):
         effcam.convert(keras, tmp_path / "out.effcam", labels=["a", "b", "c"])
+    with pytest.raises(effcam.ValueError, match="^input size 9000x9000 is out of range"):
+        effcam.convert(keras, tmp_path / "out.effcam", input_size=(9000, 9000))
     assert not os.listdir(tmp_path)  # nothing written, not even a temporary file
