@@ -68,6 +68,23 @@ void require(const void* pointer, const char* name) {
   if (pointer == nullptr) throw effcam::Error(std::string(name) + " is NULL");
 }
 
+effcam::ImageFormat image_format(effcam_image_format format) {
+  switch (format) {
+    case EFFCAM_IMAGE_NONE: return effcam::ImageFormat::None;
+    case EFFCAM_IMAGE_PNG: return effcam::ImageFormat::Png;
+    case EFFCAM_IMAGE_JPEG: return effcam::ImageFormat::Jpeg;
+  }
+  throw effcam::Error("unknown image format value");
+}
+
+effcam::RenderSize render_size(effcam_render_size size) {
+  switch (size) {
+    case EFFCAM_RENDER_MODEL: return effcam::RenderSize::Model;
+    case EFFCAM_RENDER_ORIGINAL: return effcam::RenderSize::Original;
+  }
+  throw effcam::Error("unknown render size value");
+}
+
 effcam::PredictOptions predict_options(const effcam_predict_options* c) {
   effcam_predict_options defaults;
   effcam_predict_options_init(&defaults);
@@ -85,45 +102,62 @@ effcam::PredictOptions predict_options(const effcam_predict_options* c) {
     if (c->cam_class > INT32_MAX) throw effcam::Error("CAM class " + std::to_string(c->cam_class) + " is out of range");
     options.cam_class = static_cast<uint32_t>(c->cam_class);
   }
-  auto format = [](effcam_image_format f) {
-    switch (f) {
-      case EFFCAM_IMAGE_NONE: return effcam::ImageFormat::None;
-      case EFFCAM_IMAGE_PNG: return effcam::ImageFormat::Png;
-      case EFFCAM_IMAGE_JPEG: return effcam::ImageFormat::Jpeg;
-    }
-    throw effcam::Error("unknown image format value");
-  };
-  options.overlay = format(c->overlay);
-  options.heatmap = format(c->heatmap);
-  if (c->render_size != EFFCAM_RENDER_MODEL && c->render_size != EFFCAM_RENDER_ORIGINAL) {
-    throw effcam::Error("unknown render size value");
-  }
-  options.render_size = c->render_size == EFFCAM_RENDER_MODEL ? effcam::RenderSize::Model : effcam::RenderSize::Original;
+  options.overlay = image_format(c->overlay);
+  options.heatmap = image_format(c->heatmap);
+  options.render_size = render_size(c->render_size);
   options.overlay_alpha = c->overlay_alpha;
   options.jpeg_quality = c->jpeg_quality;
   options.apply_exif_orientation = c->apply_exif_orientation != 0;
   options.fast_jpeg_decode = c->fast_jpeg_decode != 0;
-  options.input_image = format(c->input_image);
+  options.input_image = image_format(c->input_image);
   return options;
+}
+
+effcam::RenderOptions render_options(const effcam_render_options* c) {
+  effcam_render_options defaults;
+  effcam_render_options_init(&defaults);
+  if (c == nullptr) c = &defaults;
+  effcam::RenderOptions options;
+  options.overlay = image_format(c->overlay);
+  options.heatmap = image_format(c->heatmap);
+  options.render_size = render_size(c->render_size);
+  options.overlay_alpha = c->overlay_alpha;
+  options.jpeg_quality = c->jpeg_quality;
+  return options;
+}
+
+// A handle over a prediction, its C views built once.
+effcam_prediction* wrap(effcam::Prediction prediction) {
+  auto result = std::make_unique<effcam_prediction>();
+  result->prediction = std::move(prediction);
+  const effcam::Prediction& p = result->prediction;
+  for (const effcam::ClassScore& score : p.top_k) {
+    result->top_k.push_back({score.index, score.label.c_str(), score.probability});
+  }
+  if (p.cam) {
+    result->cam = {static_cast<effcam_cam_method>(p.cam->method), p.cam->layer.c_str(), p.cam->class_index,
+                   p.cam->score_kind == effcam::CamScore::Logit ? EFFCAM_SCORE_LOGIT : EFFCAM_SCORE_PROB,
+                   p.cam->score, p.cam->height, p.cam->width, p.cam->values.data(), p.cam->raw.data(),
+                   p.cam->empty ? 1 : 0};
+  }
+  result->json = effcam::to_json(p);
+  return result.release();
 }
 
 effcam_status predict(effcam_predictor* predictor, const effcam::ImageSource& source,
                       const effcam_predict_options* options, effcam_prediction** out) {
+  return guarded([&] { *out = wrap(predictor->predictor.predict(source, predict_options(options))); });
+}
+
+// Checks the handles, then draws: the source is made inside, so that its errors are reported too.
+template <class MakeSource>
+effcam_status render(const effcam_predictor* predictor, const effcam_prediction* prediction,
+                     MakeSource make_source, const effcam_render_options* options, effcam_prediction** out) {
   return guarded([&] {
-    auto result = std::make_unique<effcam_prediction>();
-    result->prediction = predictor->predictor.predict(source, predict_options(options));
-    const effcam::Prediction& p = result->prediction;
-    for (const effcam::ClassScore& score : p.top_k) {
-      result->top_k.push_back({score.index, score.label.c_str(), score.probability});
-    }
-    if (p.cam) {
-      result->cam = {static_cast<effcam_cam_method>(p.cam->method), p.cam->layer.c_str(), p.cam->class_index,
-                     p.cam->score_kind == effcam::CamScore::Logit ? EFFCAM_SCORE_LOGIT : EFFCAM_SCORE_PROB,
-                     p.cam->score, p.cam->height, p.cam->width, p.cam->values.data(), p.cam->raw.data(),
-                     p.cam->empty ? 1 : 0};
-    }
-    result->json = effcam::to_json(p);
-    *out = result.release();
+    require(predictor, "predictor");
+    require(prediction, "prediction");
+    require(out, "out");
+    *out = wrap(predictor->predictor.render(prediction->prediction, make_source(), render_options(options)));
   });
 }
 
@@ -346,6 +380,37 @@ effcam_status effcam_prediction_json(const effcam_prediction* prediction, const 
     require(out, "out");
     *out = prediction->json.c_str();
   });
+}
+
+void effcam_render_options_init(effcam_render_options* options) {
+  if (options) *options = {EFFCAM_IMAGE_PNG, EFFCAM_IMAGE_NONE, EFFCAM_RENDER_MODEL, 0.4f, 90};
+}
+
+effcam_status effcam_render_encoded(const effcam_predictor* predictor, const effcam_prediction* prediction,
+                                    const void* data, size_t size, const char* name,
+                                    const effcam_render_options* options, effcam_prediction** out) {
+  return render(predictor, prediction, [&] {
+    require(data, "data");
+    return effcam::ImageSource::encoded({static_cast<const uint8_t*>(data), size}, name ? name : "<memory>");
+  }, options, out);
+}
+
+effcam_status effcam_render_file(const effcam_predictor* predictor, const effcam_prediction* prediction,
+                                 const char* path, const effcam_render_options* options, effcam_prediction** out) {
+  return render(predictor, prediction, [&] {
+    require(path, "path");
+    return effcam::ImageSource::file(path);
+  }, options, out);
+}
+
+effcam_status effcam_render_pixels(const effcam_predictor* predictor, const effcam_prediction* prediction,
+                                   const uint8_t* pixels, size_t size, uint32_t width, uint32_t height,
+                                   uint32_t channels, size_t row_stride, const effcam_render_options* options,
+                                   effcam_prediction** out) {
+  return render(predictor, prediction, [&] {
+    require(pixels, "pixels");
+    return effcam::ImageSource::pixels({pixels, size}, width, height, channels, row_stride);
+  }, options, out);
 }
 
 void effcam_convert_options_init(effcam_convert_options* options) {

@@ -21,9 +21,8 @@ std::string with_thousands(uint64_t value) {
 ConversionReport convert(const std::string& input, const std::string& output, const ConvertOptions& options) {
   converter::LoweringOptions lowering;
   lowering.kernel_dtype = options.weights == WeightType::F16 ? format::DType::F16 : format::DType::F32;
-  lowering.labels = options.labels;
   lowering.input_size = options.input_size;
-  const converter::ConversionResult result = converter::convert_file(input, output, lowering);
+  const converter::ConversionResult result = converter::convert_file(input, output, lowering, options.labels);
   ConversionReport report;
   report.input = input;
   report.output = output;

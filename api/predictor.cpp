@@ -114,9 +114,9 @@ EncodedImage encode(const imaging::Image& image, ImageFormat format, int jpeg_qu
 }
 
 // The heatmap and overlay at the model's size, or at the image's own: from raw pixels in memory, or streamed from
-// the encoded file again so that the full-size picture is never held.
-void render(Prediction& prediction, const imaging::CamMap& map, const Input& input, const PredictOptions& options,
-            uint32_t channels) {
+// the encoded file again so that the full-size picture is never held. What predict() and render() draw with.
+void draw_pictures(Prediction& prediction, const imaging::CamMap& map, const Input& input,
+                   const PredictOptions& options, uint32_t channels) {
   const bool original = options.render_size == RenderSize::Original;
   if (original && input.encoded) {
     // The original picture as the model's input saw it: oriented the same way, at full size (never DCT-scaled).
@@ -181,7 +181,7 @@ ImageSource ImageSource::pixels(std::span<const uint8_t> data, uint32_t width, u
                                 size_t row_stride, size_t pixel_stride, size_t channel_stride, std::string name) {
   if (width == 0 || height == 0) throw Error(name + ": zero width or height");
   if (channels < 1 || channels > 4) {
-    throw Error(name + ": " + std::to_string(channels) + " channels; pixels have 1 (L), 3 (RGB) or 4 (RGBA)");
+    throw Error(name + ": " + std::to_string(channels) + " channels; pixels have 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA)");
   }
   if (channel_stride == 0) channel_stride = 1;
   if (pixel_stride == 0) pixel_stride = channels * channel_stride;
@@ -301,6 +301,46 @@ uint32_t Predictor::threads() const { return state_->options.threads; }
 const std::string& Predictor::dispatch() const { return state_->dispatch; }
 const std::vector<std::string>& Predictor::cam_layers() const { return state_->cam_layers; }
 
+Prediction Predictor::render(const Prediction& prediction, const ImageSource& source,
+                             const RenderOptions& render_options) const {
+  if (!state_) throw Error("render() on a moved-from Predictor");
+  const detail::PredictorState& s = *state_;
+  const Model& model = s.model;
+  if (!prediction.cam) throw Error("render: the prediction has no CAM to draw (predict with a CAM method)");
+  if (render_options.overlay == ImageFormat::None && render_options.heatmap == ImageFormat::None) {
+    throw Error("render: ask for an overlay or a heatmap");
+  }
+  // The picture options, and the decoding the prediction was made with (a DCT scale of 1 decodes exactly).
+  PredictOptions options;
+  options.cam = prediction.cam->method;
+  options.overlay = render_options.overlay;
+  options.heatmap = render_options.heatmap;
+  options.render_size = render_options.render_size;
+  options.overlay_alpha = render_options.overlay_alpha;
+  options.jpeg_quality = render_options.jpeg_quality;
+  options.apply_exif_orientation = prediction.applied_orientation != 1;
+  options.fast_jpeg_decode = prediction.jpeg_scale_denominator != 1;
+  check_options(options, model);
+  const Input input = read_input(source, model, s.options, max_image_bytes(), options);
+  if (input.width != prediction.image_width || input.height != prediction.image_height) {
+    throw Error("render: " + source.name() + " is " + std::to_string(input.width) + "x" + std::to_string(input.height) +
+                ", not the " + std::to_string(prediction.image_width) + "x" + std::to_string(prediction.image_height) +
+                " image of the prediction");
+  }
+  // The pictures read only the normalised map (imaging checks its size against its sides).
+  const CamResult& cam = *prediction.cam;
+  imaging::CamMap map;
+  map.height = cam.height;
+  map.width = cam.width;
+  map.normalized = cam.values;
+  map.empty = cam.empty;
+  Prediction drawn = prediction;
+  drawn.overlay.reset();
+  drawn.heatmap.reset();
+  draw_pictures(drawn, map, input, options, model.input_channels());
+  return drawn;
+}
+
 Prediction Predictor::predict(const ImageSource& source, const PredictOptions& options) {
   if (!state_) throw Error("predict() on a moved-from Predictor");
   detail::PredictorState& s = *state_;
@@ -365,7 +405,7 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
                                                explanation.shape.c);
     prediction.timing.cam_ms = ms_since(cam_start);
     if (options.overlay != ImageFormat::None || options.heatmap != ImageFormat::None) {
-      render(prediction, map, input, options, model.input_channels());
+      draw_pictures(prediction, map, input, options, model.input_channels());
     }
     CamResult& cam = prediction.cam.emplace();
     cam.method = options.cam;

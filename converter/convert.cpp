@@ -1,7 +1,6 @@
 #include "converter/convert.h"
 
 #include <cstdio>
-#include <optional>
 #include <vector>
 
 #include "converter/keras_model.h"
@@ -10,29 +9,58 @@
 #include "format/model_file.h"
 
 namespace effcam::converter {
+namespace {
 
-ConversionResult convert_file(const std::string& input, const std::string& output, const LoweringOptions& options) {
+// Errors reading, lowering or checking the Keras file are the file's (Format) unless they said otherwise (Io).
+template <class Step>
+auto in_keras_file(Step step) {
+  try {
+    return step();
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::InvalidArgument) throw;
+    throw Error(e.what(), ErrorCode::Format);
+  }
+}
+
+}  // namespace
+
+ConversionResult convert_file(const std::string& input, const std::string& output, const LoweringOptions& options,
+                              const std::vector<std::string>& labels) {
+  // The caller's options are argument errors (the file's problems are Format, below).
+  if (options.input_size) {
+    const auto [height, width] = *options.input_size;
+    if (height == 0 || width == 0 || height > kMaxInputSide || width > kMaxInputSide) {
+      throw Error("input size " + std::to_string(height) + "x" + std::to_string(width) + " is out of range (1.." +
+                      std::to_string(kMaxInputSide) + " a side)",
+                  ErrorCode::InvalidArgument);
+    }
+  }
   if (std::FILE* probe = std::fopen(input.c_str(), "rb")) {
     std::fclose(probe);
   } else {
     throw Error(input + ": cannot open", ErrorCode::Io);
   }
   ConversionResult result;
-  std::optional<EffcamBuilder> builder;
-  try {
+  EffcamBuilder builder = in_keras_file([&] {
     const keras::Model model = keras::read_model(input);
     result.source_format = model.source_format;
     result.keras_version = model.keras_version;
     result.model_name = model.name;
-    builder.emplace(lower(model, options, result.summary));
-    // The file must load and form a valid graph before it is written.
-    const std::vector<uint8_t> bytes = builder->serialize();
-    engine::build_graph(ModelFile::from_bytes(bytes));
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::InvalidArgument) throw;
-    throw Error(e.what(), ErrorCode::Format);
+    return lower(model, options, result.summary);
+  });
+  // The caller's labels against the classes the file holds.
+  if (!labels.empty() && labels.size() != result.summary.classes) {
+    throw Error(std::to_string(labels.size()) + " labels were given but the model has " +
+                    std::to_string(result.summary.classes) + " classes",
+                ErrorCode::InvalidArgument);
   }
-  result.file_bytes = builder->write(output);
+  builder.set_labels(labels);
+  // The file must load and form a valid graph before it is written.
+  in_keras_file([&] {
+    const std::vector<uint8_t> bytes = builder.serialize();
+    engine::build_graph(ModelFile::from_bytes(bytes));
+  });
+  result.file_bytes = builder.write(output);
   return result;
 }
 

@@ -17,8 +17,11 @@ struct ConversionResult {
   uint64_t file_bytes = 0;    // written
 };
 
-// Throws effcam::Error: ErrorCode::Io when the input cannot be read or the output written, ErrorCode::Format for
-// anything wrong with the Keras file (the message names the file, layer or field). Nothing is written on failure.
-ConversionResult convert_file(const std::string& input, const std::string& output, const LoweringOptions& options);
+// labels: one per class, or none. Throws effcam::Error: ErrorCode::Io when the input cannot be read or the output
+// written, ErrorCode::Format for anything wrong with the Keras file (the message names the file, layer or field),
+// ErrorCode::InvalidArgument for labels that do not match the classes or an input size out of range. Nothing is
+// written on failure.
+ConversionResult convert_file(const std::string& input, const std::string& output, const LoweringOptions& options,
+                              const std::vector<std::string>& labels = {});
 
 }  // namespace effcam::converter

@@ -14,10 +14,12 @@
 
 namespace effcam::converter {
 
+// The largest input side the converter plans for (the model's own or LoweringOptions::input_size).
+constexpr uint32_t kMaxInputSide = 8192;
+
 struct LoweringOptions {
   format::DType kernel_dtype = format::DType::F16;
   std::optional<std::pair<uint32_t, uint32_t>> input_size;  // H, W; overrides the model's own
-  std::vector<std::string> labels;                          // empty, or one per class
 };
 
 struct LoweringSummary {

@@ -211,12 +211,6 @@ void Emitter::preprocessing() {
 EffcamBuilder Emitter::finish(const keras::Model& model, const LoweringOptions& options, LoweringSummary& summary) {
   const Node& input = g_.at(g_.input);
   const Node& output = g_.at(g_.output);
-  if (!options.labels.empty() && options.labels.size() != output.shape.c) {
-    throw Error(std::to_string(options.labels.size()) + " labels were given but the model has " +
-                std::to_string(output.shape.c) + " classes");
-  }
-  builder_.set_labels(options.labels);
-
   summary.keras_layers = model.layers.size();
   summary.ops = builder_.ops().size();
   summary.keras_parameters = g_.keras_parameters;

@@ -181,7 +181,9 @@ int Translator::input(const LayerConfig& config, Node node) {
     w = options_.input_size->second;
   }
   if (h <= 0 || w <= 0) config.fail("the input size is not fixed in the model: give one (the input size option, H and W)");
-  if (h > 8192 || w > 8192) config.fail("input size above 8192 is not supported");
+  if (h > kMaxInputSide || w > kMaxInputSide) {
+    config.fail("input size above " + std::to_string(kMaxInputSide) + " is not supported");
+  }
   if (c != 1 && c != 3) config.fail("input with " + std::to_string(c) + " channels is not supported (1 or 3)");
   node.shape = {static_cast<uint32_t>(h), static_cast<uint32_t>(w), static_cast<uint32_t>(c)};
   graph_.input = graph_.add(std::move(node));

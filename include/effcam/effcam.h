@@ -155,7 +155,8 @@ EFFCAM_C_API effcam_status effcam_predict_encoded(effcam_predictor* predictor, c
                                                   effcam_prediction** out);
 EFFCAM_C_API effcam_status effcam_predict_file(effcam_predictor* predictor, const char* path,
                                                const effcam_predict_options* options, effcam_prediction** out);
-/* 8-bit pixels, channels interleaved (1 = L, 3 = RGB, 4 = RGBA); row_stride in bytes, 0 = width * channels.
+/* 8-bit pixels, channels interleaved (1 = L, 2 = LA, 3 = RGB, 4 = RGBA; alpha is dropped as PIL's convert() drops
+ * it); row_stride in bytes, 0 = width * channels.
  * size is the buffer's length in bytes: it must hold every addressed pixel. */
 EFFCAM_C_API effcam_status effcam_predict_pixels(effcam_predictor* predictor, const uint8_t* pixels, size_t size,
                                                  uint32_t width, uint32_t height, uint32_t channels,
@@ -206,6 +207,31 @@ EFFCAM_C_API effcam_status effcam_prediction_input_image(const effcam_prediction
                                                          size_t* size);
 /* The JSON object effcam-predict --json prints (one line, NUL-terminated). */
 EFFCAM_C_API effcam_status effcam_prediction_json(const effcam_prediction* prediction, const char** out);
+
+/* ---- Drawing a prediction's CAM again ---- */
+typedef struct effcam_render_options {
+  effcam_image_format overlay;     /* default EFFCAM_IMAGE_PNG */
+  effcam_image_format heatmap;     /* default none */
+  effcam_render_size render_size;  /* default EFFCAM_RENDER_MODEL */
+  float overlay_alpha;             /* default 0.4 */
+  int jpeg_quality;                /* default 90 */
+} effcam_render_options;
+EFFCAM_C_API void effcam_render_options_init(effcam_render_options* options);
+
+/* The CAM of `prediction` drawn over its image again with other picture options, without running the network
+ * (Predictor::render): the same bytes as a prediction made with these options. The image must be the one the
+ * prediction was made from; out receives a new prediction: `prediction` with these pictures in place of its own
+ * (read them with effcam_prediction_overlay / effcam_prediction_heatmap). options may be NULL (the defaults). */
+EFFCAM_C_API effcam_status effcam_render_encoded(const effcam_predictor* predictor, const effcam_prediction* prediction,
+                                                 const void* data, size_t size, const char* name,
+                                                 const effcam_render_options* options, effcam_prediction** out);
+EFFCAM_C_API effcam_status effcam_render_file(const effcam_predictor* predictor, const effcam_prediction* prediction,
+                                              const char* path, const effcam_render_options* options,
+                                              effcam_prediction** out);
+EFFCAM_C_API effcam_status effcam_render_pixels(const effcam_predictor* predictor, const effcam_prediction* prediction,
+                                                const uint8_t* pixels, size_t size, uint32_t width, uint32_t height,
+                                                uint32_t channels, size_t row_stride,
+                                                const effcam_render_options* options, effcam_prediction** out);
 
 /* ---- Converting Keras models ---- */
 typedef struct effcam_convert_options {

@@ -107,9 +107,10 @@ class EFFCAM_API Model {
 
 // Where predict() takes its image from. An encoded file (JPEG, PNG, BMP, GIF) in memory or on disk is decoded the
 // way PIL's Image.open(...).convert("RGB"/"L") does and resized to the model's input the way PIL's
-// Image.resize(size, Image.LANCZOS) does. Raw pixels are 8-bit, channels interleaved per pixel (1 = L, 3 = RGB,
-// 4 = RGBA whose alpha is dropped as convert("RGB") drops it); strides in bytes allow any layout (a numpy view,
-// a cropped buffer). The source only points at the caller's memory: it must stay valid during predict().
+// Image.resize(size, Image.LANCZOS) does. Raw pixels are 8-bit, channels interleaved per pixel (1 = L, 2 = LA,
+// 3 = RGB, 4 = RGBA; alpha is dropped as PIL's convert("RGB") / convert("L") drops it); strides in bytes allow any
+// layout (a numpy view, a cropped buffer). The source only points at the caller's memory: it must stay valid
+// during predict().
 class EFFCAM_API ImageSource {
  public:
   static ImageSource encoded(std::span<const uint8_t> bytes, std::string name = "<memory>");
@@ -207,6 +208,15 @@ struct PredictOptions {
   ImageFormat input_image = ImageFormat::None;
 };
 
+// The pictures Predictor::render draws from an existing prediction: PredictOptions' picture fields.
+struct RenderOptions {
+  ImageFormat overlay = ImageFormat::Png;
+  ImageFormat heatmap = ImageFormat::None;
+  RenderSize render_size = RenderSize::Model;
+  float overlay_alpha = 0.4f;
+  int jpeg_quality = 90;  // 1..100
+};
+
 struct ClassScore {
   uint32_t index = 0;
   std::string label;
@@ -290,6 +300,13 @@ class EFFCAM_API Predictor {
   // stays usable), InvalidArgument for bad options (an unknown layer, a class out of range, raw pixels whose
   // sizes do not match their span).
   Prediction predict(const ImageSource& image, const PredictOptions& options = {});
+  // The overlay and heatmap of a prediction's CAM drawn again with other picture options, without running the
+  // network: `image` (the one `prediction` was made from) is decoded and resized again as predict() did (the same
+  // orientation and JPEG DCT scale, read from the prediction), and the pictures are byte for byte the ones
+  // predict() returns with the same options. Returns the prediction with these pictures in place of its own.
+  // Uses none of the arena. Throws Error: InvalidArgument for a prediction without a CAM, no picture asked, bad
+  // options, or an image of another size than the prediction's; Image / Io as predict() does.
+  Prediction render(const Prediction& prediction, const ImageSource& image, const RenderOptions& options) const;
 
   uint64_t arena_bytes() const;          // planned: the largest over its CAM layers (or the forward pass)
   uint64_t forward_arena_bytes() const;  // the forward pass alone

@@ -1,9 +1,12 @@
 """python -m effcam predict|explain|convert|layers: effcam-predict and effcam-convert for people who live in Python.
 
-  python -m effcam predict --model M.effcam IMAGE... [--top-k K] [--json] [--threads N]
+  python -m effcam predict --model M.effcam IMAGE... [--top-k K] [--json] [--threads N] [DECODING]
   python -m effcam explain --model M.effcam IMAGE... [--method gradcam] [--layer L] [--score logit|prob]
                            [--class-index I] [--overlay OUT.png] [--heatmap OUT.png] [--size model|original]
-                           [--alpha A] [--top-k K] [--json] [--threads N]    {name} in OUT: the image's file stem
+                           [--alpha A] [--top-k K] [--json] [--threads N] [DECODING]
+      {name} in OUT: the image's file stem
+      DECODING, as effcam-predict's: [--exif-orientation ignore|apply] [--decode exact|fast] [--save-input OUT.png]
+                                     [--max-image-mib MIB]
   python -m effcam convert INPUT.keras|.h5 OUTPUT.effcam [--dtype fp16|fp32] [--labels FILE] [--input-size H,W]
   python -m effcam layers --model M.effcam
 
@@ -42,16 +45,29 @@ def _print_top(image, top_k):
         print(f"  {rank:2d}. {label:<28} {probability:.4f}")
 
 
+def _save_input(args, image, prediction):
+    """Writes the model's input picture where --save-input says; -> the path."""
+    path = _output_path(args.save_input, image, len(args.images))
+    with open(path, "wb") as f:
+        f.write(prediction.input_png())
+    return path
+
+
 def _classify(args, explain):
-    model = effcam.Model(args.model, threads=args.threads)
+    if args.save_input and not args.save_input.lower().endswith(".png"):
+        raise effcam.ValueError(f"--save-input writes PNG (lossless): '{args.save_input}' is not a .png")
+    model = effcam.Model(args.model, threads=args.threads, max_image_mib=args.max_image_mib)
+    decoding = {"exif_orientation": args.exif_orientation, "decode": args.decode,
+                "input_image": bool(args.save_input)}
     failed = False
     for image in args.images:
         try:
             if explain:
                 size = args.size
                 e = model.explain(image, args.method, args.layer, args.score, args.class_index, top_k=args.top_k,
-                                  overlay=bool(args.overlay), heatmap=bool(args.heatmap), alpha=args.alpha, size=size)
-                written = []
+                                  overlay=bool(args.overlay), heatmap=bool(args.heatmap), alpha=args.alpha, size=size,
+                                  **decoding)
+                written = [_save_input(args, image, e.prediction)] if args.save_input else []
                 for pattern, png in ((args.heatmap, e.heatmap_png), (args.overlay, e.overlay_png)):
                     if pattern:
                         written.append(_output_path(pattern, image, len(args.images)))
@@ -65,7 +81,9 @@ def _classify(args, explain):
                     for path in written:
                         print(f"  wrote {path}")
             else:
-                p = model.predict(image, args.top_k)
+                p = model.predict(image, args.top_k, **decoding)
+                if args.save_input:
+                    _save_input(args, image, p)
                 if args.json:
                     print(p.to_json(), flush=True)
                 else:
@@ -109,6 +127,12 @@ def _parser():
         command.add_argument("--top-k", type=int, default=5)
         command.add_argument("--json", action="store_true", help="one JSON line per image, as effcam-predict --json")
         command.add_argument("--threads", type=int, default=1)
+        command.add_argument("--exif-orientation", default="ignore",
+                             help="ignore (as PIL's Image.open) or apply: turn the image upright first")
+        command.add_argument("--decode", default="exact", help="exact, or fast: JPEG DCT scaling as PIL's draft()")
+        command.add_argument("--save-input", metavar="OUT.png", help="write the 8-bit image the model receives")
+        command.add_argument("--max-image-mib", type=int, metavar="MIB",
+                             help="refuse images whose decoding needs more (default: 24 B/pixel of 100 MP + 4 MiB)")
     explain = commands.choices["explain"]
     explain.add_argument("--method", default="gradcam",
                          help="gradcam, gradcam++, hirescam, xgradcam, layercam or eigencam")

@@ -65,8 +65,26 @@ def _image_source(image, channels):
 
 
 def _check_top_k(top_k):
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 1_000_000:
-        raise ValueError(f"top_k must be an integer in 1..1000000, got {top_k!r}")
+    _check_int("top_k", top_k, 1, 1_000_000)
+
+
+def _check_int(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}, got {value!r}")
+
+
+# The decoding choices, named as effcam-predict's --exif-orientation and --decode name them.
+_EXIF_ORIENTATION = {"ignore": False, "apply": True}
+_DECODE = {"exact": False, "fast": True}
+
+
+def _decoding(exif_orientation, decode, input_image):
+    """(apply_exif_orientation, fast_jpeg_decode, input_image) for the compiled module, checked."""
+    if exif_orientation not in _EXIF_ORIENTATION:
+        raise ValueError(f"exif_orientation must be 'ignore' or 'apply', got {exif_orientation!r}")
+    if decode not in _DECODE:
+        raise ValueError(f"decode must be 'exact' or 'fast', got {decode!r}")
+    return _EXIF_ORIENTATION[exif_orientation], _DECODE[decode], bool(input_image)
 
 
 class Prediction:
@@ -125,8 +143,35 @@ class Prediction:
 
     @property
     def image_size(self):
-        """(height, width) of the image before resizing."""
+        """(height, width) of the image before resizing (after any EXIF orientation applied)."""
         return self._result.image_size
+
+    @property
+    def exif_orientation(self):
+        """The file's EXIF orientation tag, 1..8 (1 when it has none, and for pixels)."""
+        return self._result.exif_orientation
+
+    @property
+    def applied_orientation(self):
+        """exif_orientation when predict(exif_orientation="apply") turned the image by it, else 1."""
+        return self._result.applied_orientation
+
+    @property
+    def jpeg_scale_denominator(self):
+        """2, 4 or 8 when predict(decode="fast") decoded a JPEG at that DCT scale, else 1."""
+        return self._result.jpeg_scale_denominator
+
+    def input_png(self):
+        """The 8-bit image the model received (decoded, oriented, resized), as PNG bytes; needs
+        predict(..., input_image=True)."""
+        png = self._result.input_png
+        if png is None:
+            raise ValueError("this prediction has no input image: ask for it with input_image=True")
+        return png
+
+    def input_image(self):
+        """input_png() as a PIL.Image ("RGB" or "L", the model's input size); np.asarray() of it gives the pixels."""
+        return _pil_image(self.input_png())
 
     @property
     def dispatch(self):
@@ -158,7 +203,7 @@ class Explanation:
     def __init__(self, result, render, alpha, size):
         self._result = result
         self._prediction = Prediction(result)
-        self._render = render  # (overlay, heatmap, alpha, size) -> a result for the same image, class and map
+        self._render = render  # (overlay, heatmap, alpha, size) -> the same result with these pictures
         self._alpha = alpha
         self._size = size
 
@@ -215,7 +260,8 @@ class Explanation:
     def overlay_png(self, alpha=None, size=None):
         """The map in jet colours over the image, blended as the Keras Grad-CAM tutorial does, as PNG bytes.
         alpha (default: explain()'s) weighs the map; size "model" (the model's input) or "original" (the image's).
-        Pictures other than the ones explain() rendered cost one more pass over the same image."""
+        Pictures other than the ones explain() rendered are drawn from the same map over the image decoded again
+        (no network pass)."""
         alpha = self._alpha if alpha is None else alpha
         size = self._size if size is None else size
         png = self._result.overlay_png if (alpha, size) == (self._alpha, self._size) else None
@@ -286,17 +332,26 @@ class Model:
     memory, made on first need), so up to `sessions` Python threads predict at once, with the GIL released while
     they decode, run and explain. `threads` are the worker threads of each predictor."""
 
-    def __init__(self, path, threads=1, sessions=1, *, cam_layers=None):
+    def __init__(self, path, threads=1, sessions=1, *, cam_layers=None, max_image_pixels=100_000_000,
+                 max_image_mib=None):
         """Loads `path`. cam_layers: the layers explain() will target, planned up front (None: the model's
         default layer; []: plan the forward pass alone; other layers are planned when first asked for).
+        max_image_pixels: encoded images declaring more pixels (width x height) are refused with ImageError before
+        any pixel is decoded (1..100,000,000). max_image_mib: the byte budget of one image (decoding, resizing,
+        original-size pictures), as effcam-predict --max-image-mib; images that need more are refused with
+        ImageError (None: 24 bytes per pixel of max_image_pixels + 4 MiB). memory["image_bytes"] bounds what one
+        call allocates besides the arena.
         Raises FileError (cannot open), FormatError (not a valid .effcam file), ValueError (bad options)."""
-        for name, value, top in (("threads", threads, 256), ("sessions", sessions, 256)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
-                raise ValueError(f"{name} must be an integer in 1..{top}, got {value!r}")
+        for name, value, top in (("threads", threads, 256), ("sessions", sessions, 256),
+                                 ("max_image_pixels", max_image_pixels, 100_000_000)):
+            _check_int(name, value, 1, top)
+        if max_image_mib is not None:
+            _check_int("max_image_mib", max_image_mib, 1, 1 << 20)
         if isinstance(cam_layers, str):
             cam_layers = [cam_layers]
         self._core = _effcam.Model(os.fsdecode(os.fspath(path)), threads, sessions,
-                                   None if cam_layers is None else list(cam_layers))
+                                   None if cam_layers is None else list(cam_layers), max_image_pixels,
+                                   0 if max_image_mib is None else max_image_mib << 20)
         self._channels = self._core.channels
 
     # -- what the model is ---------------------------------------------------------------------------------------
@@ -334,11 +389,10 @@ class Model:
     def memory(self):
         """Bytes: "file_bytes" (the .effcam file), "weight_bytes" (shared by every process mapping it),
         "arena_bytes" (the working memory of one session, planned for the CAM layers), "forward_arena_bytes",
-        "arena_lower_bound_bytes", and "sessions_allocated" (how many sessions exist so far)."""
-        arena = self._core.arena
-        return {"file_bytes": self._core.file_bytes, "weight_bytes": self._core.weight_bytes,
-                "arena_bytes": arena["arena_bytes"], "forward_arena_bytes": arena["forward_arena_bytes"],
-                "arena_lower_bound_bytes": arena["arena_lower_bound_bytes"],
+        "arena_lower_bound_bytes", "image_bytes" (a bound on what one call allocates besides the arena, for any
+        image it accepts), "max_image_bytes" (the image budget in force, see max_image_mib), and
+        "sessions_allocated" (how many sessions exist so far)."""
+        return {"file_bytes": self._core.file_bytes, "weight_bytes": self._core.weight_bytes, **self._core.memory,
                 "sessions_allocated": self._core.sessions_allocated}
 
     @property
@@ -347,17 +401,23 @@ class Model:
         return self._core.closed
 
     # -- using it ------------------------------------------------------------------------------------------------
-    def predict(self, image, top_k=5):
-        """Classifies one image: a path, bytes / bytearray / memoryview of an encoded file (JPEG, PNG, BMP, GIF),
-        a PIL.Image, or a numpy uint8 array H x W or H x W x C (C = 1, 3 or 4; any strides). -> Prediction.
+    def predict(self, image, top_k=5, *, exif_orientation="ignore", decode="exact", input_image=False):
+        """Classifies one image: a path, bytes / bytearray / memoryview of an encoded file (JPEG, PNG, WebP, BMP,
+        GIF), a PIL.Image, or a numpy uint8 array H x W or H x W x C (C = 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA); any
+        strides). -> Prediction.
+        exif_orientation: "ignore" (as PIL's Image.open) or "apply" (turn the image upright first, as
+        ImageOps.exif_transpose). decode: "exact", or "fast" (JPEG DCT scaling as PIL's Image.draft, then the same
+        resize: slightly different pixels). input_image: keep the 8-bit model input (Prediction.input_image()).
         Raises ImageError (undecodable image), FileError (unreadable path), ValueError (bad arguments)."""
         _check_top_k(top_k)
+        decoding = _decoding(exif_orientation, decode, input_image)
         kind, source, name = _image_source(image, self._channels)
         return Prediction(self._core.run(kind, source, name, top_k, "none", "", "logit", None, False, False,
-                                         "model", 0.4))
+                                         "model", 0.4, *decoding))
 
     def explain(self, image, method="gradcam", layer=None, score="prob", class_index=None, *, top_k=5,
-                overlay=True, heatmap=False, alpha=0.4, size="model"):
+                overlay=True, heatmap=False, alpha=0.4, size="model", exif_orientation="ignore", decode="exact",
+                input_image=False):
         """Classifies an image and explains a class with a class-activation map. -> Explanation.
 
         method: "gradcam", "gradcam++", "hirescam", "xgradcam", "layercam" or "eigencam".
@@ -365,8 +425,10 @@ class Model:
         score: "prob" (the class's softmax probability, as the dermatology app did) or "logit".
         class_index: the class to explain (None: the best one).
         overlay, heatmap: render these pictures in the same pass (others are rendered on demand), with
-        alpha (the map's weight in the overlay) and size ("model" or "original")."""
+        alpha (the map's weight in the overlay) and size ("model" or "original").
+        exif_orientation, decode, input_image: as for predict() (the pictures follow the image's orientation)."""
         _check_top_k(top_k)
+        decoding = _decoding(exif_orientation, decode, input_image)
         if method == "none":
             raise ValueError("explain needs a CAM method (gradcam, gradcam++, hirescam, xgradcam, layercam, eigencam)")
         if class_index is not None and (isinstance(class_index, bool) or not isinstance(class_index, int)
@@ -375,12 +437,12 @@ class Model:
         kind, source, name = _image_source(image, self._channels)
         arguments = (kind, source, name, top_k, str(method), layer or "", str(score))
 
-        result = self._core.run(*arguments, class_index, bool(overlay), bool(heatmap), str(size), float(alpha))
-        explained = result.cam_class_index
+        result = self._core.run(*arguments, class_index, bool(overlay), bool(heatmap), str(size), float(alpha),
+                                *decoding)
 
         def render(with_overlay, with_heatmap, render_alpha, render_size):
-            return self._core.run(*arguments, explained, with_overlay, with_heatmap, str(render_size),
-                                  float(render_alpha))
+            return self._core.render(result, kind, source, name, with_overlay, with_heatmap, str(render_size),
+                                     float(render_alpha))
 
         return Explanation(result, render, float(alpha), str(size))
 

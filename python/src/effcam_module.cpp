@@ -30,17 +30,20 @@ namespace {
 // so memory stays bounded by `sessions` arenas (briefly more while old ones are still lent).
 class SessionPool {
  public:
-  struct ArenaFigures {
+  // What a Predictor reports about its memory (Model.memory).
+  struct MemoryFigures {
     uint64_t arena_bytes = 0, forward_arena_bytes = 0, arena_lower_bound_bytes = 0;
+    uint64_t image_bytes = 0, max_image_bytes = 0;
   };
 
-  SessionPool(effcam::Model model, uint32_t threads, uint32_t sessions,
+  // options: threads and the image limits; the CAM layers are the pool's.
+  SessionPool(effcam::Model model, const effcam::PredictorOptions& options, uint32_t sessions,
               const std::optional<std::vector<std::string>>& cam_layers)
-      : model_(std::move(model)), sessions_(sessions) {
+      : model_(std::move(model)), sessions_(sessions), options_(options) {
     if (sessions == 0 || sessions > 256) {
       throw effcam::Error("sessions must be 1..256, got " + std::to_string(sessions));
     }
-    options_.threads = threads;
+    options_.cam_layers.clear();
     if (!cam_layers) {  // the model's default CAM layer, if it has one
       if (!model_.default_cam_layer().empty()) options_.cam_layers = {model_.default_cam_layer()};
     } else {  // the caller's list, resolved to the names Model::cam_layers() uses; empty: the forward pass alone
@@ -122,7 +125,7 @@ class SessionPool {
     std::lock_guard lock(mutex_);
     return options_.cam_layers;
   }
-  ArenaFigures arena_figures() const {
+  MemoryFigures memory_figures() const {
     std::lock_guard lock(figures_mutex_);
     return figures_;
   }
@@ -140,7 +143,8 @@ class SessionPool {
   std::unique_ptr<effcam::Predictor> make_predictor(const effcam::PredictorOptions& options) {
     auto predictor = std::make_unique<effcam::Predictor>(model_, options);
     std::lock_guard lock(figures_mutex_);
-    figures_ = {predictor->arena_bytes(), predictor->forward_arena_bytes(), predictor->arena_lower_bound_bytes()};
+    figures_ = {predictor->arena_bytes(), predictor->forward_arena_bytes(), predictor->arena_lower_bound_bytes(),
+                predictor->image_bytes(), predictor->max_image_bytes()};
     return predictor;
   }
   void give_back(std::unique_ptr<effcam::Predictor> predictor, uint64_t generation) {
@@ -160,13 +164,13 @@ class SessionPool {
   const uint32_t sessions_;
   mutable std::mutex mutex_;
   std::condition_variable available_;
-  effcam::PredictorOptions options_;
+  effcam::PredictorOptions options_;  // of the Predictors made from now on
   std::vector<std::unique_ptr<effcam::Predictor>> free_;
   uint32_t created_ = 0;  // Predictors of the current generation, idle or lent
   uint64_t generation_ = 0;
   bool closed_ = false;
   mutable std::mutex figures_mutex_;
-  ArenaFigures figures_;  // of the latest Predictor made
+  MemoryFigures figures_;  // of the latest Predictor made
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -280,11 +284,15 @@ struct ModelHandle {
 std::shared_ptr<Result> run(const ModelHandle& handle, const std::string& kind, const py::handle& image,
                             const std::string& name, uint32_t top_k, const std::string& cam, const std::string& layer,
                             const std::string& score, std::optional<uint32_t> class_index, bool overlay, bool heatmap,
-                            const std::string& size, float alpha) {
+                            const std::string& size, float alpha, bool apply_exif_orientation, bool fast_jpeg_decode,
+                            bool input_image) {
   const std::shared_ptr<SessionPool> pool_reference = handle.open();
   SessionPool& pool = *pool_reference;
   effcam::PredictOptions options;
   options.top_k = top_k;
+  options.apply_exif_orientation = apply_exif_orientation;
+  options.fast_jpeg_decode = fast_jpeg_decode;
+  options.input_image = input_image ? effcam::ImageFormat::Png : effcam::ImageFormat::None;
   options.cam = effcam::parse_cam_method(cam);
   std::string cam_layer;
   if (options.cam != effcam::CamMethod::None) {
@@ -313,6 +321,26 @@ std::shared_ptr<Result> run(const ModelHandle& handle, const std::string& kind, 
   return result;
 }
 
+// Another picture of an explained result's CAM over the same image (Predictor::render: no network pass).
+std::shared_ptr<Result> render(const ModelHandle& handle, const Result& explained, const std::string& kind,
+                               const py::handle& image, const std::string& name, bool overlay, bool heatmap,
+                               const std::string& size, float alpha) {
+  const std::shared_ptr<SessionPool> pool_reference = handle.open();
+  effcam::RenderOptions options;
+  options.overlay = overlay ? effcam::ImageFormat::Png : effcam::ImageFormat::None;
+  options.heatmap = heatmap ? effcam::ImageFormat::Png : effcam::ImageFormat::None;
+  options.render_size = effcam::parse_render_size(size);
+  options.overlay_alpha = alpha;
+  HeldSource held = make_source(kind, image, name);
+  auto result = std::make_shared<Result>();
+  {
+    py::gil_scoped_release release;
+    SessionPool::Lease lease = pool_reference->acquire("");
+    result->prediction = lease.predictor().render(explained.prediction, *held.source, options);
+  }
+  return result;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_effcam, m) {
@@ -331,12 +359,18 @@ PYBIND11_MODULE(_effcam, m) {
   const auto model_of = [](const ModelHandle& h) -> const effcam::Model& { return h.open()->model(); };
   py::class_<ModelHandle>(m, "Model")
       .def(py::init([](const std::string& path, uint32_t threads, uint32_t sessions,
-                       const std::optional<std::vector<std::string>>& cam_layers) {
+                       const std::optional<std::vector<std::string>>& cam_layers, uint64_t max_image_pixels,
+                       uint64_t max_image_bytes) {
+             effcam::PredictorOptions options;
+             options.threads = threads;
+             options.max_image_pixels = max_image_pixels;
+             options.max_image_bytes = max_image_bytes;
              py::gil_scoped_release release;  // mapping and validating a large file takes a while
              effcam::Model model = effcam::Model::load(path);
-             return ModelHandle{path, std::make_shared<SessionPool>(std::move(model), threads, sessions, cam_layers)};
+             return ModelHandle{path, std::make_shared<SessionPool>(std::move(model), options, sessions, cam_layers)};
            }),
-           py::arg("path"), py::arg("threads"), py::arg("sessions"), py::arg("cam_layers"))
+           py::arg("path"), py::arg("threads"), py::arg("sessions"), py::arg("cam_layers"),
+           py::arg("max_image_pixels"), py::arg("max_image_bytes"))
       .def_property_readonly("path", [](const ModelHandle& h) { return h.path; })
       .def_property_readonly("input_size", [=](const ModelHandle& h) {
         return std::make_pair(model_of(h).input_height(), model_of(h).input_width());
@@ -360,13 +394,15 @@ PYBIND11_MODULE(_effcam, m) {
       .def_property_readonly("planned_layers", [](const ModelHandle& h) { return h.open()->planned_layers(); })
       .def_property_readonly("sessions", [](const ModelHandle& h) { return h.open()->sessions(); })
       .def_property_readonly("sessions_allocated", [](const ModelHandle& h) { return h.open()->allocated(); })
-      .def_property_readonly("arena", [](const ModelHandle& h) {
-        const SessionPool::ArenaFigures figures = h.open()->arena_figures();
-        py::dict arena;
-        arena["arena_bytes"] = figures.arena_bytes;
-        arena["forward_arena_bytes"] = figures.forward_arena_bytes;
-        arena["arena_lower_bound_bytes"] = figures.arena_lower_bound_bytes;
-        return arena;
+      .def_property_readonly("memory", [](const ModelHandle& h) {
+        const SessionPool::MemoryFigures figures = h.open()->memory_figures();
+        py::dict memory;
+        memory["arena_bytes"] = figures.arena_bytes;
+        memory["forward_arena_bytes"] = figures.forward_arena_bytes;
+        memory["arena_lower_bound_bytes"] = figures.arena_lower_bound_bytes;
+        memory["image_bytes"] = figures.image_bytes;
+        memory["max_image_bytes"] = figures.max_image_bytes;
+        return memory;
       })
       .def_property_readonly("closed", [](const ModelHandle& h) { return !h.pool; })
       .def("close",
@@ -380,7 +416,10 @@ PYBIND11_MODULE(_effcam, m) {
            })
       .def("run", &run, py::arg("kind"), py::arg("image"), py::arg("name"), py::arg("top_k"), py::arg("cam"),
            py::arg("layer"), py::arg("score"), py::arg("class_index"), py::arg("overlay"), py::arg("heatmap"),
-           py::arg("size"), py::arg("alpha"));
+           py::arg("size"), py::arg("alpha"), py::arg("apply_exif_orientation"), py::arg("fast_jpeg_decode"),
+           py::arg("input_image"))
+      .def("render", &render, py::arg("result"), py::arg("kind"), py::arg("image"), py::arg("name"),
+           py::arg("overlay"), py::arg("heatmap"), py::arg("size"), py::arg("alpha"));
 
   py::class_<Result, std::shared_ptr<Result>>(m, "Result")
       .def_property_readonly("image", [](const Result& r) { return r.prediction.image; })
@@ -390,6 +429,10 @@ PYBIND11_MODULE(_effcam, m) {
       .def_property_readonly("image_size", [](const Result& r) {
         return std::make_pair(r.prediction.image_height, r.prediction.image_width);
       })
+      .def_property_readonly("exif_orientation", [](const Result& r) { return r.prediction.exif_orientation; })
+      .def_property_readonly("applied_orientation", [](const Result& r) { return r.prediction.applied_orientation; })
+      .def_property_readonly("jpeg_scale_denominator",
+                             [](const Result& r) { return r.prediction.jpeg_scale_denominator; })
       .def_property_readonly("top_k", [](const Result& r) {
         py::list top;
         for (const effcam::ClassScore& s : r.prediction.top_k) top.append(py::make_tuple(s.label, s.index, s.probability));
@@ -448,5 +491,6 @@ PYBIND11_MODULE(_effcam, m) {
                              [](const Result& r) { return effcam::cam_score_name(cam_of(r).score_kind); })
       .def_property_readonly("cam_empty", [](const Result& r) { return cam_of(r).empty; })
       .def_property_readonly("overlay_png", [](const Result& r) { return png_bytes(r.prediction.overlay); })
-      .def_property_readonly("heatmap_png", [](const Result& r) { return png_bytes(r.prediction.heatmap); });
+      .def_property_readonly("heatmap_png", [](const Result& r) { return png_bytes(r.prediction.heatmap); })
+      .def_property_readonly("input_png", [](const Result& r) { return png_bytes(r.prediction.input_image); });
 }

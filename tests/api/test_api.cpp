@@ -9,6 +9,7 @@
 #include "base/process_memory.h"
 #include "effcam/effcam.hpp"
 #include "tests/api/api_test_model.h"
+#include "tests/test_support.h"
 
 namespace {
 
@@ -122,6 +123,47 @@ TEST_CASE("predict: a file, its bytes and its pixels (packed or strided) give th
   std::filesystem::remove(png_path);
 }
 
+TEST_CASE("convert: labels that do not match the classes, input sizes out of range: argument errors, no file") {
+  const std::optional<std::filesystem::path> keras =
+      effcam::test::shared_file("models/food101-effv2b0/food101_effv2b0.keras");
+  if (!keras) return;
+  const std::filesystem::path out = effcam::test::testdata_dir() / "api_convert_bad_labels.effcam";
+  std::filesystem::remove(out);
+  effcam::ConvertOptions options;
+  options.labels = {"a", "b", "c"};
+  try {
+    effcam::convert(keras->string(), out.string(), options);
+    FAIL("3 labels for 101 classes were accepted");
+  } catch (const effcam::Error& e) {
+    CHECK(e.code() == effcam::ErrorCode::InvalidArgument);
+    CHECK(std::string(e.what()) == "3 labels were given but the model has 101 classes");
+  }
+  CHECK(!std::filesystem::exists(out));
+  options.labels.clear();
+  for (const auto& size : {std::pair{0u, 5u}, std::pair{224u, 8193u}}) {
+    options.input_size = size;
+    try {
+      effcam::convert(keras->string(), out.string(), options);
+      FAIL("input size " << size.first << "x" << size.second << " was accepted");
+    } catch (const effcam::Error& e) {
+      CHECK(e.code() == effcam::ErrorCode::InvalidArgument);
+      CHECK(std::string(e.what()).find("out of range") != std::string::npos);
+    }
+  }
+  CHECK(!std::filesystem::exists(out));
+  options.input_size.reset();
+  // Still a Format error: a file that is not a Keras model.
+  const std::filesystem::path not_keras = effcam::test::testdata_dir() / "api_convert_not_keras.keras";
+  std::ofstream(not_keras) << "not a model";
+  try {
+    effcam::convert(not_keras.string(), out.string(), options);
+    FAIL("a text file converted");
+  } catch (const effcam::Error& e) {
+    CHECK(e.code() == effcam::ErrorCode::Format);
+  }
+  std::filesystem::remove(not_keras);
+}
+
 TEST_CASE("predict: options (top_k, class, score, pictures at both sizes) and JSON") {
   effcam::Predictor predictor(effcam::Model::from_buffer(small_model_bytes()));
   const std::vector<uint8_t> png = test_png(320, 240, 2);
@@ -192,18 +234,136 @@ TEST_CASE("predict: bad options and bad images are errors with codes; the predic
   zero_k.top_k = 0;
   CHECK(code_of([&] { predictor.predict(effcam::ImageSource::encoded(png), zero_k); }) ==
         effcam::ErrorCode::InvalidArgument);
-  // Pixels whose strides reach past the buffer, zero sizes, 2 or 5 channels.
+  // Pixels whose strides reach past the buffer, zero sizes, 0 or 5 channels.
   const std::vector<uint8_t> pixels(100);
   CHECK_THROWS_AS(effcam::ImageSource::pixels(pixels, 10, 10, 3), effcam::Error);
   CHECK_THROWS_AS(effcam::ImageSource::pixels(pixels, 0, 10, 1), effcam::Error);
   CHECK_THROWS_AS(effcam::ImageSource::pixels(pixels, 10, 10, 1, SIZE_MAX / 2), effcam::Error);
-  CHECK_THROWS_AS(effcam::ImageSource::pixels(pixels, 5, 5, 5), effcam::Error);
   CHECK_NOTHROW(effcam::ImageSource::pixels(pixels, 10, 10, 1));
+  for (const uint32_t channels : {0u, 5u}) {
+    try {
+      effcam::ImageSource::pixels(pixels, 4, 4, channels, 0, 0, 0, "raw");
+      FAIL("pixels with " << channels << " channels were accepted");
+    } catch (const effcam::Error& e) {
+      CHECK(e.code() == effcam::ErrorCode::InvalidArgument);
+      CHECK(std::string(e.what()) == "raw: " + std::to_string(channels) +
+                                         " channels; pixels have 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA)");
+    }
+  }
+  // Every count the message names is accepted: 2 (LA) is gray with its alpha dropped, as PIL's convert() does.
+  std::vector<uint8_t> gray(64 * 48), gray_alpha(64 * 48 * 2);
+  for (size_t i = 0; i < gray.size(); ++i) {
+    gray[i] = static_cast<uint8_t>(i * 7 % 251);
+    gray_alpha[2 * i] = gray[i];
+    gray_alpha[2 * i + 1] = static_cast<uint8_t>(i % 13);
+  }
+  CHECK(predictor.predict(effcam::ImageSource::pixels(gray_alpha, 64, 48, 2)).probabilities ==
+        predictor.predict(effcam::ImageSource::pixels(gray, 64, 48, 1)).probabilities);
   CHECK_THROWS_AS(effcam::parse_cam_method("GradCAM"), effcam::Error);
   CHECK(effcam::parse_cam_method("gradcam++") == effcam::CamMethod::GradCamPlusPlus);
   CHECK(std::string(effcam::cam_method_name(effcam::CamMethod::LayerCam)) == "layercam");
   // Still usable after every error.
   CHECK(predictor.predict(effcam::ImageSource::encoded(png), with_cam()).cam);
+}
+
+namespace {
+
+// The JPEG with an EXIF APP1 segment (little-endian TIFF, one IFD entry: Orientation = tag) right after its SOI.
+std::vector<uint8_t> with_exif_orientation(const std::vector<uint8_t>& jpeg, uint8_t tag) {
+  const std::vector<uint8_t> app1 = {0xFF, 0xE1, 0, 34, 'E', 'x', 'i', 'f', 0, 0,  // marker, length, "Exif\0\0"
+                                     'I', 'I', 42, 0, 8, 0, 0, 0,                    // TIFF header, IFD at 8
+                                     1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, tag, 0, 0, 0,  // Orientation, SHORT, 1
+                                     0, 0, 0, 0};                                    // no next IFD
+  std::vector<uint8_t> out(jpeg.begin(), jpeg.begin() + 2);
+  out.insert(out.end(), app1.begin(), app1.end());
+  out.insert(out.end(), jpeg.begin() + 2, jpeg.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("render: a prediction's pictures drawn again are predict()'s, byte for byte, without the network") {
+  effcam::Predictor predictor(effcam::Model::from_buffer(small_model_bytes()));
+  const effcam::imaging::Image picture = test_picture(600, 480, 5);
+  const std::vector<uint8_t> png = test_png(320, 240, 6);
+  // Stored 600x480 on its side (EXIF 6): upright 480x600, and a DCT scale of 2 for the 224x224 input when fast.
+  const std::vector<uint8_t> jpeg =
+      with_exif_orientation(effcam::imaging::encode_image(picture, effcam::imaging::Encoding::Jpeg, 90), 6);
+  struct Case {
+    const char* name;
+    effcam::ImageSource source;
+    bool apply_exif, fast;
+  };
+  const std::vector<Case> cases = {
+      {"png", effcam::ImageSource::encoded(png), false, false},
+      {"turned fast jpeg", effcam::ImageSource::encoded(jpeg), true, true},
+      {"jpeg", effcam::ImageSource::encoded(jpeg), false, false},
+      {"pixels", effcam::ImageSource::pixels(picture.pixels, picture.width, picture.height, 3), false, false},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    effcam::PredictOptions plain = with_cam(effcam::CamMethod::GradCamPlusPlus);
+    plain.cam_class = 2;
+    plain.apply_exif_orientation = c.apply_exif;
+    plain.fast_jpeg_decode = c.fast;
+    const effcam::Prediction explained = predictor.predict(c.source, plain);
+    if (c.fast) CHECK(explained.jpeg_scale_denominator == 2);
+    if (c.apply_exif) CHECK(explained.applied_orientation == 6);
+    for (const effcam::RenderSize size : {effcam::RenderSize::Model, effcam::RenderSize::Original}) {
+      for (const float alpha : {0.4f, 0.85f}) {
+        effcam::RenderOptions render;
+        render.render_size = size;
+        render.overlay_alpha = alpha;
+        render.heatmap = alpha > 0.5f ? effcam::ImageFormat::Jpeg : effcam::ImageFormat::Png;
+        render.overlay = alpha > 0.5f ? effcam::ImageFormat::Png : effcam::ImageFormat::Jpeg;
+        effcam::PredictOptions with_pictures = plain;
+        with_pictures.render_size = size;
+        with_pictures.overlay_alpha = alpha;
+        with_pictures.overlay = render.overlay;
+        with_pictures.heatmap = render.heatmap;
+        const effcam::Prediction expected = predictor.predict(c.source, with_pictures);
+        const effcam::Prediction drawn = predictor.render(explained, c.source, render);
+        REQUIRE(drawn.overlay);
+        REQUIRE(drawn.heatmap);
+        CHECK(drawn.overlay->bytes == expected.overlay->bytes);
+        CHECK(drawn.heatmap->bytes == expected.heatmap->bytes);
+        CHECK(drawn.overlay->width == expected.overlay->width);
+        CHECK(drawn.heatmap->height == expected.heatmap->height);
+        CHECK(drawn.cam->values == explained.cam->values);
+        CHECK(drawn.probabilities == explained.probabilities);
+      }
+    }
+  }
+  // An overlay alone; the prediction's own pictures are replaced, not kept.
+  effcam::PredictOptions both = with_cam();
+  both.overlay = both.heatmap = effcam::ImageFormat::Png;
+  const effcam::Prediction pictured = predictor.predict(effcam::ImageSource::encoded(png), both);
+  effcam::RenderOptions overlay_only;
+  overlay_only.overlay_alpha = 0.9f;
+  const effcam::Prediction redrawn = predictor.render(pictured, effcam::ImageSource::encoded(png), overlay_only);
+  CHECK(!redrawn.heatmap);
+  CHECK(redrawn.overlay->bytes != pictured.overlay->bytes);
+
+  // Errors: no CAM, no picture, bad options, another image, an undecodable one.
+  const auto code_of = [&](const effcam::Prediction& p, const std::vector<uint8_t>& image,
+                           const effcam::RenderOptions& options) {
+    try {
+      predictor.render(p, effcam::ImageSource::encoded(image), options);
+    } catch (const effcam::Error& e) {
+      return e.code();
+    }
+    return effcam::ErrorCode::Internal;  // no error: a failure below
+  };
+  const effcam::Prediction no_cam = predictor.predict(effcam::ImageSource::encoded(png));
+  CHECK(code_of(no_cam, png, {}) == effcam::ErrorCode::InvalidArgument);
+  effcam::RenderOptions nothing;
+  nothing.overlay = effcam::ImageFormat::None;
+  CHECK(code_of(pictured, png, nothing) == effcam::ErrorCode::InvalidArgument);
+  effcam::RenderOptions bad_quality;
+  bad_quality.jpeg_quality = 0;
+  CHECK(code_of(pictured, png, bad_quality) == effcam::ErrorCode::InvalidArgument);
+  CHECK(code_of(pictured, test_png(321, 240, 6), {}) == effcam::ErrorCode::InvalidArgument);
+  CHECK(code_of(pictured, {1, 2, 3, 4}, {}) == effcam::ErrorCode::Image);
 }
 
 TEST_CASE("Predictor: planned arenas; several CAM layers; forward only") {

@@ -252,6 +252,95 @@ TEST_CASE("C: predict from bytes, a file and pixels; read the prediction; every 
   std::filesystem::remove(png_path);
 }
 
+TEST_CASE("C: render a prediction's CAM again from bytes, a file and pixels: predict()'s pictures; errors") {
+  Handles h;
+  const effcam::imaging::Image picture = effcam::test::test_picture(120, 90, 8);
+  const std::vector<uint8_t> png = effcam::imaging::encode_image(picture, effcam::imaging::Encoding::Png);
+  const std::string png_path = small_model_path() + ".render.png";
+  std::ofstream(png_path, std::ios::binary).write(reinterpret_cast<const char*>(png.data()),
+                                                  static_cast<std::streamsize>(png.size()));
+  effcam_render_options render;
+  effcam_render_options_init(&render);
+  CHECK(render.overlay == EFFCAM_IMAGE_PNG);
+  CHECK(render.heatmap == EFFCAM_IMAGE_NONE);
+  render.overlay = EFFCAM_IMAGE_JPEG;
+  render.heatmap = EFFCAM_IMAGE_PNG;
+  render.render_size = EFFCAM_RENDER_ORIGINAL;
+  render.overlay_alpha = 0.7f;
+  effcam_predict_options plain;
+  effcam_predict_options_init(&plain);
+  plain.cam = EFFCAM_CAM_GRADCAM;
+  effcam_predict_options pictured = plain;
+  pictured.overlay = render.overlay;
+  pictured.heatmap = render.heatmap;
+  pictured.render_size = render.render_size;
+  pictured.overlay_alpha = render.overlay_alpha;
+
+  effcam_prediction* explained = nullptr;
+  effcam_prediction* expected = nullptr;
+  REQUIRE(effcam_predict_file(h.predictor, png_path.c_str(), &plain, &explained) == EFFCAM_OK);
+  REQUIRE(effcam_predict_file(h.predictor, png_path.c_str(), &pictured, &expected) == EFFCAM_OK);
+  const auto bytes = [](const effcam_prediction* p, auto get) {
+    const uint8_t* data = nullptr;
+    size_t size = 0;
+    REQUIRE(get(p, &data, &size) == EFFCAM_OK);
+    return std::vector<uint8_t>(data, data + size);
+  };
+  effcam_prediction* drawn[3] = {};
+  REQUIRE(effcam_render_file(h.predictor, explained, png_path.c_str(), &render, &drawn[0]) == EFFCAM_OK);
+  REQUIRE(effcam_render_encoded(h.predictor, explained, png.data(), png.size(), "upload", &render, &drawn[1]) ==
+          EFFCAM_OK);
+  REQUIRE(effcam_render_pixels(h.predictor, explained, picture.pixels.data(), picture.pixels.size(), 120, 90, 3, 0,
+                               &render, &drawn[2]) == EFFCAM_OK);
+  for (const effcam_prediction* d : drawn) {
+    CHECK(bytes(d, effcam_prediction_overlay) == bytes(expected, effcam_prediction_overlay));
+    CHECK(bytes(d, effcam_prediction_heatmap) == bytes(expected, effcam_prediction_heatmap));
+    effcam_prediction_view view{};
+    REQUIRE(effcam_prediction_get(d, &view) == EFFCAM_OK);
+    REQUIRE(view.cam != nullptr);
+    CHECK(view.image_width == 120);
+  }
+  for (effcam_prediction* d : drawn) effcam_prediction_free(d);
+
+  // Defaults (NULL options): a model-size PNG overlay and no heatmap.
+  effcam_prediction* out = nullptr;
+  REQUIRE(effcam_render_encoded(h.predictor, explained, png.data(), png.size(), nullptr, nullptr, &out) == EFFCAM_OK);
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  CHECK(effcam_prediction_heatmap(out, &data, &size) == EFFCAM_ERROR_ARGUMENT);
+  CHECK(bytes(out, effcam_prediction_overlay).size() > 8);
+  effcam_prediction_free(out);
+  out = nullptr;
+
+  // Errors: NULL handles, a prediction without a CAM, bad options, another image.
+  CHECK(effcam_render_file(nullptr, explained, png_path.c_str(), nullptr, &out) == EFFCAM_ERROR_ARGUMENT);
+  CHECK(effcam_render_file(h.predictor, nullptr, png_path.c_str(), nullptr, &out) == EFFCAM_ERROR_ARGUMENT);
+  CHECK(effcam_render_file(h.predictor, explained, nullptr, nullptr, &out) == EFFCAM_ERROR_ARGUMENT);
+  CHECK(effcam_render_file(h.predictor, explained, png_path.c_str(), nullptr, nullptr) == EFFCAM_ERROR_ARGUMENT);
+  CHECK(effcam_render_encoded(h.predictor, explained, nullptr, 0, nullptr, nullptr, &out) == EFFCAM_ERROR_ARGUMENT);
+  CHECK(effcam_render_file(h.predictor, explained, "/nonexistent.png", nullptr, &out) == EFFCAM_ERROR_IO);
+  effcam_prediction* no_cam = nullptr;
+  REQUIRE(effcam_predict_file(h.predictor, png_path.c_str(), nullptr, &no_cam) == EFFCAM_OK);
+  CHECK(effcam_render_file(h.predictor, no_cam, png_path.c_str(), nullptr, &out) == EFFCAM_ERROR_ARGUMENT);
+  CHECK(last_error().find("no CAM") != std::string::npos);
+  effcam_prediction_free(no_cam);
+  effcam_render_options bad = render;
+  bad.render_size = static_cast<effcam_render_size>(7);
+  CHECK(effcam_render_file(h.predictor, explained, png_path.c_str(), &bad, &out) == EFFCAM_ERROR_ARGUMENT);
+  bad = render;
+  bad.overlay = static_cast<effcam_image_format>(9);
+  CHECK(effcam_render_file(h.predictor, explained, png_path.c_str(), &bad, &out) == EFFCAM_ERROR_ARGUMENT);
+  CHECK(effcam_render_pixels(h.predictor, explained, picture.pixels.data(), picture.pixels.size(), 90, 120, 3, 0,
+                             nullptr, &out) == EFFCAM_ERROR_ARGUMENT);  // another size
+  CHECK(last_error().find("not the 120x90 image") != std::string::npos);
+  CHECK(effcam_render_pixels(h.predictor, explained, picture.pixels.data(), 10, 120, 90, 3, 0, nullptr, &out) ==
+        EFFCAM_ERROR_ARGUMENT);  // the buffer is too small
+  CHECK(out == nullptr);
+  effcam_prediction_free(explained);
+  effcam_prediction_free(expected);
+  std::filesystem::remove(png_path);
+}
+
 TEST_CASE("C: convert: options init, errors (no report, nothing written)") {
   effcam_convert_options options;
   effcam_convert_options_init(&options);

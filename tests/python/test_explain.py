@@ -64,3 +64,23 @@ def test_explaining_a_layer_outside_the_plan_replans(bibimbap):
         assert model.memory["arena_bytes"] > model.memory["forward_arena_bytes"]
         assert model.memory["sessions_allocated"] == 1
         assert os.path.basename(model.path) == os.path.basename(path)
+
+
+@pytest.mark.parametrize("source", ["path", "bytes", "numpy"])
+def test_pictures_drawn_again_equal_an_explain_with_those_settings(food101, bibimbap, source):
+    image = {"path": bibimbap, "bytes": open(bibimbap, "rb").read(), "numpy": _pixels(bibimbap)[::-1][::-1]}[source]
+    e = food101.explain(image, class_index=7, overlay=False)
+    for alpha, size in ((0.6, "model"), (0.25, "original")):
+        again = food101.explain(image, class_index=7, alpha=alpha, size=size, heatmap=True)
+        assert e.overlay_png(alpha=alpha, size=size) == again.overlay_png()
+        assert e.heatmap_png(size=size) == again.heatmap_png()
+    # The Explanation keeps its own picture settings and its numbers.
+    assert e.overlay_png() == food101.explain(image, class_index=7).overlay_png()
+    assert e.class_index == 7
+
+
+def test_pictures_drawn_again_after_close_raise(bibimbap):
+    with effcam.Model(converted("food101")) as model:
+        e = model.explain(bibimbap, overlay=False)
+    with pytest.raises(effcam.ValueError, match="closed"):
+        e.overlay()

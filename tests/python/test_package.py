@@ -47,7 +47,8 @@ def test_stubs_match_the_runtime():
         public_stub = {m for m in members if not m.startswith("_")}
         assert public_stub == _public(runtime), name
     assert inspect.signature(effcam.Model.explain).parameters.keys() == \
-        {"self", "image", "method", "layer", "score", "class_index", "top_k", "overlay", "heatmap", "alpha", "size"}
+        {"self", "image", "method", "layer", "score", "class_index", "top_k", "overlay", "heatmap", "alpha", "size",
+         "exif_orientation", "decode", "input_image"}
     assert issubclass(effcam.ValueError, ValueError) and issubclass(effcam.ValueError, effcam.Error)
     assert issubclass(effcam.FileError, OSError) and issubclass(effcam.ImageError, effcam.Error)
 
@@ -157,3 +158,14 @@ def test_prediction_arrays_are_read_only_views(food101):
     assert food101.default_cam_layer in [layer.name for layer in food101.layers]
     memory = food101.memory
     assert memory["weight_bytes"] < memory["file_bytes"] and memory["arena_bytes"] > 0
+
+
+def test_convert_with_labels_that_do_not_match_raises_value_error(tmp_path):
+    keras = os.path.join(t.SHARED, "models", "food101-effv2b0", "food101_effv2b0.keras")
+    if not os.path.exists(keras):
+        pytest.skip(f"{keras} is absent (shared/ not beside the checkout)")
+    with pytest.raises(effcam.ValueError, match="^3 labels were given but the model has 101 classes$"):
+        effcam.convert(keras, tmp_path / "out.effcam", labels=["a", "b", "c"])
+    with pytest.raises(effcam.ValueError, match="^input size 9000x9000 is out of range"):
+        effcam.convert(keras, tmp_path / "out.effcam", input_size=(9000, 9000))
+    assert not os.listdir(tmp_path)  # nothing written, not even a temporary file
