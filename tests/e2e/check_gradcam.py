@@ -57,19 +57,22 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
     images = t.test_images(size, size, 2)
     stem = os.path.splitext(keras_name)[0]
     models = {dtype: t.convert(keras_path, f"cam_{stem}_{dtype}.effcam", dtype)[0] for dtype in dtypes}
+    # Every gradient of the case from one reference run, the same request (so the same cached file) when sampled.
+    requests = [(layer, score) for layer in layers for score in scores]
+    refs = t.reference(keras_path, images, grads=requests)
     # A sampled run (sanitizers, kernel paths after the native one) walks every backward path once: one score, one
     # method (test_cam covers the formulas).
     scores, methods = (t.sample(scores), t.sample(methods))
     for layer in layers:
         for score in scores:
-            ref = t.reference(keras_path, images, grad=(layer, score))
+            at = requests.index((layer, score))
             for method in methods:
                 for dtype, model in models.items():
                     results = t.predict(model, t.sample(images), extra=["--cam", method, "--cam-layer", layer,
                                                                         "--cam-score", score])
-                    for mine, theirs in zip(results, ref):
+                    for mine, theirs in zip(results, refs):
                         label = f"{stem} {dtype} {layer} {score} {method} {os.path.basename(mine['image'])}"
-                        grad = theirs["grad"]
+                        grad = theirs["grads"][at]
                         shape = grad["activation"]["shape"]
                         a = np.array(grad["activation"]["values"], dtype=np.float64).reshape(shape)
                         g = np.array(grad["gradient"]["values"], dtype=np.float64).reshape(shape)

@@ -175,17 +175,18 @@ def _digest(paths):
 _references = {}  # parsed once per process (the largest take over a second to parse)
 
 
-def reference(keras_path, images, layers=(), grad=None):
+def reference(keras_path, images, layers=(), grads=()):
     """The reference's outputs for these images, cached on disk by the inputs' identity.
-    grad = (layer, score): also d(score of the argmax class)/d(layer output) by autograd."""
-    options = ",".join(layers) + "|" + ("/".join(grad) if grad else "")
+    grads = [(layer, score), ...]: also d(score of the argmax class)/d(layer output) by autograd, each image's
+    "grads" in that order, all from one forward pass (ask for every gradient a case needs at once)."""
+    options = ",".join(layers) + "|" + ",".join(f"{layer}/{score}" for layer, score in grads)
     key = _digest([keras_path, REFERENCE] + list(images)) + "_" + hashlib.sha256(options.encode()).hexdigest()[:8]
     if key not in _references:
-        _references[key] = _reference(keras_path, images, layers, grad, key)
+        _references[key] = _reference(keras_path, images, layers, grads, key)
     return _references[key]
 
 
-def _reference(keras_path, images, layers, grad, key):
+def _reference(keras_path, images, layers, grads, key):
     out = os.path.join(TESTDATA, "reference", os.path.basename(keras_path) + "." + key + ".json")
     if not os.path.exists(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -193,8 +194,8 @@ def _reference(keras_path, images, layers, grad, key):
         args = [PYTHON, REFERENCE, keras_path] + list(images) + ["--out", scratch]
         if layers:
             args += ["--layers", ",".join(layers)]
-        if grad:
-            args += ["--grad-layer", grad[0], "--grad-class", "argmax", "--score", grad[1]]
+        if grads:
+            args += ["--grads", ",".join(f"{layer}:{score}" for layer, score in grads), "--grad-class", "argmax"]
         run(args)
         os.replace(scratch, out)
     with open(out) as f:

@@ -9,7 +9,8 @@ golden reference they are checked against.
 
 Run with Debian's /usr/bin/python3 (numpy, h5py, torch 1.13, PIL):
   keras_reference.py MODEL IMAGE_OR_NPY... --out OUT.json [--layers L1,L2] [--size H,W]
-      [--grad-layer L --grad-class C|argmax --score logit|prob] [--dtype float64|float32]
+      [--grad-layer L --score logit|prob | --grads L1:SCORE,L2:SCORE...] [--grad-class C|argmax]
+      [--dtype float64|float32]
 
 Inputs are PNG/JPEG files (converted to RGB, or L for one-channel models) or HxWxC .npy arrays, already at
 the model's input size, as raw 0..255 values (the model's own Rescaling/Normalization layers apply).
@@ -21,7 +22,8 @@ OUT.json: {"model", "keras_version", "dtype", "input_shape": [H, W, C], "images"
    null when the model does not end in softmax), "top1": index,
    "layers": {name: {"shape": [h, w, c], "values": [... row-major NHWC, batch dropped ...]}},
    "grad": {"layer", "class", "score": "logit"|"prob", "score_value", "activation": {shape, values},
-            "gradient": {shape, values}}  (only with --grad-layer: d score[class] / d layer output)}]}
+            "gradient": {shape, values}}  (only with --grad-layer: d score[class] / d layer output),
+   "grads": [the same, one per --grads entry, in its order, all from one forward pass]}]}
 The "logit" score of a model without a final softmax is its raw output.
 """
 
@@ -662,20 +664,28 @@ class KerasModel:
         source = self._logit_source()
         return None if source is None else source + ":logits"
 
-    def run(self, image, layers=(), grad_layer=None, grad_class="argmax", score="logit"):
-        """One image (HxWxC array of raw 0..255 values) -> the per-image result dict of the JSON output."""
+    def run(self, image, layers=(), grad_layer=None, grad_class="argmax", score="logit", grads=()):
+        """One image (HxWxC array of raw 0..255 values) -> the per-image result dict of the JSON output.
+
+        grad_layer (with score) asks for one gradient, reported as "grad"; grads, a list of (layer, score), for
+        several from the same forward pass, reported as "grads" in that order."""
         wanted = {name: self.resolve(name) for name in layers}
-        grad_node = self.resolve(grad_layer) if grad_layer is not None else None
-        leaf = {}
+        requests = list(grads) + ([(grad_layer, score)] if grad_layer is not None else [])
+        grad_nodes = {self.resolve(layer) for layer, _ in requests}
+        tracked = {}
 
         def start_autograd(name, tensor):
-            if name == grad_node:
-                leaf["tensor"] = tensor.detach().requires_grad_(True)
-                return leaf["tensor"]
+            # A requested output that autograd does not track yet (nothing requested lies upstream of it) becomes
+            # a leaf; one downstream of a leaf is already tracked and is differentiated as it is, so the paths
+            # through it still reach the layers upstream.
+            if name in grad_nodes:
+                if not tensor.requires_grad:
+                    tensor = tensor.detach().requires_grad_(True)
+                tracked[name] = tensor
             return tensor
 
-        with torch.set_grad_enabled(grad_node is not None):
-            values = self.forward(image, start_autograd if grad_node is not None else None)
+        with torch.set_grad_enabled(bool(requests)):
+            values = self.forward(image, start_autograd if requests else None)
         probabilities = values[self.output].reshape(-1)
         logits_key = self.logits_key()
         logits = values[logits_key].reshape(-1) if logits_key else None
@@ -685,26 +695,37 @@ class KerasModel:
             "top1": int(torch.argmax(probabilities)),
             "layers": {name: _tensor_json(values[node]) for name, node in wanted.items()},
         }
-        if grad_node is not None:
-            result["grad"] = self._gradient(values, leaf["tensor"], grad_layer, grad_class, score, logits_key)
+        gradients = self._gradients(values, tracked, requests, grad_class, logits_key)
+        if grads:
+            result["grads"] = gradients[:len(grads)]
+        if grad_layer is not None:
+            result["grad"] = gradients[-1]
         return result
 
-    def _gradient(self, values, leaf, grad_layer, grad_class, score, logits_key):
-        if score == "logit":
-            scores = values[logits_key] if logits_key else values[self.output]  # no softmax: the raw output
-        elif score == "prob":
-            scores = values[self.output]
-        else:
-            raise KerasReferenceError(f"unknown score kind {score!r} (logit or prob)")
-        scores = scores.reshape(-1)
-        cls = int(torch.argmax(values[self.output].reshape(-1))) if grad_class == "argmax" else int(grad_class)
-        if not 0 <= cls < scores.numel():
-            raise KerasReferenceError(f"class {cls} out of range (model has {scores.numel()} outputs)")
-        (gradient,) = torch.autograd.grad(scores[cls], leaf, allow_unused=True)
-        if gradient is None:
-            raise KerasReferenceError(f"layer {grad_layer} does not influence the model output")
-        return {"layer": grad_layer, "class": cls, "score": score, "score_value": float(scores[cls]),
-                "activation": _tensor_json(leaf.detach()), "gradient": _tensor_json(gradient)}
+    def _gradients(self, values, tracked, requests, grad_class, logits_key):
+        """d score[class] / d layer output for each (layer, score) in requests: one backward pass per score kind."""
+        found = [None] * len(requests)
+        for score in dict.fromkeys(score for _, score in requests):
+            if score == "logit":
+                scores = values[logits_key] if logits_key else values[self.output]  # no softmax: the raw output
+            elif score == "prob":
+                scores = values[self.output]
+            else:
+                raise KerasReferenceError(f"unknown score kind {score!r} (logit or prob)")
+            scores = scores.reshape(-1)
+            cls = int(torch.argmax(values[self.output].reshape(-1))) if grad_class == "argmax" else int(grad_class)
+            if not 0 <= cls < scores.numel():
+                raise KerasReferenceError(f"class {cls} out of range (model has {scores.numel()} outputs)")
+            at = [i for i, (_, wanted) in enumerate(requests) if wanted == score]
+            inputs = [tracked[self.resolve(requests[i][0])] for i in at]
+            gradients = torch.autograd.grad(scores[cls], inputs, retain_graph=True, allow_unused=True)
+            for i, tensor, gradient in zip(at, inputs, gradients):
+                layer = requests[i][0]
+                if gradient is None:
+                    raise KerasReferenceError(f"layer {layer} does not influence the model output")
+                found[i] = {"layer": layer, "class": cls, "score": score, "score_value": float(scores[cls]),
+                            "activation": _tensor_json(tensor.detach()), "gradient": _tensor_json(gradient)}
+        return found
 
 
 def _tensor_json(tensor):
@@ -765,6 +786,16 @@ def _parse_size(text):
     return height, width
 
 
+def _parse_grads(text):
+    requests = []
+    for item in text.split(","):
+        layer, _, score = item.rpartition(":")
+        if not layer or score not in ("logit", "prob"):
+            raise argparse.ArgumentTypeError(f"expected LAYER:logit or LAYER:prob, got {item!r}")
+        requests.append((layer, score))
+    return requests
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
@@ -775,6 +806,8 @@ def main(argv=None):
     parser.add_argument("--grad-layer", help="layer whose output gradient to report")
     parser.add_argument("--grad-class", default="argmax", help="class index or 'argmax'")
     parser.add_argument("--score", choices=("logit", "prob"), default="logit")
+    parser.add_argument("--grads", type=_parse_grads, default=[],
+                        help="comma-separated LAYER:logit|prob gradients from one forward pass per image")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     args = parser.parse_args(argv)
     if args.grad_class != "argmax" and not args.grad_class.isdigit():
@@ -786,7 +819,8 @@ def main(argv=None):
         results = []
         for path in args.images:
             result = {"image": path}
-            result.update(model.run(load_image(path, shape), layers, args.grad_layer, args.grad_class, args.score))
+            result.update(model.run(load_image(path, shape), layers, args.grad_layer, args.grad_class, args.score,
+                                    args.grads))
             results.append(result)
     except KerasReferenceError as error:
         print(f"keras_reference: {error}", file=sys.stderr)

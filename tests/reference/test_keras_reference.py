@@ -527,6 +527,11 @@ class SyntheticFiles(unittest.TestCase):
         self.assertEqual(result["grad"]["class"], 2)
         self.assertEqual(result["grad"]["gradient"]["shape"], [3, 4, 6])
         self.assertAlmostEqual(result["grad"]["score_value"], result["probabilities"][2], places=12)
+        self.assertEqual(kr.main([self.keras_path, image, "--out", out, "--grad-class", "2",
+                                  "--grads", "bn1:logit,avgpool:prob"]), 0)
+        grads = json.loads(read_bytes(out))["images"][0]["grads"]
+        self.assertEqual([(g["layer"], g["score"]) for g in grads], [("bn1", "logit"), ("avgpool", "prob")])
+        self.assertEqual(grads[1], result["grad"])
         self.assertEqual(kr.main([self.keras_path, image, "--out", out, "--size", "9,11"]), 1)
 
 
@@ -566,6 +571,19 @@ class GradientCheck(unittest.TestCase):
             image = np.random.RandomState(4).uniform(0, 255, size=(9, 10, 3))
             self.check(model, image, "pw", "logit", [(1, 2, 3), (4, 0, 5)])  # feeds both the SE branch and add
             self.check(model, image, "img", "prob", [(3, 3, 0), (8, 9, 2)])
+
+    def test_gradients_from_one_pass_equal_one_at_a_time(self):
+        """--grads (several layers and both scores from one forward pass, a layer upstream of another among
+        them) gives exactly the gradients of one --grad-layer run each."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path, _, _, _ = flat_model_files(tmp, np.random.RandomState(3))
+            model = kr.load_model(path)
+            image = np.random.RandomState(4).uniform(0, 255, size=(9, 10, 3))
+            requests = [("pw", "logit"), ("img", "prob"), ("pw", "prob"), ("img", "logit")]
+            together = model.run(image, grads=requests)["grads"]
+            for (layer, score), gradient in zip(requests, together):
+                alone = model.run(image, grad_layer=layer, grad_class="argmax", score=score)["grad"]
+                self.assertEqual(gradient, alone, f"{layer} {score}")
 
     def test_efficientnet_b0_gradients(self):
         model = kr.load_model(shared_path("models/food101-effv2b0/food101_effv2b0.keras"))
