@@ -31,6 +31,7 @@ class Executor {
   Executor(const Model& model, uint32_t threads);
 
   uint32_t threads() const { return pool_.size(); }
+  ThreadPool& pool() { return pool_; }
   // Plans the arena for `request` (made for threads() workers) and allocates it: once, before anything runs.
   void allocate(const PlanRequest& request);
   const MemoryPlan& plan() const { return plan_; }

@@ -88,9 +88,12 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
     const format::Op& op = ops[step.op];
     const OpGeometry& geometry = graph.ops[step.op];
     step.pre_activation = add_buffer(request, geometry.output.elements(), n + j, n + j);
-    const BackwardScratch scratch = op_definition(op.kind).backward_scratch(op, geometry);
-    // The target's step runs its own recovery (backward_target), not the op's backward.
-    if (scratch.step_floats > 0 && step.op != target) step.scratch = add_buffer(request, scratch.step_floats, n + j, n + j);
+    const BackwardScratch scratch = op_definition(op.kind).backward_scratch(model_.file(), op, geometry);
+    // The target's step runs its own recovery (backward_target), not the op's backward; a ScaledInput target goes
+    // back through its conv with that scratch.
+    if (scratch.step_floats > 0 && (step.op != target || tap_->kind == TapKind::ScaledInput)) {
+      step.scratch = add_buffer(request, scratch.step_floats, n + j, n + j);
+    }
     shared_floats = std::max(shared_floats, scratch.shared_floats);
   }
   if (shared_floats > 0) shared_scratch_ = add_buffer(request, shared_floats, n, n + steps - 1);
@@ -172,7 +175,7 @@ void Explainer::backward_op(Executor& executor, const Step& step, uint32_t class
     if (residual_gradient && dy) ops::identity_backward(dy, residual_gradient, count);
   }
 
-  BackwardCall call{model_.file(), op, g, dz, {}, {}, {}, nullptr, nullptr};
+  BackwardCall call{model_.file(), op, g, executor.pool(), dz, {}, {}, {}, nullptr, nullptr};
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
     const uint32_t t = op.inputs[slot];
     if (t == kNone) continue;
@@ -245,7 +248,7 @@ void Explainer::backward_target(Executor& executor, const Step& step) const {
       for (size_t i = 0; i < count; ++i) z[i] = dy_total(i) * ops::activation_derivative(z[i], act, op.act_max);
       std::fill_n(da, g.input.elements(), 0.0f);
       const ops::ConvArgs args = conv_args(model_.file(), op, g);
-      ops::conv2d_backward_input(args, z, da);
+      ops::conv2d_backward_input(args, z, da, executor.extra(step.scratch), executor.pool());
       break;
     }
     case TapKind::SecondOutput:

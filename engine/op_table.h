@@ -81,6 +81,7 @@ struct BackwardCall {
   const ModelFile& file;
   const format::Op& op;
   const OpGeometry& geometry;
+  ThreadPool& pool;
   const float* dz;                                    // the gradient of the op's pre-activation, output shape
   const float* input[format::kMaxOpInputs];           // the forward inputs
   Shape input_shape[format::kMaxOpInputs];
@@ -104,7 +105,7 @@ inline constexpr uint8_t kNoSlot = 0xFF;
 // The defaults of a row, for kinds without kernels, scratch or backward scratch.
 inline uint64_t no_multiply_adds(const format::Op&, const OpGeometry&) { return 0; }
 inline uint64_t no_scratch(const format::Op&, const OpGeometry&, uint32_t) { return 0; }
-inline BackwardScratch no_backward_scratch(const format::Op&, const OpGeometry&) { return {}; }
+inline BackwardScratch no_backward_scratch(const ModelFile&, const format::Op&, const OpGeometry&) { return {}; }
 
 // A row states its kind, name, shape rule, forward and backward, and only the properties that differ from these
 // defaults.
@@ -137,7 +138,8 @@ struct OpDefinition {
   bool view = false;
 
   void (*forward)(const ForwardCall& call);
-  BackwardScratch (*backward_scratch)(const format::Op& op, const OpGeometry& geometry) = no_backward_scratch;
+  BackwardScratch (*backward_scratch)(const ModelFile& file, const format::Op& op, const OpGeometry& geometry) =
+      no_backward_scratch;
   // Accumulates the gradients of the op's inputs from dz (the residual's share is the explainer's).
   void (*backward)(const BackwardCall& call);
 };

@@ -81,40 +81,187 @@ void activation_backward(const float* z, const float* dy, float* dz, size_t n, A
   for (size_t i = 0; i < n; ++i) dz[i] = dy[i] * activation_derivative(z[i], act, act_max);
 }
 
-void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx) {
-  const uint32_t blocks = format::round_up_to_block(a.cout) / format::kChannelBlock;
-  float row[format::kChannelBlock];
-  for (uint32_t b = 0; b < blocks; ++b) {
-    const uint32_t co0 = b * format::kChannelBlock;
-    const uint32_t width = std::min(format::kChannelBlock, a.cout - co0);
-    for (uint32_t ky = 0; ky < a.kh; ++ky)
-      for (uint32_t kx = 0; kx < a.kw; ++kx)
-        for (uint32_t ci = 0; ci < a.cin; ++ci) {
-          const size_t offset = ((((size_t{b} * a.kh + ky) * a.kw + kx) * a.cin) + ci) * format::kChannelBlock;
-          load_block_row(a.kernel, offset, row);
-          for (uint32_t oy = 0; oy < a.out_h; ++oy) {
-            const int64_t iy = int64_t{oy} * a.stride_h + ky - a.pad_top;
-            if (iy < 0 || iy >= a.in_h) continue;
-            for (uint32_t ox = 0; ox < a.out_w; ++ox) {
-              const int64_t ix = int64_t{ox} * a.stride_w + kx - a.pad_left;
-              if (ix < 0 || ix >= a.in_w) continue;
-              const float* g = dz + (size_t{oy} * a.out_w + ox) * a.cout + co0;
-              float sum = 0.0f;
-              for (uint32_t j = 0; j < width; ++j) sum += g[j] * row[j];
-              dx[(static_cast<size_t>(iy) * a.in_w + static_cast<size_t>(ix)) * a.cin + ci] += sum;
-            }
-          }
-        }
+namespace {
+
+// One axis of a stride phase: the input coordinates r, r + stride, ... (`out` of them) gather dz through the kernel
+// taps first_tap, first_tap + stride, ... (`real` of them). As a stride-1 forward conv over dz, the phase reads
+// `taps` flipped taps with `pad` leading padding: flipped tap t is kernel tap first_tap + stride * (taps - 1 - t),
+// a zero tap when that is past the kernel (only a padding wider than the kernel needs those, so `pad` is never
+// negative).
+struct PhaseAxis {
+  uint32_t out = 0, first_tap = 0, real = 0, taps = 0, pad = 0;
+};
+
+PhaseAxis phase_axis(uint32_t r, uint32_t stride, uint32_t pad, uint32_t kernel, uint32_t in) {
+  PhaseAxis p;
+  p.first_tap = (r + pad) % stride;
+  p.real = p.first_tap < kernel ? (kernel - p.first_tap + stride - 1) / stride : 0;
+  p.out = r < in && p.real > 0 ? (in - r + stride - 1) / stride : 0;
+  if (p.out == 0) return p;
+  // Output j at (unflipped) tap m reads dz at j + q - m.
+  const uint32_t q = (r + pad) / stride;
+  p.taps = std::max(p.real, q + 1);
+  p.pad = p.taps - 1 - q;
+  return p;
+}
+
+// The kernel tap of flipped tap t, or -1 for a zero tap.
+int64_t phase_tap(const PhaseAxis& p, uint32_t stride, uint32_t t) {
+  const uint32_t m = p.taps - 1 - t;
+  return m < p.real ? int64_t{p.first_tap} + int64_t{stride} * m : -1;
+}
+
+struct Phase {
+  PhaseAxis rows, cols;
+  uint32_t ry, rx;
+};
+
+// Calls f(phase) for each phase with input pixels and taps, in (ry, rx) order.
+template <class F>
+void for_each_phase(uint32_t stride_h, uint32_t stride_w, uint32_t pad_top, uint32_t pad_left, uint32_t kh,
+                    uint32_t kw, uint32_t in_h, uint32_t in_w, F&& f) {
+  for (uint32_t ry = 0; ry < stride_h; ++ry) {
+    const PhaseAxis rows = phase_axis(ry, stride_h, pad_top, kh, in_h);
+    if (rows.out == 0) continue;
+    for (uint32_t rx = 0; rx < stride_w; ++rx) {
+      const PhaseAxis cols = phase_axis(rx, stride_w, pad_left, kw, in_w);
+      if (cols.out > 0) f(Phase{rows, cols, ry, rx});
+    }
   }
 }
 
-void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* dx) {
+// Floats holding `elements` weights of the kernel's type, rounded up to 64 bytes.
+size_t weight_floats(size_t elements, bool fp16) {
+  const size_t floats = fp16 ? (elements + 1) / 2 : elements;
+  return (floats + 15) / 16 * 16;
+}
+
+size_t conv_phase_kernel_elements(const ConvArgs& a, const Phase& p) {
+  return size_t{format::round_up_to_block(a.cin)} * p.rows.taps * p.cols.taps * a.cout;
+}
+
+// The phase's kernel as a BlockedOHWI {cin, taps_h, taps_w, cout} (the forward conv from dz to dx), for the blocks
+// [block_begin, block_end) of 16 input channels; the same type as the kernel (a copy of its values).
+template <class T>
+void transpose_conv_kernel(const ConvArgs& a, const Phase& p, T* to, uint32_t block_begin, uint32_t block_end) {
+  const T* from = static_cast<const T*>(a.kernel.data);
+  constexpr uint32_t B = format::kChannelBlock;
+  for (uint32_t b = block_begin; b < block_end; ++b)
+    for (uint32_t ty = 0; ty < p.rows.taps; ++ty)
+      for (uint32_t tx = 0; tx < p.cols.taps; ++tx) {
+        T* row = to + ((size_t{b} * p.rows.taps + ty) * p.cols.taps + tx) * a.cout * B;
+        const int64_t ky = phase_tap(p.rows, a.stride_h, ty), kx = phase_tap(p.cols, a.stride_w, tx);
+        const uint32_t width = std::min(B, a.cin - b * B);
+        for (uint32_t co = 0; co < a.cout; ++co) {
+          T* out = row + size_t{co} * B;
+          std::fill(out, out + B, T{0});
+          if (ky < 0 || kx < 0) continue;
+          const T* in = from + (((size_t{co / B} * a.kh + static_cast<size_t>(ky)) * a.kw + static_cast<size_t>(kx)) *
+                                    a.cin + size_t{b} * B) * B + co % B;
+          for (uint32_t j = 0; j < width; ++j) out[j] = in[size_t{j} * B];
+        }
+      }
+}
+
+// The phase's depthwise kernel as a DepthwiseHWC {cin, taps_h, taps_w} (multiplier 1), for channels
+// [begin, end) of the padded round_up_to_block(cin).
+template <class T>
+void transpose_depthwise_kernel(const DepthwiseArgs& a, const Phase& p, T* to, uint32_t begin, uint32_t end) {
+  const T* from = static_cast<const T*>(a.kernel.data);
+  const size_t padded = format::round_up_to_block(a.cout);
+  for (uint32_t ty = 0; ty < p.rows.taps; ++ty)
+    for (uint32_t tx = 0; tx < p.cols.taps; ++tx) {
+      T* out = to + (size_t{ty} * p.cols.taps + tx) * padded;
+      const int64_t ky = phase_tap(p.rows, a.stride_h, ty), kx = phase_tap(p.cols, a.stride_w, tx);
+      for (uint32_t c = begin; c < end; ++c) {
+        out[c] = ky < 0 || kx < 0 ? T{0} : from[(static_cast<size_t>(ky) * a.kw + static_cast<size_t>(kx)) * padded + c];
+      }
+    }
+}
+
+// dx rows [row_begin, row_end) of a phase: dx[ry + stride_h * j][rx + stride_w * i] += phase[j][i] per channel.
+void scatter_phase(const float* phase, const Phase& p, uint32_t stride_h, uint32_t stride_w, uint32_t in_w,
+                   uint32_t channels, float* dx, uint32_t row_begin, uint32_t row_end) {
+  for (uint32_t j = row_begin; j < row_end; ++j)
+    for (uint32_t i = 0; i < p.cols.out; ++i) {
+      const float* from = phase + (size_t{j} * p.cols.out + i) * channels;
+      float* to = dx + ((size_t{p.ry} + size_t{stride_h} * j) * in_w + p.rx + size_t{stride_w} * i) * channels;
+      for (uint32_t c = 0; c < channels; ++c) to[c] += from[c];
+    }
+}
+
+// The floats of the largest phase's gradient (the phase at (0, 0) has the most pixels), or 0 without stride.
+size_t phase_buffer_floats(uint32_t stride_h, uint32_t stride_w, uint32_t in_h, uint32_t in_w, uint32_t channels) {
+  if (stride_h == 1 && stride_w == 1) return 0;
+  return size_t{(in_h + stride_h - 1) / stride_h} * ((in_w + stride_w - 1) / stride_w) * channels;
+}
+
+// Runs a phase's forward op (`run(args, row_begin, row_end)` on rows of its output) over the pool: straight into dx
+// (as the residual) without stride, else into `buffer` and added to dx row by row.
+template <class Args, class Run>
+void run_phase(Args args, const Phase& p, uint32_t stride_h, uint32_t stride_w, uint32_t in_w, uint32_t channels,
+               float* dx, float* buffer, ThreadPool& pool, Run run) {
+  if (stride_h == 1 && stride_w == 1) {
+    args.y = dx;
+    args.residual = dx;
+    pool.parallel_for(args.out_h, [&](uint32_t b, uint32_t e, uint32_t) { run(args, b, e); });
+    return;
+  }
+  args.y = buffer;
+  args.residual = nullptr;
+  pool.parallel_for(args.out_h, [&](uint32_t b, uint32_t e, uint32_t) {
+    run(args, b, e);
+    scatter_phase(buffer, p, stride_h, stride_w, in_w, channels, dx, b, e);
+  });
+}
+
+}  // namespace
+
+size_t conv2d_backward_scratch_floats(const ConvArgs& a) {
+  size_t floats = phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
+  for_each_phase(a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.kh, a.kw, a.in_h, a.in_w,
+                 [&](const Phase& p) { floats += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16); });
+  return floats;
+}
+
+void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float* scratch, ThreadPool& pool) {
+  if (!a.kernel.data || !dz || !dx || !scratch) throw Error("ops::conv2d_backward_input: null tensor");
+  float* buffer = scratch;
+  float* kernel = scratch + phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
+  const uint32_t blocks = format::round_up_to_block(a.cin) / format::kChannelBlock;
+  for_each_phase(a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.kh, a.kw, a.in_h, a.in_w, [&](const Phase& p) {
+    pool.parallel_for(blocks, [&](uint32_t b, uint32_t e, uint32_t) {
+      if (a.kernel.fp16) transpose_conv_kernel(a, p, reinterpret_cast<uint16_t*>(kernel), b, e);
+      else transpose_conv_kernel(a, p, kernel, b, e);
+    });
+    ConvArgs t;
+    t.x = dz;
+    t.in_h = a.out_h, t.in_w = a.out_w, t.cin = a.cout;
+    t.out_h = p.rows.out, t.out_w = p.cols.out, t.cout = a.cin;
+    t.kh = p.rows.taps, t.kw = p.cols.taps, t.pad_top = p.rows.pad, t.pad_left = p.cols.pad;
+    t.kernel = {kernel, a.kernel.fp16};
+    const bool one_phase = a.stride_h == 1 && a.stride_w == 1;  // a strided phase is added to dx row by row
+    if (one_phase && t.kh == 1 && t.kw == 1 && t.pad_top == 0 && t.pad_left == 0 && t.in_h == t.out_h &&
+        t.in_w == t.out_w) {
+      // Pointwise: a GEMM over the pixels, split by pixels (as the forward's, engine/op/conv.cpp).
+      t.in_h = t.out_h = t.out_h * t.out_w;
+      t.in_w = t.out_w = 1;
+    }
+    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, dx, buffer, pool,
+              [](const ConvArgs& args, uint32_t b, uint32_t e) { conv2d(args, b, e); });
+    kernel += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
+  });
+}
+
+namespace {
+
+// A depth multiplier > 1: each input channel gathers its multiplier outputs, plain loops.
+void depthwise2d_backward_spread(const DepthwiseArgs& a, const float* dz, float* dx) {
   const uint32_t multiplier = a.cout / a.cin;
   const size_t padded = format::round_up_to_block(a.cout);
-  std::vector<float> taps(padded);
   for (uint32_t ky = 0; ky < a.kh; ++ky)
     for (uint32_t kx = 0; kx < a.kw; ++kx) {
-      for (uint32_t o = 0; o < a.cout; ++o) taps[o] = load_weight(a.kernel, (size_t{ky} * a.kw + kx) * padded + o);
+      const size_t taps = (size_t{ky} * a.kw + kx) * padded;
       for (uint32_t oy = 0; oy < a.out_h; ++oy) {
         const int64_t iy = int64_t{oy} * a.stride_h + ky - a.pad_top;
         if (iy < 0 || iy >= a.in_h) continue;
@@ -123,14 +270,47 @@ void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* 
           if (ix < 0 || ix >= a.in_w) continue;
           const float* g = dz + (size_t{oy} * a.out_w + ox) * a.cout;
           float* d = dx + (static_cast<size_t>(iy) * a.in_w + static_cast<size_t>(ix)) * a.cin;
-          if (multiplier == 1) {
-            for (uint32_t c = 0; c < a.cout; ++c) d[c] += g[c] * taps[c];
-          } else {
-            for (uint32_t o = 0; o < a.cout; ++o) d[o / multiplier] += g[o] * taps[o];
-          }
+          for (uint32_t o = 0; o < a.cout; ++o) d[o / multiplier] += g[o] * load_weight(a.kernel, taps + o);
         }
       }
     }
+}
+
+size_t depthwise_phase_kernel_elements(const DepthwiseArgs& a, const Phase& p) {
+  return size_t{p.rows.taps} * p.cols.taps * format::round_up_to_block(a.cout);
+}
+
+}  // namespace
+
+size_t depthwise2d_backward_scratch_floats(const DepthwiseArgs& a) {
+  if (a.cout != a.cin) return 0;
+  size_t floats = phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
+  for_each_phase(a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.kh, a.kw, a.in_h, a.in_w,
+                 [&](const Phase& p) { floats += weight_floats(depthwise_phase_kernel_elements(a, p), a.kernel.fp16); });
+  return floats;
+}
+
+void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* dx, float* scratch,
+                                ThreadPool& pool) {
+  if (!a.kernel.data || !dz || !dx) throw Error("ops::depthwise2d_backward_input: null tensor");
+  if (a.cout != a.cin) return depthwise2d_backward_spread(a, dz, dx);
+  if (!scratch) throw Error("ops::depthwise2d_backward_input: null scratch");
+  float* buffer = scratch;
+  float* kernel = scratch + phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
+  const uint32_t padded = format::round_up_to_block(a.cin);
+  for_each_phase(a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.kh, a.kw, a.in_h, a.in_w, [&](const Phase& p) {
+    if (a.kernel.fp16) transpose_depthwise_kernel(a, p, reinterpret_cast<uint16_t*>(kernel), 0, padded);
+    else transpose_depthwise_kernel(a, p, kernel, 0, padded);
+    DepthwiseArgs t;
+    t.x = dz;
+    t.in_h = a.out_h, t.in_w = a.out_w, t.cin = t.cout = a.cin;
+    t.out_h = p.rows.out, t.out_w = p.cols.out;
+    t.kh = p.rows.taps, t.kw = p.cols.taps, t.pad_top = p.rows.pad, t.pad_left = p.cols.pad;
+    t.kernel = {kernel, a.kernel.fp16};
+    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, dx, buffer, pool,
+              [](const DepthwiseArgs& args, uint32_t b, uint32_t e) { depthwise2d(args, b, e); });
+    kernel += weight_floats(depthwise_phase_kernel_elements(a, p), a.kernel.fp16);
+  });
 }
 
 void dense_backward_input(const DenseArgs& a, const float* dz, float* dx) {

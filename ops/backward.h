@@ -2,14 +2,19 @@
 // inputs, for every op kind. No weight gradients are ever computed. Same layouts and argument structs as the forward
 // kernels (ops/kernels.h; a kernel reads only the fields it names, the forward tensors x / a / b where the gradient
 // needs them); every kernel ACCUMULATES into its gradient outputs (+=), so several consumers of one tensor can add
-// their shares, and a gradient output that is nullptr is not wanted. Plain loops over contiguous channels (the
-// compiler vectorizes them), no allocation; the cost is the same order as the forward op's and only the layers
-// between the target and the output are ever differentiated. ops/reference.h has their plain twins.
+// their shares, and a gradient output that is nullptr is not wanted. No allocation; the cost is the same order as
+// the forward op's and only the layers between the target and the output are ever differentiated. The convolutions
+// run as forward convolutions over dz (through the SIMD dispatch of ops/kernels.h, split over a thread pool) with
+// the kernel flipped and transposed into caller scratch: one per stride phase, i.e. per offset (ry, rx) of the
+// input pixels (ry + stride_h * j, rx + stride_w * i), whose gradients gather dz through the taps of that phase
+// only. The other kernels are plain loops over contiguous channels (the compiler vectorizes them).
+// ops/reference.h has their plain twins.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "base/thread_pool.h"
 #include "ops/kernels.h"
 
 namespace effcam::ops {
@@ -19,13 +24,19 @@ float activation_derivative(float z, Activation act, float act_max);
 // dz[i] = dy[i] * act'(z[i]) for i in [0, n). dz may alias dy or z.
 void activation_backward(const float* z, const float* dy, float* dz, size_t n, Activation act, float act_max);
 
+// Scratch of conv2d_backward_input for `args` (its geometry and kernel type), in floats: the transposed kernels,
+// and for a strided conv one phase's gradient.
+size_t conv2d_backward_scratch_floats(const ConvArgs& args);
 // dx += conv2d^T(dz): the gradient of a dense conv's (scaled) input, geometry and kernel as in `args`
 // (args.x, args.y, bias, residual, input_scale and activation are ignored). dz: out_h x out_w x cout,
-// dx: in_h x in_w x cin.
-void conv2d_backward_input(const ConvArgs& args, const float* dz, float* dx);
+// dx: in_h x in_w x cin; scratch: conv2d_backward_scratch_floats(args) floats. The pool's threads split the work.
+void conv2d_backward_input(const ConvArgs& args, const float* dz, float* dx, float* scratch, ThreadPool& pool);
 
-// dx += depthwise2d^T(dz), geometry and kernel as in `args`.
-void depthwise2d_backward_input(const DepthwiseArgs& args, const float* dz, float* dx);
+// The same for a depthwise conv, geometry and kernel as in `args`. A depth multiplier > 1 (no EfficientNet has one)
+// runs plain loops on the calling thread and needs no scratch.
+size_t depthwise2d_backward_scratch_floats(const DepthwiseArgs& args);
+void depthwise2d_backward_input(const DepthwiseArgs& args, const float* dz, float* dx, float* scratch,
+                                ThreadPool& pool);
 
 // dx[i] += sum_u W[u][i] dz[u], kernel as in `args` (BlockedOHWI {units, 1, 1, inputs}).
 void dense_backward_input(const DenseArgs& args, const float* dz, float* dx);

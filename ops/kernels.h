@@ -67,10 +67,11 @@ size_t winograd_scratch_floats(uint32_t cin);
 // blocks [block_begin, block_end) of 16 (threads may split them): once per op and kernel.
 void winograd_transform_weights(const ConvArgs& args, float* u, uint32_t block_begin, uint32_t block_end);
 
-// y = act(depthwise(x) + bias); output channel o reads input channel o / (cout / cin).
+// y = act(depthwise(x) + bias) + residual; output channel o reads input channel o / (cout / cin).
 // kernel: DepthwiseHWC {cout, kh, kw}. channel_sums (optional, cout floats): the call ADDS the per-channel sums
 // of the output rows it computes (the engine turns them into the squeeze-excite means; give each thread its own
-// buffer). y must not overlap x.
+// buffer). residual (optional, out_h x out_w x cout; the gradient kernels accumulate through it) may be y; y must
+// not overlap x.
 struct DepthwiseArgs {
   const float* x = nullptr;
   uint32_t in_h = 0, in_w = 0, cin = 0;
@@ -82,6 +83,7 @@ struct DepthwiseArgs {
   Activation act = Activation::Linear;
   float act_max = 0;
   float* channel_sums = nullptr;
+  const float* residual = nullptr;
 };
 void depthwise2d(const DepthwiseArgs& args, uint32_t row_begin, uint32_t row_end);
 

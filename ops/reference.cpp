@@ -115,8 +115,10 @@ void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
                            o / multiplier];
             sum += static_cast<double>(in) * depthwise_at(a.kernel, a.kw, a.cout, o, ky, kx);
           }
+        const size_t out = pixel_offset(oy, ox, a.out_w, a.cout) + o;
         float v = activate(static_cast<float>(sum), a.act, a.act_max);
-        a.y[pixel_offset(oy, ox, a.out_w, a.cout) + o] = v;
+        if (a.residual) v += a.residual[out];
+        a.y[out] = v;
         if (a.channel_sums) a.channel_sums[o] += v;
       }
 }
@@ -216,7 +218,12 @@ bool in_window(const PoolArgs& a, uint32_t oy, uint32_t ox, uint32_t iy, uint32_
 
 }  // namespace
 
-void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx) {
+namespace {
+
+// The gradient of a windowed op's input, gathered: dx[iy][ix][c] += the sum, over the taps (ky, kx) whose output
+// (oy, ox) reads input (iy, ix), of tap_sum(dz at (oy, ox), c, ky, kx). Args: ConvArgs or DepthwiseArgs.
+template <class Args, class TapSum>
+void gather_input_gradient(const Args& a, const float* dz, float* dx, TapSum tap_sum) {
   for (uint32_t iy = 0; iy < a.in_h; ++iy)
     for (uint32_t ix = 0; ix < a.in_w; ++ix)
       for (uint32_t c = 0; c < a.cin; ++c) {
@@ -226,31 +233,32 @@ void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx) {
             const int64_t oy = output_coord(iy, a.stride_h, a.pad_top, ky, a.out_h);
             const int64_t ox = output_coord(ix, a.stride_w, a.pad_left, kx, a.out_w);
             if (oy < 0 || ox < 0) continue;
-            const float* g = dz + pixel_offset(static_cast<uint32_t>(oy), static_cast<uint32_t>(ox), a.out_w, a.cout);
-            for (uint32_t o = 0; o < a.cout; ++o) sum += double{g[o]} * blocked_at(a.kernel, a.kh, a.kw, a.cin, o, ky, kx, c);
+            sum += tap_sum(dz + pixel_offset(static_cast<uint32_t>(oy), static_cast<uint32_t>(ox), a.out_w, a.cout), c,
+                           ky, kx);
           }
         dx[pixel_offset(iy, ix, a.in_w, a.cin) + c] += static_cast<float>(sum);
       }
 }
 
+}  // namespace
+
+void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx) {
+  gather_input_gradient(a, dz, dx, [&](const float* g, uint32_t c, uint32_t ky, uint32_t kx) {
+    double sum = 0;
+    for (uint32_t o = 0; o < a.cout; ++o) sum += double{g[o]} * blocked_at(a.kernel, a.kh, a.kw, a.cin, o, ky, kx, c);
+    return sum;
+  });
+}
+
 void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* dx) {
   const uint32_t multiplier = a.cout / a.cin;
-  for (uint32_t iy = 0; iy < a.in_h; ++iy)
-    for (uint32_t ix = 0; ix < a.in_w; ++ix)
-      for (uint32_t c = 0; c < a.cin; ++c) {
-        double sum = 0;
-        for (uint32_t ky = 0; ky < a.kh; ++ky)
-          for (uint32_t kx = 0; kx < a.kw; ++kx) {
-            const int64_t oy = output_coord(iy, a.stride_h, a.pad_top, ky, a.out_h);
-            const int64_t ox = output_coord(ix, a.stride_w, a.pad_left, kx, a.out_w);
-            if (oy < 0 || ox < 0) continue;
-            const float* g = dz + pixel_offset(static_cast<uint32_t>(oy), static_cast<uint32_t>(ox), a.out_w, a.cout);
-            for (uint32_t o = c * multiplier; o < (c + 1) * multiplier; ++o) {
-              sum += double{g[o]} * depthwise_at(a.kernel, a.kw, a.cout, o, ky, kx);
-            }
-          }
-        dx[pixel_offset(iy, ix, a.in_w, a.cin) + c] += static_cast<float>(sum);
-      }
+  gather_input_gradient(a, dz, dx, [&](const float* g, uint32_t c, uint32_t ky, uint32_t kx) {
+    double sum = 0;
+    for (uint32_t o = c * multiplier; o < (c + 1) * multiplier; ++o) {
+      sum += double{g[o]} * depthwise_at(a.kernel, a.kw, a.cout, o, ky, kx);
+    }
+    return sum;
+  });
 }
 
 void dense_backward_input(const DenseArgs& a, const float* dz, float* dx) {

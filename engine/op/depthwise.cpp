@@ -70,10 +70,14 @@ void forward(const ForwardCall& call) {
   for (uint32_t k = 0; k < c; ++k) mean[k] *= inv;
 }
 
+BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
+  return {ops::depthwise2d_backward_scratch_floats(depthwise_args(file, op, g)), 0};  // transposed kernels, a phase
+}
+
 void backward(const BackwardCall& call) {
   if (!call.input_gradient[0]) return;
   const ops::DepthwiseArgs a = depthwise_args(call.file, call.op, call.geometry);
-  ops::depthwise2d_backward_input(a, call.dz, call.input_gradient[0]);
+  ops::depthwise2d_backward_input(a, call.dz, call.input_gradient[0], call.scratch, call.pool);
 }
 
 }  // namespace
@@ -87,6 +91,7 @@ const OpDefinition kDepthwise = {
     .multiply_adds = multiply_adds,
     .scratch_floats = scratch_floats,
     .forward = forward,
+    .backward_scratch = backward_scratch,
     .backward = backward,
 };
 

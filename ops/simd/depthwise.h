@@ -14,10 +14,12 @@ struct DepthwiseTaps {
   uint32_t ky0, ky1, kx0, kx1;
 };
 
-// One output vector of a depthwise conv: act(acc + bias) stored (n lanes), and returned for the channel sums.
+// One output vector of a depthwise conv: act(acc + bias) + residual stored (n lanes), and returned for the channel
+// sums.
 template <class A, Activation Act>
 Vec<A> depthwise_output(const DepthwiseArgs& a, const Vec<A>& acc, const Vec<A>& bias, float* out, uint32_t n) {
-  const Vec<A> v = activate<A, Act>(acc + bias, a.act_max);
+  Vec<A> v = activate<A, Act>(acc + bias, a.act_max);
+  if (a.residual) v += load_partial<A>(a.residual + (out - a.y), n);
   store_partial<A>(out, v, n);
   return v;
 }

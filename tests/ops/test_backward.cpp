@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/thread_pool.h"
 #include "format/weight_layout.h"
 #include "ops/backward.h"
 #include "ops/kernels.h"
@@ -55,12 +56,26 @@ void check_adjoint(const std::vector<float>& dy, const std::vector<float>& y, co
   CHECK(std::fabs(forward - backward) <= 1e-4 * (std::fabs(forward) + 1.0));
 }
 
+// Runs f(" on <path>, <n> threads", pool) on every dispatch path of this CPU with a pool of 1 and of 3 threads; leaves
+// the best path set.
+void for_each_path_and_pool(const std::function<void(const std::string&, effcam::ThreadPool&)>& f) {
+  for (uint32_t threads : {1u, 3u}) {
+    effcam::ThreadPool pool(threads);
+    for (auto path : ops::available_dispatches()) {
+      ops::set_dispatch(path);
+      f(" on " + std::string(path) + ", " + std::to_string(threads) + " threads", pool);
+    }
+  }
+  ops::set_dispatch(ops::available_dispatches().front());
+}
+
 struct Window {
   uint32_t h, w, c, k, stride;
   bool same;
 };
 constexpr Window kWindows[] = {{9, 7, 5, 3, 2, true}, {8, 8, 17, 2, 2, false}, {7, 5, 3, 5, 1, true},
-                               {6, 9, 16, 3, 1, false}, {3, 3, 4, 5, 2, true}};
+                               {6, 9, 16, 3, 1, false}, {3, 3, 4, 5, 2, true}, {10, 7, 24, 1, 1, false},
+                               {8, 7, 6, 1, 2, false},  {11, 9, 7, 3, 3, true}};
 
 // Output size and leading padding of one window dimension.
 std::pair<uint32_t, uint32_t> window_out(uint32_t in, const Window& s) {
@@ -87,9 +102,13 @@ TEST_CASE("conv2d_backward_input: matches its reference and is the forward conv'
                                  std::to_string(s.stride) + (fp16 ? " fp16" : " fp32");
         const std::vector<float> x = random_floats(size_t{s.h} * s.w * s.c);
         const std::vector<float> dy = random_floats(size_t{out_h} * out_w * cout);
-        const std::vector<float> dx = gradient(
-            x.size(), [&](float* g) { ops::conv2d_backward_input(a, dy.data(), g); },
-            [&](float* g) { ref::conv2d_backward_input(a, dy.data(), g); }, what);
+        std::vector<float> dx;
+        std::vector<float> scratch(ops::conv2d_backward_scratch_floats(a));
+        for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+          dx = gradient(
+              x.size(), [&](float* g) { ops::conv2d_backward_input(a, dy.data(), g, scratch.data(), pool); },
+              [&](float* g) { ref::conv2d_backward_input(a, dy.data(), g); }, what + path);
+        });
         std::vector<float> y(dy.size());
         a.x = x.data(), a.y = y.data();
         ref::conv2d(a, 0, out_h);
@@ -115,15 +134,56 @@ TEST_CASE("depthwise2d_backward_input: matches its reference and is the forward'
                                std::to_string(s.c) + " x" + std::to_string(multiplier) + " k" + std::to_string(s.k);
       const std::vector<float> x = random_floats(size_t{s.h} * s.w * s.c);
       const std::vector<float> dy = random_floats(size_t{out_h} * out_w * cout);
-      const std::vector<float> dx = gradient(
-          x.size(), [&](float* g) { ops::depthwise2d_backward_input(a, dy.data(), g); },
-          [&](float* g) { ref::depthwise2d_backward_input(a, dy.data(), g); }, what);
+      std::vector<float> dx;
+      std::vector<float> scratch(ops::depthwise2d_backward_scratch_floats(a));
+      for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+        dx = gradient(
+            x.size(), [&](float* g) { ops::depthwise2d_backward_input(a, dy.data(), g, scratch.data(), pool); },
+            [&](float* g) { ref::depthwise2d_backward_input(a, dy.data(), g); }, what + path);
+      });
       std::vector<float> y(dy.size());
       a.x = x.data(), a.y = y.data();
       ref::depthwise2d(a, 0, out_h);
       check_adjoint(dy, y, dx, x, what);
     }
   }
+}
+
+TEST_CASE("conv and depthwise gradients: explicit padding wider than the kernel (phases with zero taps)") {
+  // 1x1 and 3x3 kernels, strides 1 to 3, leading padding up to 4: some phases read no tap, others need zero taps
+  // so that their padding as a forward conv stays non-negative.
+  for (uint32_t k : {1u, 3u})
+    for (uint32_t stride : {1u, 2u, 3u})
+      for (uint32_t pad : {2u, 4u}) {
+        const uint32_t in_h = 7, in_w = 6, c = 5, cout = 18;
+        const uint32_t out_h = (in_h + pad + 1 - k) / stride + 1, out_w = (in_w + pad - k) / stride + 1;
+        const std::string what = "k" + std::to_string(k) + " s" + std::to_string(stride) + " pad " + std::to_string(pad);
+        const std::vector<float> x = random_floats(size_t{in_h} * in_w * c);
+        Weights w(format::pack_conv_kernel(random_floats(size_t{k} * k * c * cout), k, k, c, cout), true);
+        ops::ConvArgs a;
+        a.in_h = in_h, a.in_w = in_w, a.cin = c, a.out_h = out_h, a.out_w = out_w, a.cout = cout;
+        a.kh = a.kw = k, a.stride_h = a.stride_w = stride, a.pad_top = pad, a.pad_left = pad - 1;
+        a.kernel = w.view();
+        std::vector<float> dy = random_floats(size_t{out_h} * out_w * cout);
+        std::vector<float> scratch(ops::conv2d_backward_scratch_floats(a));
+        for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+          gradient(
+              x.size(), [&](float* g) { ops::conv2d_backward_input(a, dy.data(), g, scratch.data(), pool); },
+              [&](float* g) { ref::conv2d_backward_input(a, dy.data(), g); }, "conv " + what + path);
+        });
+        Weights dw(format::pack_depthwise_kernel(random_floats(size_t{k} * k * c), k, k, c, 1), false);
+        ops::DepthwiseArgs d;
+        d.in_h = in_h, d.in_w = in_w, d.cin = d.cout = c, d.out_h = out_h, d.out_w = out_w;
+        d.kh = d.kw = k, d.stride_h = d.stride_w = stride, d.pad_top = pad, d.pad_left = pad - 1;
+        d.kernel = dw.view();
+        dy = random_floats(size_t{out_h} * out_w * c);
+        scratch.assign(ops::depthwise2d_backward_scratch_floats(d), 0.0f);
+        for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+          gradient(
+              x.size(), [&](float* g) { ops::depthwise2d_backward_input(d, dy.data(), g, scratch.data(), pool); },
+              [&](float* g) { ref::depthwise2d_backward_input(d, dy.data(), g); }, "depthwise " + what + path);
+        });
+      }
 }
 
 TEST_CASE("dense_backward_input: matches its reference and is the forward's adjoint") {
