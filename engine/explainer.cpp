@@ -157,21 +157,12 @@ void Explainer::backward_op(Executor& executor, const Step& step, uint32_t class
     }
     if (residual_gradient && score == CamScore::Prob) residual_gradient[class_index] += 1.0f;
   } else {
-    // The output's gradient (plus the squeeze-excite means' share, spread over the pixels), a chunk at a time,
-    // times the activation's derivative through the SIMD path; dz holds z until the chunk is done.
-    const uint32_t c = g.output.c;
-    const float inv_pixels = 1.0f / static_cast<float>(g.output.h * g.output.w);
-    constexpr size_t kChunk = 1024;
-    float total[kChunk];
-    uint32_t channel = 0;
-    for (size_t begin = 0; begin < count; begin += kChunk) {
-      const size_t m = std::min(kChunk, count - begin);
-      for (size_t k = 0; k < m; ++k) {
-        total[k] = (dy ? dy[begin + k] : 0.0f) + (dmean ? dmean[channel] * inv_pixels : 0.0f);
-        channel = channel + 1 == c ? 0 : channel + 1;
-      }
-      ops::activation_backward(dz + begin, total, dz + begin, m, act, op.act_max);
-    }
+    // The output's gradient (plus the squeeze-excite means' share, spread over the pixels) times the activation's
+    // derivative, in place over z.
+    const uint32_t pixels = g.output.h * g.output.w;
+    const ops::ActivationGradientArgs through{dz, dy, dmean, 1.0f / static_cast<float>(pixels), dz, pixels,
+                                              g.output.c, act, op.act_max};
+    executor.pool().parallel_for(pixels, [&](uint32_t b, uint32_t e, uint32_t) { ops::activation_backward(through, b, e); });
     if (residual_gradient && dy) ops::identity_backward(dy, residual_gradient, count);
   }
 

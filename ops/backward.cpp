@@ -7,21 +7,11 @@
 #include "effcam/error.hpp"
 #include "format/half.h"
 #include "format/weight_layout.h"
+#include "ops/kernel_table.h"
 
 namespace effcam::ops {
 
 namespace {
-
-// One 16-wide output-channel row of a blocked kernel, widened to fp32.
-void load_block_row(const WeightView& w, size_t offset, float (&row)[format::kChannelBlock]) {
-  if (w.fp16) {
-    const uint16_t* halves = static_cast<const uint16_t*>(w.data) + offset;
-    for (uint32_t j = 0; j < format::kChannelBlock; ++j) row[j] = format::half_to_float(halves[j]);
-  } else {
-    const float* floats = static_cast<const float*>(w.data) + offset;
-    for (uint32_t j = 0; j < format::kChannelBlock; ++j) row[j] = floats[j];
-  }
-}
 
 float load_weight(const WeightView& w, size_t index) {
   return w.fp16 ? format::half_to_float(static_cast<const uint16_t*>(w.data)[index]) : static_cast<const float*>(w.data)[index];
@@ -59,26 +49,17 @@ float activation_derivative(float z, Activation act, float act_max) {
 }
 
 void activation_backward(const float* z, const float* dy, float* dz, size_t n, Activation act, float act_max) {
-  if (act == Activation::Linear) {
-    if (dz != dy) std::copy(dy, dy + n, dz);
-    return;
+  // As one row of n channels (n < 2^32: no tensor of the engine is larger).
+  activation_backward({z, dy, nullptr, 0.0f, dz, 1, static_cast<uint32_t>(n), act, act_max}, 0, 1);
+}
+
+void activation_backward(const ActivationGradientArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  if (!a.z || !a.dz || (!a.dy && !a.dmean)) throw Error("ops::activation_backward: null tensor");
+  if (static_cast<uint32_t>(a.act) > static_cast<uint32_t>(Activation::Tanh)) {
+    throw Error("ops: softmax has no elementwise derivative");
   }
-  if (act == Activation::Sigmoid || act == Activation::Swish) {
-    // sigmoid through the SIMD kernel, a chunk at a time; each z[i] is read before dz[i] is written.
-    constexpr size_t kChunk = 256;
-    float s[kChunk];
-    for (size_t begin = 0; begin < n; begin += kChunk) {
-      const size_t m = std::min(kChunk, n - begin);
-      activate(z + begin, s, 0, m, Activation::Sigmoid, 0.0f);
-      for (size_t k = 0; k < m; ++k) {
-        const float x = z[begin + k];
-        const float derivative = act == Activation::Sigmoid ? s[k] * (1.0f - s[k]) : s[k] * (1.0f + x * (1.0f - s[k]));
-        dz[begin + k] = dy[begin + k] * derivative;
-      }
-    }
-    return;
-  }
-  for (size_t i = 0; i < n; ++i) dz[i] = dy[i] * activation_derivative(z[i], act, act_max);
+  if (pixel_begin > pixel_end || pixel_end > a.pixels) throw Error("ops::activation_backward: range is outside the output");
+  detail::current_kernels().activation_backward(a, pixel_begin, pixel_end);
 }
 
 namespace {
@@ -314,18 +295,8 @@ void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* 
 }
 
 void dense_backward_input(const DenseArgs& a, const float* dz, float* dx) {
-  const uint32_t blocks = format::round_up_to_block(a.units) / format::kChannelBlock;
-  float row[format::kChannelBlock];
-  for (uint32_t b = 0; b < blocks; ++b) {
-    const uint32_t u0 = b * format::kChannelBlock;
-    const uint32_t width = std::min(format::kChannelBlock, a.units - u0);
-    for (uint32_t i = 0; i < a.inputs; ++i) {
-      load_block_row(a.kernel, (size_t{b} * a.inputs + i) * format::kChannelBlock, row);
-      float sum = 0.0f;
-      for (uint32_t j = 0; j < width; ++j) sum += dz[u0 + j] * row[j];
-      dx[i] += sum;
-    }
-  }
+  if (!a.kernel.data || !dz || !dx) throw Error("ops::dense_backward_input: null tensor");
+  detail::current_kernels().dense_backward_input(a, dz, dx, 0, a.inputs);
 }
 
 void identity_backward(const float* dy, float* dx, size_t n) {
@@ -341,11 +312,23 @@ void add_backward(const float* dy, float* da, float* db, size_t n) {
 
 void multiply_backward(const ElementwiseArgs& a, const float* dy, float* da, float* db) {
   const size_t count = size_t{a.pixels} * a.channels;
-  // One loop for both: a and b may be the same tensor (x * x), and then da and db are one buffer.
-  for (size_t i = 0; i < count; ++i) {
-    const size_t bi = a.b_broadcast ? i % a.channels : i;
-    if (da) da[i] += dy[i] * a.b[bi];
-    if (db) db[bi] += dy[i] * a.a[i];
+  // a and b may be the same tensor (x * x), and then da and db are one buffer: each loop reads only a, b and dy.
+  if (!a.b_broadcast) {
+    if (da) {
+      for (size_t i = 0; i < count; ++i) da[i] += dy[i] * a.b[i];
+    }
+    if (db) {
+      for (size_t i = 0; i < count; ++i) db[i] += dy[i] * a.a[i];
+    }
+    return;
+  }
+  for (size_t at = 0; at < count; at += a.channels) {
+    if (da) {
+      for (uint32_t c = 0; c < a.channels; ++c) da[at + c] += dy[at + c] * a.b[c];
+    }
+    if (db) {
+      for (uint32_t c = 0; c < a.channels; ++c) db[c] += dy[at + c] * a.a[at + c];
+    }
   }
 }
 

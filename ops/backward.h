@@ -24,6 +24,21 @@ float activation_derivative(float z, Activation act, float act_max);
 // dz[i] = dy[i] * act'(z[i]) for i in [0, n). dz may alias dy or z.
 void activation_backward(const float* z, const float* dy, float* dz, size_t n, Activation act, float act_max);
 
+// The gradient through the activation of an op whose output y = act(z) (pixels x channels) may also feed its
+// per-channel spatial mean: dz = (dy + dmean[c] * mean_scale) * act'(z), dy and dmean optional (nullptr = 0).
+// dz may alias z or dy. Split by pixels like the forward kernels.
+struct ActivationGradientArgs {
+  const float* z = nullptr;
+  const float* dy = nullptr;
+  const float* dmean = nullptr;
+  float mean_scale = 0;  // 1 / pixels for a mean
+  float* dz = nullptr;
+  uint32_t pixels = 0, channels = 0;
+  Activation act = Activation::Linear;
+  float act_max = 0;
+};
+void activation_backward(const ActivationGradientArgs& args, uint32_t pixel_begin, uint32_t pixel_end);
+
 // Scratch of conv2d_backward_input for `args` (its geometry and kernel type), in floats: the transposed kernels,
 // and for a strided conv one phase's gradient.
 size_t conv2d_backward_scratch_floats(const ConvArgs& args);

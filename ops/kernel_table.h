@@ -2,6 +2,7 @@
 // translation unit compiled for its instruction set (kernels_avx512.cpp, kernels_avx2.cpp, kernels_scalar.cpp).
 #pragma once
 
+#include "ops/backward.h"
 #include "ops/kernels.h"
 
 namespace effcam::ops::detail {
@@ -25,7 +26,13 @@ struct KernelTable {
   void (*global_avg_pool)(const GlobalPoolArgs&, uint32_t, uint32_t);
   void (*max_pool2d)(const PoolArgs&, uint32_t, uint32_t);
   void (*avg_pool2d)(const PoolArgs&, uint32_t, uint32_t);
+  // The gradient kernels of ops/backward.h that have SIMD of their own.
+  void (*activation_backward)(const ActivationGradientArgs&, uint32_t, uint32_t);
+  void (*dense_backward_input)(const DenseArgs&, const float*, float*, uint32_t, uint32_t);
 };
+
+// The table of the process's dispatch path (ops/kernels.h: set_dispatch).
+const KernelTable& current_kernels();
 
 const KernelTable& avx512_kernels();  // AVX-512 F/BW/DQ/VL + F16C
 const KernelTable& avx2_kernels();    // AVX2 + FMA + F16C

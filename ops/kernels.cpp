@@ -247,6 +247,10 @@ void softmax(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] *= inverse;
 }
 
+namespace detail {
+const KernelTable& current_kernels() { return kernels(); }
+}  // namespace detail
+
 void set_dispatch(std::string_view name) {
   g_forced.store(&find_path(name), std::memory_order_release);
 }

@@ -6,6 +6,7 @@
 // KernelTable of architecture A.
 #pragma once
 
+#include "ops/simd/backward.h"
 #include "ops/simd/common.h"
 #include "ops/simd/conv.h"
 #include "ops/simd/dense.h"
@@ -21,7 +22,8 @@ template <class A>
 constexpr KernelTable make_kernel_table() {
   return {conv2d<A>,         winograd_conv2d<A>, winograd_transform_weights<A>, depthwise2d<A>,
           dense<A>,          channel_affine<A>,  add<A>,                        multiply<A>,
-          activate_range<A>, global_avg_pool<A>, max_pool2d<A>,                 avg_pool2d<A>};
+          activate_range<A>, global_avg_pool<A>, max_pool2d<A>,                 avg_pool2d<A>,
+          activation_backward<A>, dense_backward_input<A>};
 }
 
 }  // namespace

@@ -218,6 +218,28 @@ bool in_window(const PoolArgs& a, uint32_t oy, uint32_t ox, uint32_t iy, uint32_
 
 }  // namespace
 
+void activation_backward(const ActivationGradientArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
+  const Activation act = a.act;
+  const float act_max = a.act_max;
+  for (size_t i = size_t{pixel_begin} * a.channels; i < size_t{pixel_end} * a.channels; ++i) {
+    const double v = a.z[i];
+    double derivative = 1;
+    switch (act) {
+      case Activation::Linear: break;
+      case Activation::Relu: derivative = v > 0 && v < act_max ? 1 : 0; break;
+      case Activation::Sigmoid: derivative = sigmoid(v) * (1 - sigmoid(v)); break;
+      case Activation::Swish: derivative = sigmoid(v) * (1 + v * (1 - sigmoid(v))); break;
+      case Activation::HardSigmoid: derivative = v > -3 && v < 3 ? 1.0 / 6 : 0; break;
+      case Activation::HardSigmoidKeras2: derivative = v > -2.5 && v < 2.5 ? 0.2 : 0; break;
+      case Activation::HardSwish: derivative = v <= -3 ? 0 : v >= 3 ? 1 : (2 * v + 3) / 6; break;
+      case Activation::Tanh: derivative = 1 - std::tanh(v) * std::tanh(v); break;
+      case Activation::Softmax: throw Error("ops: softmax has no elementwise derivative");
+    }
+    const double g = (a.dy ? a.dy[i] : 0.0) + (a.dmean ? double{a.dmean[i % a.channels]} * a.mean_scale : 0.0);
+    a.dz[i] = static_cast<float>(g * derivative);
+  }
+}
+
 namespace {
 
 // The gradient of a windowed op's input, gathered: dx[iy][ix][c] += the sum, over the taps (ky, kx) whose output

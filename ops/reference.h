@@ -26,6 +26,7 @@ void avg_pool2d(const PoolArgs& args, uint32_t row_begin, uint32_t row_end);
 void zero_pad(const ZeroPadArgs& args, uint32_t row_begin, uint32_t row_end);
 void softmax(float* x, size_t n);
 
+void activation_backward(const ActivationGradientArgs& args, uint32_t pixel_begin, uint32_t pixel_end);
 void conv2d_backward_input(const ConvArgs& args, const float* dz, float* dx);
 void depthwise2d_backward_input(const DepthwiseArgs& args, const float* dz, float* dx);
 void dense_backward_input(const DenseArgs& args, const float* dz, float* dx);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/thread_pool.h"
+#include "effcam/error.hpp"
 #include "format/weight_layout.h"
 #include "ops/backward.h"
 #include "ops/kernels.h"
@@ -186,15 +187,49 @@ TEST_CASE("conv and depthwise gradients: explicit padding wider than the kernel 
       }
 }
 
+TEST_CASE("activation_backward: every activation's derivative on every path, with a mean's share, in place too") {
+  const uint32_t pixels = 53, channels = 19;  // not a multiple of any vector width
+  const size_t n = size_t{pixels} * channels;
+  const std::vector<float> z = random_floats(n, 7.0f);  // past every kink (+-2.5, +-3, 6)
+  const std::vector<float> dy = random_floats(n), dmean = random_floats(channels);
+  using A = ops::Activation;
+  for (A act : {A::Linear, A::Relu, A::Sigmoid, A::Swish, A::HardSigmoid, A::HardSigmoidKeras2, A::HardSwish, A::Tanh}) {
+    for (int terms = 0; terms < 3; ++terms) {  // dy, dy + the mean's, the mean's only
+      const std::string what = "activation " + std::to_string(static_cast<int>(act)) + " terms " + std::to_string(terms);
+      std::vector<float> want(n);
+      const ops::ActivationGradientArgs args{z.data(), terms < 2 ? dy.data() : nullptr, terms > 0 ? dmean.data() : nullptr,
+                                             1.0f / pixels, want.data(), pixels, channels, act, 6.0f};
+      ref::activation_backward(args, 0, pixels);
+      for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+        std::vector<float> got(n);
+        ops::ActivationGradientArgs fast = args;
+        fast.dz = got.data();
+        pool.parallel_for(pixels, [&](uint32_t b, uint32_t e, uint32_t) { ops::activation_backward(fast, b, e); });
+        check_close(got, want, what + path, 1e-5f, 1e-5f);
+        if (terms == 0) {  // the flat form, in place over dy
+          got = dy;
+          ops::activation_backward(z.data(), got.data(), got.data(), n, act, 6.0f);
+          check_close(got, want, what + " in place" + path, 1e-5f, 1e-5f);
+        }
+      });
+    }
+  }
+  std::vector<float> dz(n);
+  CHECK_THROWS_AS(ops::activation_backward(z.data(), dy.data(), dz.data(), n, A::Softmax, 0.0f), effcam::Error);
+}
+
 TEST_CASE("dense_backward_input: matches its reference and is the forward's adjoint") {
-  for (auto [in, units] : {std::pair<uint32_t, uint32_t>{1, 1}, {40, 7}, {13, 40}, {257, 16}}) {
-    Weights w(format::pack_dense_kernel(random_floats(size_t{in} * units), in, units), units == 7);
+  for (auto [in, units] : {std::pair<uint32_t, uint32_t>{1, 1}, {40, 7}, {13, 40}, {257, 16}, {66, 1536}}) {
+    Weights w(format::pack_dense_kernel(random_floats(size_t{in} * units), in, units), units == 7 || units == 1536);
     ops::DenseArgs a{nullptr, in, nullptr, units, w.view(), nullptr, ops::Activation::Linear, 0};
     const std::string what = "dense " + std::to_string(in) + "->" + std::to_string(units);
     const std::vector<float> x = random_floats(in), dy = random_floats(units);
-    const std::vector<float> dx = gradient(
-        in, [&](float* g) { ops::dense_backward_input(a, dy.data(), g); },
-        [&](float* g) { ref::dense_backward_input(a, dy.data(), g); }, what);
+    std::vector<float> dx;
+    for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool&) {
+      dx = gradient(
+          in, [&](float* g) { ops::dense_backward_input(a, dy.data(), g); },
+          [&](float* g) { ref::dense_backward_input(a, dy.data(), g); }, what + path);
+    });
     std::vector<float> y(units);
     a.x = x.data(), a.y = y.data();
     ref::dense(a, 0, units);
