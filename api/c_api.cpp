@@ -252,7 +252,7 @@ effcam_status effcam_model_cam_layer(const effcam_model* model, uint32_t index, 
 }
 
 void effcam_predictor_options_init(effcam_predictor_options* options) {
-  if (options) *options = {1, nullptr, 0, 1, 100'000'000, 0};
+  if (options) *options = {1, nullptr, 0, 1, 100'000'000, 0, 0};
 }
 
 effcam_status effcam_predictor_create(const effcam_model* model, const effcam_predictor_options* options,
@@ -267,6 +267,7 @@ effcam_status effcam_predictor_create(const effcam_model* model, const effcam_pr
     o.threads = options->threads;
     o.max_image_pixels = options->max_image_pixels;
     o.max_image_bytes = options->max_image_bytes;
+    o.memory_budget_bytes = options->memory_budget_bytes;
     if (options->cam_layer_count > 0) require(options->cam_layers, "cam_layers");
     for (size_t i = 0; i < options->cam_layer_count; ++i) {
       require(options->cam_layers[i], "a CAM layer name");

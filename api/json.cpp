@@ -48,11 +48,13 @@ std::string to_json(const Prediction& p, const JsonOptions& options) {
       {"top_k", top},
       {"probabilities", p.probabilities},
       {"timing_ms", {{"decode", p.timing.decode_ms}, {"preprocess", p.timing.preprocess_ms},
-                     {"forward", p.timing.forward_ms}, {"cam", p.timing.cam_ms}, {"total", p.timing.total_ms}}},
+                     {"forward", p.timing.forward_ms}, {"cam", p.timing.cam_ms}, {"recompute", p.timing.recompute_ms},
+                     {"total", p.timing.total_ms}}},
       {"dispatch", p.dispatch},
       {"peak_rss_bytes", p.memory.peak_rss_bytes},
       {"rss_bytes", p.memory.rss_bytes},
       {"arena_bytes", p.memory.arena_bytes},
+      {"forward_arena_bytes", p.memory.forward_arena_bytes},
       {"arena_lower_bound_bytes", p.memory.arena_lower_bound_bytes}};
   if (!p.logits.empty()) line["logits"] = p.logits;
   if (p.cam) {
@@ -68,7 +70,13 @@ std::string to_json(const Prediction& p, const JsonOptions& options) {
                    {"values", cam.values},
                    {"raw", cam.raw},
                    {"cam_empty", cam.empty},
-                   {"files", cam.files}};
+                   {"files", cam.files},
+                   {"plan",
+                    {{"arena_floor_bytes", p.memory.arena_floor_bytes},
+                     {"checkpoints", p.memory.checkpoints},
+                     {"recomputed_ops", p.memory.recomputed_ops},
+                     {"recomputed_multiply_adds", p.memory.recomputed_multiply_adds},
+                     {"forward_multiply_adds", p.memory.forward_multiply_adds}}}};
   }
   for (const LayerDump& layer : p.layers) {
     line["layers"][layer.name] = {{"shape", {layer.height, layer.width, layer.channels}}, {"values", layer.values}};

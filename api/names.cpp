@@ -56,4 +56,31 @@ RenderSize parse_render_size(const std::string& name) {
   throw Error("render size must be model or original, got '" + name + "'");
 }
 
+uint64_t parse_byte_size(const std::string& text) {
+  // Digits, then an optional binary unit; fractions ("1.5GiB") are refused.
+  size_t digits = 0;
+  uint64_t value = 0;
+  bool overflow = false;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+    overflow |= value > (~uint64_t{0} - 9) / 10;
+    value = value * 10 + static_cast<uint64_t>(text[digits++] - '0');
+  }
+  const std::string unit = text.substr(digits);
+  unsigned shift = 0;
+  if (unit == "K" || unit == "KiB") {
+    shift = 10;
+  } else if (unit == "M" || unit == "MiB") {
+    shift = 20;
+  } else if (unit == "G" || unit == "GiB") {
+    shift = 30;
+  } else if (!unit.empty() && unit != "B") {
+    digits = 0;
+  }
+  if (digits == 0 || overflow || value > (~uint64_t{0} >> shift)) {
+    throw Error("a memory size is a whole number of bytes, optionally with K, M or G (KiB, MiB, GiB), got '" +
+                text + "'");
+  }
+  return value << shift;
+}
+
 }  // namespace effcam

@@ -232,6 +232,7 @@ engine::Session& detail::PredictorState::session_for(const std::string& layer) {
     session_options.threads = options.threads;
     session_options.probes = options.dump_layers;
     session_options.cam_layer = layer;
+    session_options.memory_budget_bytes = options.memory_budget_bytes;
     session = std::make_unique<engine::Session>(state->engine, session_options);
     session_layer = layer;
   }
@@ -263,7 +264,8 @@ Predictor::Predictor(Model model, const PredictorOptions& options) {
   for (auto layer = s.cam_layers.rbegin(); layer != s.cam_layers.rend(); ++layer) {
     const engine::Session& session = s.session_for(*layer);
     s.arena_bytes = std::max(s.arena_bytes, session.plan().arena_bytes);
-    s.lower_bound_bytes = std::max(s.lower_bound_bytes, session.plan().lower_bound_bytes);
+    const engine::ExplainPlan* plan = session.explain_plan();
+    s.lower_bound_bytes = std::max(s.lower_bound_bytes, plan ? plan->lower_bound_bytes : session.plan().lower_bound_bytes);
     s.forward_arena_bytes = session.forward_arena_bytes();
   }
   if (s.cam_layers.empty()) {
@@ -404,6 +406,7 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
                                                explanation.gradients, explanation.shape.h, explanation.shape.w,
                                                explanation.shape.c);
     prediction.timing.cam_ms = ms_since(cam_start);
+    prediction.timing.recompute_ms = explanation.recompute_seconds * 1e3;
     if (options.overlay != ImageFormat::None || options.heatmap != ImageFormat::None) {
       draw_pictures(prediction, map, input, options, model.input_channels());
     }
@@ -427,8 +430,20 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
   }
   prediction.timing.total_ms = ms_since(start);
   prediction.dispatch = s.dispatch;
-  prediction.memory = {peak_rss_bytes(), current_rss_bytes(), session.plan().arena_bytes,
-                       session.plan().lower_bound_bytes};
+  MemoryFigures& memory = prediction.memory;
+  memory.peak_rss_bytes = peak_rss_bytes();
+  memory.rss_bytes = current_rss_bytes();
+  memory.arena_bytes = session.plan().arena_bytes;
+  memory.forward_arena_bytes = session.forward_arena_bytes();
+  memory.arena_lower_bound_bytes = session.plan().lower_bound_bytes;
+  if (const engine::ExplainPlan* plan = session.explain_plan()) {
+    memory.arena_lower_bound_bytes = plan->lower_bound_bytes;
+    memory.arena_floor_bytes = plan->floor_bytes;
+    memory.checkpoints = plan->checkpoints;
+    memory.recomputed_ops = plan->recomputed_ops;
+    memory.recomputed_multiply_adds = plan->recomputed_multiply_adds;
+    memory.forward_multiply_adds = plan->forward_multiply_adds;
+  }
   return prediction;
 }
 

@@ -23,6 +23,9 @@ constexpr const char* kUsage =
     "         [--save-input OUT.png]                the 8-bit image the model receives ({name} as above)\n"
     "         [--max-image-mib MIB]                 refuse images whose decoding needs more (default 24 B/pixel\n"
     "                                               of the 100 MP cap + 4 MiB)\n"
+    "         [--memory-budget BYTES]               the most the activation arena may take (e.g. 12MiB): a deep\n"
+    "                                               CAM layer recomputes instead of keeping (default: the\n"
+    "                                               smallest arena costing at most one extra forward pass)\n"
     "       effcam-predict --model MODEL.effcam --list-layers\n"
     "environment: EFFCAM_DISPATCH=avx512|avx2|scalar forces a kernel path\n";
 
@@ -47,6 +50,7 @@ struct Arguments {
   bool fast_decode = false;
   std::string save_input;
   uint64_t max_image_bytes = 0;  // 0: the API's default
+  uint64_t memory_budget_bytes = 0;  // 0: the API's default plan
   std::string dispatch;  // EFFCAM_DISPATCH
 };
 
@@ -128,6 +132,9 @@ Arguments parse_arguments(int argc, char** argv) {
       if (picture_format(args.save_input) != effcam::ImageFormat::Png) {
         throw effcam::Error("--save-input writes PNG (lossless): '" + args.save_input + "' is not a .png");
       }
+    } else if (arg == "--memory-budget") {
+      args.memory_budget_bytes = effcam::parse_byte_size(value());
+      if (args.memory_budget_bytes == 0) throw effcam::Error("--memory-budget must be more than 0 bytes");
     } else if (arg == "--max-image-mib") {
       args.max_image_bytes = uint64_t{effcam::cli::parse_count(arg, value(), 1, 1u << 20)} << 20;
     } else if (arg == "-h" || arg == "--help") {
@@ -212,15 +219,16 @@ int run(const Arguments& args) {
   predictor_options.dump_layers = args.dump_layers;
   predictor_options.explain = args.cam;
   predictor_options.max_image_bytes = args.max_image_bytes;
-  if (!args.cam_layer.empty()) predictor_options.cam_layers = {args.cam_layer};
-  std::optional<effcam::Predictor> planned;
-  try {
-    planned.emplace(model, predictor_options);
-  } catch (const effcam::Error& e) {
-    if (args.cam_layer.empty()) throw;
-    throw effcam::Error(std::string(e.what()) + "; --list-layers prints them", e.code());
+  predictor_options.memory_budget_bytes = args.memory_budget_bytes;
+  if (!args.cam_layer.empty()) {
+    try {
+      model.cam_layer(args.cam_layer);
+    } catch (const effcam::Error& e) {
+      throw effcam::Error(std::string(e.what()) + "; --list-layers prints them", e.code());
+    }
+    predictor_options.cam_layers = {args.cam_layer};
   }
-  effcam::Predictor& predictor = *planned;
+  effcam::Predictor predictor(model, predictor_options);
 
   effcam::PredictOptions options;
   options.top_k = args.top_k;
@@ -236,10 +244,12 @@ int run(const Arguments& args) {
     options.render_size = args.overlay_original_size ? effcam::RenderSize::Original : effcam::RenderSize::Model;
   }
   bool any_failed = false;
+  std::optional<effcam::Prediction> last_explained;  // its plan figures for --stats
   for (const std::string& path : args.images) {
     try {
       effcam::Prediction prediction = predictor.predict(effcam::ImageSource::file(path), options);
       write_pictures(prediction, args, path);
+      if (prediction.cam) last_explained = prediction;
       if (args.json) {
         std::printf("%s\n", effcam::to_json(prediction).c_str());
       } else {
@@ -268,6 +278,20 @@ int run(const Arguments& args) {
                  static_cast<unsigned long long>(predictor.image_bytes()),
                  static_cast<unsigned long long>(predictor.max_image_bytes()),
                  static_cast<unsigned long long>(memory.peak_rss_bytes));
+    if (last_explained) {
+      const effcam::MemoryFigures& m = last_explained->memory;
+      const effcam::Timings& t = last_explained->timing;
+      std::fprintf(stderr,
+                   "stats: CAM plan at %s: arena %llu bytes (%.2fx the forward's), floor %llu bytes, lower bound %llu "
+                   "bytes; %u checkpoints, %u ops recomputed (%.1f%% of the forward's multiply-adds), recomputing "
+                   "%.1f ms of the CAM's %.1f ms\n",
+                   last_explained->cam->layer.c_str(), static_cast<unsigned long long>(m.arena_bytes),
+                   static_cast<double>(m.arena_bytes) / static_cast<double>(m.forward_arena_bytes),
+                   static_cast<unsigned long long>(m.arena_floor_bytes),
+                   static_cast<unsigned long long>(m.arena_lower_bound_bytes), m.checkpoints, m.recomputed_ops,
+                   100.0 * static_cast<double>(m.recomputed_multiply_adds) / static_cast<double>(m.forward_multiply_adds),
+                   t.recompute_ms, t.cam_ms);
+    }
   }
   return any_failed ? 1 : 0;
 }

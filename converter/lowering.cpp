@@ -16,7 +16,6 @@ EffcamBuilder lower(const keras::Model& model, const LoweringOptions& options, L
   lowering::fold_preprocessing(g);
   lowering::fold_zero_padding(g);
   lowering::fold_batchnorm_into_producers(g);
-  lowering::fold_affine_into_dense(g);
   lowering::fuse_activations(g);
   lowering::fold_channel_gates(g);
   lowering::fuse_squeeze_excite(g);

@@ -1,5 +1,5 @@
 // Lowering: a Keras layer graph -> the fused ops of a .effcam file.
-// BatchNorm folds into the neighbouring conv/dense (in double, before any fp16 cast), activations, residual adds and
+// BatchNorm folds into the conv/dense before it (in double, before any fp16 cast), activations, residual adds and
 // squeeze-excite fuse into the ops the engine runs, leading Rescaling/Normalization become the preprocessing, and
 // every Keras layer gets a tap saying where its own output can be recovered.
 #pragma once

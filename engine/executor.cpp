@@ -93,14 +93,14 @@ void Executor::run_op(uint32_t index, const Recompute& recompute) {
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
     const uint32_t t = op.inputs[slot];
     if (t == kNone) continue;
-    call.input[slot] = tensor(t);
+    call.input[slot] = recompute.input[slot] ? recompute.input[slot] : tensor(t);
     call.input_shape[slot] = model_.graph().tensors[t];
   }
   if (recompute.skip_residual && definition.residual_input) call.input[1] = nullptr;
   float* y = recompute.output ? recompute.output : tensor(op.outputs[0]);
   call.output[0] = y;
-  if (op.outputs[1] != kNone && !recompute.output) call.output[1] = tensor(op.outputs[1]);
-  if (plan_.scratch_bytes[index] > 0) call.scratch = at(plan_.scratch_offset[index]);
+  if (op.outputs[1] != kNone) call.output[1] = recompute.output ? recompute.second_output : tensor(op.outputs[1]);
+  if (plan_.scratch_bytes[index] > 0) call.scratch = recompute.scratch ? recompute.scratch : at(plan_.scratch_offset[index]);
   call.bias = recompute.skip_bias ? nullptr : weight(op.bias);
   call.activation = recompute.skip_activation || softmax ? format::Activation::Linear : op.activation;
   definition.forward(call);

@@ -15,12 +15,15 @@
 
 namespace effcam::engine {
 
-// How one forward call differs from the plain forward pass.
+// How one forward call differs from the plain forward pass. Buffers left nullptr are the op's planned ones.
 struct Recompute {
   bool skip_activation = false;  // no activation (a squeeze-excite's gate activation, a final softmax) applied
   bool skip_residual = false;    // no fused residual add
   bool skip_bias = false;        // no (folded) bias added
-  float* output = nullptr;       // write outputs[0] here instead of its tensor; outputs[1] is then left alone
+  float* output = nullptr;       // write outputs[0] here instead of its tensor; outputs[1] then goes to second_output
+  float* second_output = nullptr;  // with output: outputs[1] here (nullptr: not computed)
+  const float* input[format::kMaxOpInputs] = {};  // read an input from here instead of its tensor
+  float* scratch = nullptr;      // the op's scratch here instead of its planned one (a rerun while it is not live)
 };
 
 class Executor {

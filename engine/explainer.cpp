@@ -1,7 +1,7 @@
 #include "engine/explainer.h"
 
 #include <algorithm>
-#include <cstring>
+#include <chrono>
 
 #include "effcam/error.hpp"
 #include "engine/op_args.h"
@@ -20,7 +20,7 @@ uint32_t Explainer::add_buffer(PlanRequest& request, uint64_t floats, uint32_t f
   return static_cast<uint32_t>(request.extra.size() - 1);
 }
 
-Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& request)
+Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& request, uint64_t budget_bytes)
     : model_(model), tap_(model.find_tap(layer)), layer_(layer) {
   if (!tap_) {
     throw Error("Grad-CAM layer '" + layer +
@@ -38,68 +38,305 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
   for (uint32_t t : ops[target].outputs) {
     if (t != kNone) downstream[t] = true;
   }
-  std::vector<uint32_t> path = {target};
+  path_ = {target};
   for (uint32_t i = target + 1; i < n; ++i) {
     const bool reached = std::any_of(std::begin(ops[i].inputs), std::end(ops[i].inputs),
                                      [&](uint32_t t) { return t != kNone && downstream[t]; });
     if (!reached) continue;
-    path.push_back(i);
+    path_.push_back(i);
     for (uint32_t t : ops[i].outputs) {
       if (t != kNone) downstream[t] = true;
     }
   }
   if (!downstream[graph.output]) throw Error("Grad-CAM layer '" + layer + "' does not influence the model output");
 
-  // The backward pass continues the forward's timeline: step j runs at n + j.
-  steps_.resize(path.size());
-  for (size_t j = 0; j < path.size(); ++j) steps_[j].op = path[path.size() - 1 - j];
-  const uint32_t steps = static_cast<uint32_t>(steps_.size());
-  std::vector<uint32_t> step_of(n, kNone);  // timeline step of each op's backward
-  for (uint32_t j = 0; j < steps; ++j) step_of[steps_[j].op] = n + j;
-  request.final_step = n + steps;  // the caller reads the result after the last backward step
+  // The segmentations tried: every path op its own segment (nothing recomputed, the most kept), then segments grown
+  // greedily up to a size threshold (Chen et al.'s family), cut anywhere or only where one tensor crosses the cut.
+  auto output_bytes = [&](uint32_t op) {
+    uint64_t bytes = 0;
+    for (uint32_t t : ops[op].outputs) {
+      if (t != kNone) bytes += graph.tensors[t].elements() * sizeof(float);
+    }
+    return bytes;
+  };
+  std::vector<uint32_t> crossing(n + 1, 0);  // tensors made before op i and read at or after it
+  for (uint32_t t = 0; t < graph.tensors.size(); ++t) {
+    uint32_t last = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      for (uint32_t in : ops[i].inputs) {
+        if (in == t) last = i;
+      }
+    }
+    const uint32_t made = graph.producer[t] == kNone ? 0 : graph.producer[t] + 1;
+    for (uint32_t i = made; i <= last && i < n; ++i) ++crossing[i];
+  }
+  std::vector<std::vector<uint32_t>> candidates = {path_};
+  uint64_t path_bytes = 0;
+  for (uint32_t op : path_) path_bytes += output_bytes(op);
+  for (bool narrow_only : {false, true}) {
+    for (double threshold = 64 * 1024.0; threshold < 2.0 * static_cast<double>(path_bytes); threshold *= 1.1) {
+      std::vector<uint32_t> starts = {target};
+      uint64_t bytes = 0;
+      for (uint32_t op : path_) {
+        const uint64_t more = output_bytes(op);
+        if (op != starts.back() && static_cast<double>(bytes + more) > threshold && (!narrow_only || crossing[op] <= 1)) {
+          starts.push_back(op);
+          bytes = 0;
+        }
+        bytes += more;
+      }
+      if (std::find(candidates.begin(), candidates.end(), starts) == candidates.end()) candidates.push_back(starts);
+    }
+  }
+
+  const PlanRequest forward_request = request;
+  const MemoryPlan forward_plan = plan_memory(ops, graph, forward_request);
+  struct Tried {
+    uint64_t arena, recomputed;
+  };
+  std::vector<Tried> tried;
+  for (const std::vector<uint32_t>& starts : candidates) {
+    PlanRequest trial = forward_request;
+    schedule(starts, trial);
+    tried.push_back({plan_memory(ops, graph, trial).arena_bytes, plan_.recomputed_multiply_adds});
+  }
+  size_t best = 0;
+  uint64_t floor = ~uint64_t{0};
+  for (size_t k = 0; k < tried.size(); ++k) {
+    floor = std::min(floor, tried[k].arena);
+    const Tried &a = tried[k], &b = tried[best];
+    const bool better = budget_bytes > 0
+                            ? a.arena <= budget_bytes && (b.arena > budget_bytes || a.recomputed < b.recomputed ||
+                                                          (a.recomputed == b.recomputed && a.arena < b.arena))
+                            : a.arena < b.arena || (a.arena == b.arena && a.recomputed < b.recomputed);
+    if (better) best = k;
+  }
+  if (budget_bytes > 0 && tried[best].arena > budget_bytes) {
+    throw Error("Grad-CAM at '" + layer + "' needs an arena of at least " + std::to_string(floor) +
+                " bytes (the forward pass alone " + std::to_string(forward_plan.arena_bytes) +
+                "), over the memory budget of " + std::to_string(budget_bytes) + " bytes");
+  }
+  schedule(candidates[best], request);
+  plan_.arena_bytes = tried[best].arena;
+  plan_.floor_bytes = floor;
+  plan_.lower_bound_bytes = std::max(plan_.lower_bound_bytes, forward_plan.lower_bound_bytes);
+  plan_.forward_multiply_adds = graph_multiply_adds(ops, graph);
+}
+
+void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& request) {
+  const auto ops = model_.file().ops();
+  const Graph& graph = model_.graph();
+  const uint32_t n = static_cast<uint32_t>(ops.size()), target = tap_->op;
+  const uint32_t tensor_count = static_cast<uint32_t>(graph.tensors.size());
+  actions_.clear();
+  buffer_floats_.assign(request.extra.size(), 0);
+  gradient_.assign(tensor_count, kNone);
+  recomputed_.assign(tensor_count, kNone);
+  plan_ = {};
+  plan_.segments = static_cast<uint32_t>(starts.size());
+
+  // The tensors a backward step reads: the op's inputs (rerun for its pre-activation), and a target that is the op's
+  // own output.
+  auto reads = [&](uint32_t op) {
+    std::vector<uint32_t> tensors;
+    for (uint32_t t : ops[op].inputs) {
+      if (t != kNone) tensors.push_back(t);
+    }
+    if (op == target && tap_->kind == TapKind::Output) tensors.push_back(ops[op].outputs[0]);
+    return tensors;
+  };
+  auto step = [&] { return n + static_cast<uint32_t>(actions_.size()); };
+  auto forward_scratch = [&](uint32_t op, PlanRequest& r) {
+    const uint64_t floats = op_definition(ops[op].kind).scratch_floats(ops[op], graph.ops[op], r.threads);
+    return floats > 0 ? add_buffer(r, floats, step(), step()) : kNone;
+  };
+
+  // Segments from the last to the first. A tensor a segment reads from before its start is kept by the forward pass
+  // (a checkpoint), and so is one a later segment reads; the segment recomputes the rest of what it reads.
+  std::vector<bool> kept(tensor_count, false);
+  std::vector<uint32_t> step_of(n, kNone);  // timeline step of each path op's backward
+  for (size_t k = starts.size(); k-- > 0;) {
+    const uint32_t begin = starts[k], end = k + 1 < starts.size() ? starts[k + 1] : n;
+    std::vector<uint32_t> backward_ops;
+    for (uint32_t op : path_) {
+      if (op >= begin && op < end) backward_ops.push_back(op);
+    }
+    std::reverse(backward_ops.begin(), backward_ops.end());
+    std::vector<bool> recompute(n, false), needed(tensor_count, false);
+    std::vector<uint32_t> pending;
+    for (uint32_t op : backward_ops) {
+      for (uint32_t t : reads(op)) pending.push_back(t);
+    }
+    while (!pending.empty()) {
+      const uint32_t t = pending.back();
+      pending.pop_back();
+      if (needed[t]) continue;
+      needed[t] = true;
+      const uint32_t producer = graph.producer[t];
+      if (kept[t] || producer == kNone || producer < begin || recompute[producer]) continue;
+      recompute[producer] = true;
+      for (uint32_t in : ops[producer].inputs) {
+        if (in != kNone) pending.push_back(in);
+      }
+    }
+    std::vector<uint32_t> made_at(tensor_count, kNone), last_read(tensor_count, 0);
+    auto read = [&](uint32_t t, uint32_t at) {
+      const uint32_t producer = graph.producer[t];
+      if (!kept[t] && producer != kNone && producer >= begin) {
+        last_read[t] = std::max(last_read[t], at);
+      } else {
+        request.extend.push_back({t, at});
+      }
+    };
+    for (uint32_t op = begin; op < end; ++op) {
+      if (!recompute[op]) continue;
+      for (uint32_t in : ops[op].inputs) {
+        if (in != kNone) read(in, step());
+      }
+      for (uint32_t t : ops[op].outputs) {
+        if (t != kNone) made_at[t] = step();
+      }
+      Action action;
+      action.op = op;
+      action.forward_scratch = forward_scratch(op, request);
+      actions_.push_back(std::move(action));
+      ++plan_.recomputed_ops;
+      plan_.recomputed_multiply_adds += op_multiply_adds(ops[op], graph.ops[op]);
+    }
+    for (uint32_t op : backward_ops) {
+      for (uint32_t t : reads(op)) read(t, step());
+      // A target that is its op's output is the result: read in place after the last step.
+      if (op == target && tap_->kind == TapKind::Output) read(ops[op].outputs[0], step() + 1);
+      step_of[op] = step();
+      Action action;
+      action.op = op;
+      action.backward = true;
+      action.forward_scratch = forward_scratch(op, request);
+      actions_.push_back(std::move(action));
+    }
+    // The recomputed tensors' buffers. An output that is kept, or unread, needs none; outputs[0] is always
+    // written, to a buffer of this step alone when nothing reads it here.
+    for (Action& action : actions_) {
+      if (action.backward || action.op < begin || action.op >= end) continue;
+      for (uint32_t slot = 0; slot < format::kMaxOpOutputs; ++slot) {
+        const uint32_t t = ops[action.op].outputs[slot];
+        if (t == kNone) continue;
+        const bool read_here = needed[t] && !kept[t];
+        if (!read_here && slot > 0) continue;
+        const uint32_t buffer = add_buffer(request, graph.tensors[t].elements(), made_at[t],
+                                           read_here ? std::max(made_at[t], last_read[t]) : made_at[t]);
+        if (read_here) recomputed_[t] = buffer;
+        (slot == 0 ? action.output : action.second_output) = buffer;
+      }
+    }
+    for (uint32_t t = 0; t < tensor_count; ++t) {
+      const uint32_t producer = graph.producer[t];
+      if (needed[t] && (producer == kNone || producer < begin)) {
+        plan_.checkpoints += kept[t] ? 0 : 1;
+        kept[t] = true;
+      }
+    }
+  }
+  request.final_step = step();  // the caller reads the result after the last step
 
   // A gradient buffer for each downstream tensor that a path op reads: from its first consumer's backward step
   // (cleared there) to its producer's.
-  gradient_.assign(graph.tensors.size(), kNone);
-  for (uint32_t t = 0; t < graph.tensors.size(); ++t) {
-    if (!downstream[t]) continue;
+  std::vector<uint32_t> schedule_bound;  // buffers every schedule holds: gradients, shared scratch, the result
+  for (uint32_t t = 0; t < tensor_count; ++t) {
+    const uint32_t producer = graph.producer[t];
+    if (producer == kNone || step_of[producer] == kNone) continue;
     uint32_t first = kNone;
-    for (uint32_t op : path) {
+    for (uint32_t op : path_) {
       for (uint32_t in : ops[op].inputs) {
         if (in == t) first = std::min(first, step_of[op]);
       }
     }
     if (first == kNone) continue;
-    gradient_[t] = add_buffer(request, graph.tensors[t].elements(), first, step_of[graph.producer[t]]);
-    steps_[first - n].clear.push_back(gradient_[t]);
+    gradient_[t] = add_buffer(request, graph.tensors[t].elements(), first, step_of[producer]);
+    actions_[first - n].clear.push_back(gradient_[t]);
+    schedule_bound.push_back(gradient_[t]);
   }
-  // Every path op is rerun from its forward inputs (and with its forward scratch) in its backward step; a target
-  // that is an op's own output is read in the last step.
-  for (uint32_t op : path) {
-    for (uint32_t in : ops[op].inputs) {
-      if (in != kNone) request.extend.push_back({in, step_of[op]});
-    }
-  }
-  for (uint32_t op : path) request.extend_scratch.push_back({op, step_of[op]});
-  if (tap_->kind == TapKind::Output) request.extend.push_back({ops[target].outputs[0], step_of[target]});
+  // The target's recovery reruns its op (except for its own output) and needs the pre-activation as room for the
+  // conv's raw output (BeforeAffine) or its own gradient (ScaledInput).
+  const TapKind kind = tap_->kind;
+  const bool target_reruns = kind != TapKind::Output;
+  const bool target_needs_z = kind == TapKind::BeforeAffine || kind == TapKind::ScaledInput;
   uint64_t shared_floats = 0;
-  for (uint32_t j = 0; j < steps; ++j) {
-    Step& step = steps_[j];
-    const format::Op& op = ops[step.op];
-    const OpGeometry& geometry = graph.ops[step.op];
-    step.pre_activation = add_buffer(request, geometry.output.elements(), n + j, n + j);
+  uint32_t first_backward = kNone;
+  for (Action& action : actions_) {
+    if (!action.backward) continue;
+    const uint32_t at = step_of[action.op];
+    first_backward = std::min(first_backward, at);
+    const format::Op& op = ops[action.op];
+    const OpGeometry& geometry = graph.ops[action.op];
     const BackwardScratch scratch = op_definition(op.kind).backward_scratch(model_.file(), op, geometry);
-    // The target's step runs its own recovery (backward_target), not the op's backward; a ScaledInput target goes
-    // back through its conv with that scratch.
-    if (scratch.step_floats > 0 && (step.op != target || tap_->kind == TapKind::ScaledInput)) {
-      step.scratch = add_buffer(request, scratch.step_floats, n + j, n + j);
+    if (action.op == target) {
+      // The target's step runs its own recovery (backward_target), not the op's backward; a ScaledInput target
+      // goes back through its conv with the op's backward scratch.
+      if (!target_reruns) action.forward_scratch = kNone;
+      if (target_needs_z) action.pre_activation = add_buffer(request, geometry.output.elements(), at, at);
+      if (kind == TapKind::ScaledInput) action.scratch = add_buffer(request, scratch.step_floats, at, at);
+      continue;
     }
+    action.pre_activation = add_buffer(request, geometry.output.elements(), at, at);
+    if (scratch.step_floats > 0) action.scratch = add_buffer(request, scratch.step_floats, at, at);
     shared_floats = std::max(shared_floats, scratch.shared_floats);
   }
-  if (shared_floats > 0) shared_scratch_ = add_buffer(request, shared_floats, n, n + steps - 1);
+  const uint32_t last = step() - 1;
+  if (shared_floats > 0) schedule_bound.push_back(shared_scratch_ = add_buffer(request, shared_floats, first_backward, last));
+  // The result, read after the last step. A target that is its op's output is read where it is; its gradient is
+  // the output's own when the op has no squeeze-excite means (recovered in place, and before the residual or the
+  // activation too).
   const uint64_t target_floats = model_.tap_shape(*tap_).elements();
-  activations_ = add_buffer(request, target_floats, n + steps - 1, n + steps);
-  gradients_ = add_buffer(request, target_floats, n + steps - 1, n + steps);
+  const format::Op& target_op = ops[target];
+  activations_ = kNone;
+  if (kind != TapKind::Output) {
+    schedule_bound.push_back(activations_ = add_buffer(request, target_floats, step_of[target], step()));
+  }
+  const bool mean_gradient = target_op.outputs[1] != kNone && gradient_[target_op.outputs[1]] != kNone;
+  const uint32_t output_gradient = gradient_[target_op.outputs[0]];
+  if (!target_needs_z && !mean_gradient && output_gradient != kNone) {
+    gradients_ = output_gradient;
+    request.extra[gradients_].last = step();
+  } else {
+    schedule_bound.push_back(gradients_ = add_buffer(request, target_floats, step_of[target], step()));
+  }
+
+  // The lower bound: at each backward step, the buffers any schedule holds there plus the step's own.
+  for (const Action& action : actions_) {
+    if (!action.backward) continue;
+    const uint32_t at = step_of[action.op];
+    uint64_t bytes = 0;
+    for (uint32_t b : schedule_bound) {
+      if (request.extra[b].first <= at && at <= request.extra[b].last) bytes += request.extra[b].bytes;
+    }
+    for (uint32_t b : {action.pre_activation, action.scratch, action.forward_scratch}) {
+      if (b != kNone) bytes += request.extra[b].bytes;
+    }
+    for (uint32_t t : reads(action.op)) bytes += graph.tensors[t].elements() * sizeof(float);
+    plan_.lower_bound_bytes = std::max(plan_.lower_bound_bytes, bytes);
+  }
+}
+
+const float* Explainer::value(const Executor& executor, uint32_t tensor) const {
+  return recomputed_[tensor] != kNone ? executor.extra(recomputed_[tensor]) : executor.tensor(tensor);
+}
+
+Recompute Explainer::rerun(const Executor& executor, const Action& action) const {
+  const format::Op& op = model_.file().ops()[action.op];
+  Recompute r;
+  for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
+    if (op.inputs[slot] != kNone) r.input[slot] = value(executor, op.inputs[slot]);
+  }
+  if (action.forward_scratch != kNone) r.scratch = executor.extra(action.forward_scratch);
+  return r;
+}
+
+void Explainer::recompute_op(Executor& executor, const Action& action) const {
+  Recompute r = rerun(executor, action);
+  r.output = executor.extra(action.output);
+  if (action.second_output != kNone) r.second_output = executor.extra(action.second_output);
+  executor.run_op(action.op, r);
 }
 
 float* Explainer::gradient(const Executor& executor, uint32_t tensor) const {
@@ -111,24 +348,36 @@ Explanation Explainer::explain(Executor& executor, uint32_t class_index, CamScor
     throw Error("class " + std::to_string(class_index) + " is out of range: the model has " +
                 std::to_string(model_.classes()) + " classes");
   }
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  Clock::duration recomputing{};
   float score_value = 0;
-  for (const Step& step : steps_) {
-    for (uint32_t buffer : step.clear) std::fill_n(executor.extra(buffer), buffer_floats_[buffer], 0.0f);
-    if (step.op == tap_->op) {
-      backward_target(executor, step);
+  for (const Action& action : actions_) {
+    for (uint32_t buffer : action.clear) std::fill_n(executor.extra(buffer), buffer_floats_[buffer], 0.0f);
+    if (!action.backward) {
+      const Clock::time_point begin = Clock::now();
+      recompute_op(executor, action);
+      recomputing += Clock::now() - begin;
+    } else if (action.op == tap_->op) {
+      backward_target(executor, action);
     } else {
-      backward_op(executor, step, class_index, score, score_value);
+      backward_op(executor, action, class_index, score, score_value);
     }
   }
   const Shape shape = model_.tap_shape(*tap_);
-  return {layer_, shape, class_index, score_value, {executor.extra(activations_), shape.elements()},
-          {executor.extra(gradients_), shape.elements()}};
+  const float* activations = activations_ != kNone ? executor.extra(activations_)
+                                                  : value(executor, model_.file().ops()[tap_->op].outputs[0]);
+  Explanation result{layer_, shape, class_index, score_value, {activations, shape.elements()},
+                     {executor.extra(gradients_), shape.elements()}};
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  result.recompute_seconds = std::chrono::duration<double>(recomputing).count();
+  return result;
 }
 
-void Explainer::backward_op(Executor& executor, const Step& step, uint32_t class_index, CamScore score,
+void Explainer::backward_op(Executor& executor, const Action& action, uint32_t class_index, CamScore score,
                             float& score_value) const {
-  const format::Op& op = model_.file().ops()[step.op];
-  const OpGeometry& g = model_.graph().ops[step.op];
+  const format::Op& op = model_.file().ops()[action.op];
+  const OpGeometry& g = model_.graph().ops[action.op];
   const OpDefinition& definition = op_definition(op.kind);
   const bool seed = op.outputs[0] == model_.graph().output;
   const float* dy = gradient(executor, op.outputs[0]);
@@ -136,8 +385,11 @@ void Explainer::backward_op(Executor& executor, const Step& step, uint32_t class
   if (!seed && !dy && !dmean) return;  // nothing from the score flows through this op
 
   // z: the pre-activation, recomputed without the residual; then turned into dz in place.
-  float* dz = executor.extra(step.pre_activation);
-  executor.run_op(step.op, {.skip_activation = true, .skip_residual = true, .output = dz});
+  float* dz = executor.extra(action.pre_activation);
+  Recompute pre_activation = rerun(executor, action);
+  pre_activation.skip_activation = pre_activation.skip_residual = true;
+  pre_activation.output = dz;
+  executor.run_op(action.op, pre_activation);
   const size_t count = g.output.elements();
   const format::Activation act = output_activation(op);
   float* residual_gradient = definition.residual_input ? gradient(executor, op.inputs[1]) : nullptr;
@@ -170,24 +422,24 @@ void Explainer::backward_op(Executor& executor, const Step& step, uint32_t class
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
     const uint32_t t = op.inputs[slot];
     if (t == kNone) continue;
-    call.input[slot] = executor.tensor(t);
+    call.input[slot] = value(executor, t);
     call.input_shape[slot] = model_.graph().tensors[t];
     // The residual's share was added above: the op's backward sees only what flows through its kernel.
     if (!(slot == 1 && definition.residual_input)) call.input_gradient[slot] = gradient(executor, t);
   }
-  if (step.scratch != kNone) call.scratch = executor.extra(step.scratch);
+  if (action.scratch != kNone) call.scratch = executor.extra(action.scratch);
   if (shared_scratch_ != kNone) call.shared_scratch = executor.extra(shared_scratch_);
   definition.backward(call);
 }
 
-void Explainer::backward_target(Executor& executor, const Step& step) const {
+void Explainer::backward_target(Executor& executor, const Action& action) const {
   const format::Tap& tap = *tap_;
   const uint32_t index = tap.op;
   const format::Op& op = model_.file().ops()[index];
   const OpGeometry& g = model_.graph().ops[index];
-  float* a = executor.extra(activations_);
-  float* da = executor.extra(gradients_);
-  float* z = executor.extra(step.pre_activation);
+  float* a = activations_ != kNone ? executor.extra(activations_) : nullptr;  // kNone: the output, in place
+  float* da = executor.extra(gradients_);                                     // may be the output's gradient
+  float* z = action.pre_activation != kNone ? executor.extra(action.pre_activation) : nullptr;
   const float* dy = gradient(executor, op.outputs[0]);
   const float* dmean = gradient(executor, op.outputs[1]);
   const size_t count = g.output.elements();
@@ -196,23 +448,29 @@ void Explainer::backward_target(Executor& executor, const Step& step) const {
   // The gradient of the op's final output (its own output and, for a depthwise op, its squeeze-excite means).
   auto dy_total = [&](size_t i) { return (dy ? dy[i] : 0.0f) + (dmean ? dmean[i % c] * inv_pixels : 0.0f); };
   const ops::Activation act = output_activation(op);
+  // The target op rerun from the values the backward pass reads, with its own scratch.
+  auto run_target = [&](Recompute recompute) {
+    const Recompute buffers = rerun(executor, action);
+    std::copy(std::begin(buffers.input), std::end(buffers.input), std::begin(recompute.input));
+    recompute.scratch = buffers.scratch;
+    executor.run_op(index, recompute);
+  };
 
   switch (tap.kind) {
     case TapKind::Output:
-      std::memcpy(a, executor.tensor(op.outputs[0]), count * sizeof(float));
       for (size_t i = 0; i < count; ++i) da[i] = dy_total(i);
       break;
     case TapKind::BeforeResidual:
-      executor.run_op(index, {.skip_residual = true, .output = a});
+      run_target({.skip_residual = true, .output = a});
       for (size_t i = 0; i < count; ++i) da[i] = dy_total(i);
       break;
     case TapKind::BeforeActivation:
-      executor.run_op(index, {.skip_activation = true, .skip_residual = true, .output = a});
+      run_target({.skip_activation = true, .skip_residual = true, .output = a});
       for (size_t i = 0; i < count; ++i) da[i] = dy_total(i) * ops::activation_derivative(a[i], act, op.act_max);
       break;
     case TapKind::BeforeAffine: {
       // a = the conv without its bias; the folded BatchNorm made z = a + bias = scale * keras_conv + const.
-      executor.run_op(index, {.skip_activation = true, .skip_residual = true, .skip_bias = true, .output = a});
+      run_target({.skip_activation = true, .skip_residual = true, .skip_bias = true, .output = a});
       const float* bias = executor.weight(op.bias);
       const float* scale = executor.weight(tap.scale);
       const float* shift = executor.weight(tap.shift);
@@ -232,14 +490,14 @@ void Explainer::backward_target(Executor& executor, const Step& step) const {
     case TapKind::ScaledInput: {
       // The target is the conv's gated input x * gate; back through the conv itself.
       const uint32_t cin = g.input.c;
-      const float* x = executor.tensor(op.inputs[0]);
-      const float* gate = executor.tensor(op.inputs[2]);
+      const float* x = value(executor, op.inputs[0]);
+      const float* gate = value(executor, op.inputs[2]);
       for (size_t i = 0; i < g.input.elements(); ++i) a[i] = x[i] * gate[i % cin];
-      executor.run_op(index, {.skip_activation = true, .skip_residual = true, .output = z});
+      run_target({.skip_activation = true, .skip_residual = true, .output = z});
       for (size_t i = 0; i < count; ++i) z[i] = dy_total(i) * ops::activation_derivative(z[i], act, op.act_max);
       std::fill_n(da, g.input.elements(), 0.0f);
       const ops::ConvArgs args = conv_args(model_.file(), op, g);
-      ops::conv2d_backward_input(args, z, da, executor.extra(step.scratch), executor.pool());
+      ops::conv2d_backward_input(args, z, da, executor.extra(action.scratch), executor.pool());
       break;
     }
     case TapKind::SecondOutput:

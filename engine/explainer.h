@@ -1,11 +1,16 @@
 // The explainer: Grad-CAM's backward pass, from one class score down to the target layer, through only the ops
-// between them (no weight gradients). It reuses the forward pass instead of keeping more of it: each op's
-// pre-activation is recomputed from its kept inputs by the executor (a Recompute), and its gradients and scratch are
-// planned in the same arena as the forward tensors, on one timeline after the forward ops (engine/memory_plan.h).
-// Each op's gradient comes from its row of the op table (engine/op_table.h); the kernels are in ops/backward.h.
+// between them (no weight gradients). Its buffers are planned in the same arena as the forward tensors, on one
+// timeline after the forward ops (engine/memory_plan.h), and it fits a memory budget by recomputing instead of
+// keeping (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost"): the ops from the target to the output
+// are cut into segments; the forward pass keeps only the tensors a segment reads from before its start (its
+// checkpoints), and the segment's own tensors are recomputed, with the same kernels in the same order (the same
+// values to the bit), just before its backward steps. Each backward step reruns its op for the pre-activation and
+// takes the op's gradient from its row of the op table (engine/op_table.h; the kernels are in ops/backward.h).
 //
-// The schedule is data (Step, one per op, in backward order, with the buffers it reads and writes), so a planner
-// that checkpoints and recomputes segments can rewrite it without touching how one step runs.
+// The schedule is data (Action, one per timeline step: a recomputation or a backward step, with the buffers it
+// reads and writes). The segmentation is chosen before anything runs: among the segmentations it tries (none, and
+// a greedy family by segment size), the least recomputation whose arena fits the budget; with no budget, the
+// smallest arena (every segmentation recomputes at most one forward pass of the ops after the target).
 #pragma once
 
 #include <cstdint>
@@ -31,41 +36,72 @@ struct Explanation {
   float score = 0;
   std::span<const float> activations;
   std::span<const float> gradients;
+  double seconds = 0;            // the backward pass's wall time, recomputation included
+  double recompute_seconds = 0;  // of which recomputing the forward tensors it did not keep
+};
+
+// The chosen plan's figures (--stats, JSON).
+struct ExplainPlan {
+  uint64_t arena_bytes = 0;             // the whole arena: the forward pass and the explanation
+  uint64_t floor_bytes = 0;             // the smallest arena of the segmentations tried (what a budget can reach)
+  uint64_t lower_bound_bytes = 0;       // the largest working set of one step: no schedule holds less
+  uint32_t segments = 0;
+  uint32_t checkpoints = 0;             // forward tensors kept for the backward pass
+  uint32_t recomputed_ops = 0;
+  uint64_t recomputed_multiply_adds = 0;
+  uint64_t forward_multiply_adds = 0;   // of the whole forward pass, for scale
 };
 
 class Explainer {
  public:
-  // Finds `layer`'s tap and schedules the backward pass: appends to `request` the forward tensors and scratch it
-  // reads (kept alive through the step that reads them), its gradient and scratch buffers and the run's last step.
-  // Throws effcam::Error for a layer that is unknown, not a spatial map or not on the way to the output.
-  Explainer(const Model& model, const std::string& layer, PlanRequest& request);
+  // Finds `layer`'s tap and schedules the backward pass inside `budget_bytes` of arena (0: no budget): appends to
+  // `request` the forward tensors it keeps, its buffers and the run's last step. Throws effcam::Error for a layer
+  // that is unknown, not a spatial map or not on the way to the output, and when no segmentation fits the budget
+  // (naming the smallest arena it found).
+  Explainer(const Model& model, const std::string& layer, PlanRequest& request, uint64_t budget_bytes);
 
   // After the executor's forward run (its arena allocated from that request): the backward pass from the score of
   // `class_index`. Throws effcam::Error when the class is out of range.
   Explanation explain(Executor& executor, uint32_t class_index, CamScore score) const;
 
+  const ExplainPlan& plan() const { return plan_; }
+
  private:
-  // One backward step: the op it differentiates and the arena buffers (PlanRequest::extra indices) it uses.
-  struct Step {
+  // One timeline step after the forward pass: an op's forward recomputed into its segment's buffers, or its
+  // backward step. Buffers are PlanRequest::extra indices.
+  struct Action {
     uint32_t op = format::kNone;
-    std::vector<uint32_t> clear;            // gradient buffers that first receive a share in this step: zeroed first
-    uint32_t pre_activation = format::kNone;  // the op's recomputed pre-activation, turned into its gradient
-    uint32_t scratch = format::kNone;       // the op's own backward scratch (BackwardScratch::step_floats)
+    bool backward = false;
+    std::vector<uint32_t> clear;               // gradient buffers that first receive a share here: zeroed first
+    uint32_t pre_activation = format::kNone;   // backward: the op's recomputed pre-activation, turned into dz
+    uint32_t scratch = format::kNone;          // backward: the op's own backward scratch (BackwardScratch::step_floats)
+    uint32_t forward_scratch = format::kNone;  // the scratch of the op's forward call (OpDefinition::scratch_floats)
+    uint32_t output = format::kNone, second_output = format::kNone;  // a recomputation's outputs (kNone: unread)
   };
 
+  // Builds the schedule of one segmentation (segment starts, ascending, the first the target) into `request`.
+  void schedule(const std::vector<uint32_t>& starts, PlanRequest& request);
   uint32_t add_buffer(PlanRequest& request, uint64_t floats, uint32_t first, uint32_t last);
+  // Where a tensor's value is read during the backward pass: its recomputed buffer, else its forward tensor.
+  const float* value(const Executor& executor, uint32_t tensor) const;
+  Recompute rerun(const Executor& executor, const Action& action) const;
   float* gradient(const Executor& executor, uint32_t tensor) const;
-  void backward_op(Executor& executor, const Step& step, uint32_t class_index, CamScore score, float& score_value) const;
-  void backward_target(Executor& executor, const Step& step) const;
+  void recompute_op(Executor& executor, const Action& action) const;
+  void backward_op(Executor& executor, const Action& action, uint32_t class_index, CamScore score,
+                   float& score_value) const;
+  void backward_target(Executor& executor, const Action& action) const;
 
   const Model& model_;
   const format::Tap* tap_ = nullptr;
   std::string layer_;
-  std::vector<Step> steps_;                // backward order: the output's op first, the target's op last
+  std::vector<uint32_t> path_;             // the ops the score depends on through the target, ascending
+  std::vector<Action> actions_;            // timeline order; action k runs at step ops + k
   std::vector<uint32_t> gradient_;         // per tensor: the buffer of d score / d tensor, or kNone
+  std::vector<uint32_t> recomputed_;       // per tensor: its recomputed buffer, or kNone (read from the forward pass)
   uint32_t shared_scratch_ = format::kNone;  // BackwardScratch::shared_floats of the widest op, all steps long
   uint32_t activations_ = format::kNone, gradients_ = format::kNone;  // the result
   std::vector<uint64_t> buffer_floats_;    // size of each PlanRequest::extra buffer (those of others: 0)
+  ExplainPlan plan_;
 };
 
 }  // namespace effcam::engine

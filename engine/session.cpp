@@ -38,16 +38,20 @@ Session::Session(const Model& model, const SessionOptions& options)
     if (!tap) throw Error("layer '" + layer + "' is not in the model, or was folded away (e.g. into the preprocessing)");
     const format::Op& op = model_.file().ops()[tap->op];
     for (uint32_t t : tensors_for(*tap, op)) request.keep_alive.push_back(t);
+    // A recomputed tap reruns its op after the run: with its scratch, kept to the end too.
+    request.extend_scratch.push_back({tap->op, ~uint32_t{0}});
     Probe probe{layer, tap, model_.tap_shape(*tap), {}};
     if (tap->kind != TapKind::Output && tap->kind != TapKind::SecondOutput) probe.values.resize(probe.shape.elements());
     probes_.push_back(std::move(probe));
   }
-  if (!options.cam_layer.empty()) {
-    forward_arena_bytes_ = plan_memory(model_.file().ops(), model_.graph(), request).arena_bytes;
-    explainer_.emplace(model_, options.cam_layer, request);
+  forward_arena_bytes_ = plan_memory(model_.file().ops(), model_.graph(), request).arena_bytes;
+  const uint64_t budget = options.memory_budget_bytes;
+  if (options.cam_layer.empty() && budget > 0 && forward_arena_bytes_ > budget) {
+    throw Error("the forward pass needs an arena of " + std::to_string(forward_arena_bytes_) +
+                " bytes, over the memory budget of " + std::to_string(budget) + " bytes");
   }
+  if (!options.cam_layer.empty()) explainer_.emplace(model_, options.cam_layer, request, budget);
   executor_.allocate(request);
-  if (options.cam_layer.empty()) forward_arena_bytes_ = executor_.plan().arena_bytes;
 }
 
 void Session::set_input(std::span<const uint8_t> hwc) { executor_.set_input(hwc); }

@@ -26,6 +26,9 @@ struct SessionOptions {
   // The Keras layer explain() differentiates to (bare or "base/layer"); empty = no explanations. The backward pass
   // is planned with the forward one, in the same arena.
   std::string cam_layer;
+  // The most bytes the arena may take (0: no limit). The explainer recomputes instead of keeping to fit it; a
+  // session that cannot fit fails with the smallest arena it found.
+  uint64_t memory_budget_bytes = 0;
 };
 
 class Session {
@@ -61,6 +64,8 @@ class Session {
   Explanation explain(uint32_t class_index, CamScore score);
   // The arena the forward pass alone needs (plan().arena_bytes includes the explanation's buffers).
   uint64_t forward_arena_bytes() const { return forward_arena_bytes_; }
+  // The explanation's plan (segments, checkpoints, recomputation, floor); nullptr without a cam_layer.
+  const ExplainPlan* explain_plan() const { return explainer_ ? &explainer_->plan() : nullptr; }
 
  private:
   struct Probe {

@@ -10,7 +10,7 @@ namespace effcam::serve {
 const char* const kUsage =
     "usage: effcam-serve --model [NAME=]FILE.effcam [--model ...] [--host 127.0.0.1] [--port 8080]\n"
     "         [--sessions N] [--threads-per-session T] [--queue Q] [--max-body BYTES] [--timeout-ms MS]\n"
-    "         [--workers P] [--connections C] [--max-pixels N] [--max-image-mib MIB]\n"
+    "         [--workers P] [--connections C] [--max-pixels N] [--max-image-mib MIB] [--memory-budget BYTES]\n"
     "         [--cam-default METHOD|none] [--cam-layers L1,L2,...] [--access-log FILE|-]\n";
 
 namespace {
@@ -85,6 +85,9 @@ ServeOptions parse_options(int argc, char** argv) {
       options.max_pixels = parse_number(flag, value(), 1, 50'000'000);
     } else if (flag == "--max-image-mib") {
       options.max_image_bytes = parse_number(flag, value(), 1, 1 << 20) << 20;
+    } else if (flag == "--memory-budget") {
+      options.memory_budget_bytes = parse_byte_size(value());
+      if (options.memory_budget_bytes == 0) throw Error("--memory-budget must be more than 0 bytes");
     } else if (flag == "--cam-default") {
       options.cam_default = parse_cam_method(value());
     } else if (flag == "--cam-layers") {

@@ -30,6 +30,9 @@ struct ServeOptions {
   // An image whose decoding and pictures would need more is refused (400) before its pixels are allocated; each
   // session's share of the memory bound (PredictorOptions::max_image_bytes).
   uint64_t max_image_bytes = uint64_t{64} << 20;
+  // Each session's arena at most (PredictorOptions::memory_budget_bytes; 0: the API's default plan). Deep CAM layers
+  // recompute instead of keeping to fit; a CAM layer that cannot fit stops the start with its smallest arena.
+  uint64_t memory_budget_bytes = 0;
   // The method a request gets when it asks for an overlay or heatmap without naming one; None plans the arenas
   // for the forward pass alone and refuses CAMs.
   CamMethod cam_default = CamMethod::GradCam;

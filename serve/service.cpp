@@ -115,6 +115,7 @@ Service::Service(const ServeOptions& options, const std::vector<Model>& models, 
     predictor.threads = options.threads_per_session;
     predictor.max_image_pixels = options.max_pixels;
     predictor.max_image_bytes = options.max_image_bytes;
+    predictor.memory_budget_bytes = options.memory_budget_bytes;
     predictor.explain = options.cam_default != CamMethod::None && !model.default_cam_layer().empty();
     if (predictor.explain) {
       predictor.cam_layers.push_back(model.default_cam_layer());

@@ -11,7 +11,6 @@ void remove_identities(Graph& g);              // passes/identities.cpp
 void fold_preprocessing(Graph& g);             // passes/preprocessing.cpp
 void fold_zero_padding(Graph& g);              // passes/zero_padding.cpp
 void fold_batchnorm_into_producers(Graph& g);  // passes/batchnorm.cpp
-void fold_affine_into_dense(Graph& g);         // passes/batchnorm.cpp
 void fuse_activations(Graph& g);               // passes/activations.cpp
 void fold_channel_gates(Graph& g);             // passes/squeeze_excite.cpp
 void fuse_squeeze_excite(Graph& g);            // passes/squeeze_excite.cpp

@@ -161,6 +161,9 @@ EFFCAM_API CamScore parse_cam_score(const std::string& name);
 EFFCAM_API const char* cam_score_name(CamScore score);
 EFFCAM_API ImageFormat parse_image_format(const std::string& name);
 EFFCAM_API RenderSize parse_render_size(const std::string& name);
+// A byte count as the tools take it: "50000000", "48MiB" / "48M", also K / KiB and G / GiB (powers of 1024).
+// Throws Error (InvalidArgument) for anything else or a count that overflows 64 bits.
+EFFCAM_API uint64_t parse_byte_size(const std::string& text);
 
 struct PredictorOptions {
   uint32_t threads = 1;  // worker threads of this predictor (1 starts none)
@@ -183,6 +186,11 @@ struct PredictorOptions {
   // that needs more is refused (ErrorCode::Image) with one line giving the need and the budget. 0: 24 bytes x
   // max_image_pixels + 4 MiB. image_bytes() = this budget + what grows with the model's input.
   uint64_t max_image_bytes = 0;
+  // The most bytes the arena (the forward pass and an explanation's backward pass) may take: explanations deep in
+  // the network then recompute activations instead of keeping them (MemoryFigures says how much). 0: the smallest
+  // arena whose recomputation costs at most one extra forward pass. A budget below what a CAM layer needs fails
+  // with InvalidArgument naming that layer's smallest arena.
+  uint64_t memory_budget_bytes = 0;
 };
 
 struct PredictOptions {
@@ -257,13 +265,22 @@ struct LayerDump {
 
 struct Timings {
   double decode_ms = 0, preprocess_ms = 0, forward_ms = 0, cam_ms = 0, total_ms = 0;
+  double recompute_ms = 0;  // the part of cam_ms spent recomputing activations the forward pass did not keep
 };
 
 struct MemoryFigures {
   uint64_t peak_rss_bytes = 0;  // the process's high-water mark (VmHWM) after this prediction
   uint64_t rss_bytes = 0;       // the process's resident memory (VmRSS)
-  uint64_t arena_bytes = 0;     // the predictor's arena
-  uint64_t arena_lower_bound_bytes = 0;  // the largest set of activations alive at once (no plan needs less)
+  uint64_t arena_bytes = 0;     // the arena of the session that ran (its forward pass and CAM layer)
+  uint64_t forward_arena_bytes = 0;      // the forward pass's alone
+  // No plan holds less: the forward pass's largest live set, and with a CAM the largest working set of one
+  // backward step (the gradients alive there and the step's own buffers).
+  uint64_t arena_lower_bound_bytes = 0;
+  // With a CAM: the smallest arena of the plans tried (what memory_budget_bytes can reach), the forward tensors
+  // kept for the backward pass, the ops recomputed and their multiply-adds against the forward pass's.
+  uint64_t arena_floor_bytes = 0;
+  uint32_t checkpoints = 0, recomputed_ops = 0;
+  uint64_t recomputed_multiply_adds = 0, forward_multiply_adds = 0;
 };
 
 struct Prediction {
@@ -328,9 +345,10 @@ class EFFCAM_API Predictor {
 // The JSON object effcam-predict --json prints for one image (one line, UTF-8; invalid UTF-8 in names is
 // replaced). Fields: image, input {height, width, exif_orientation, applied_orientation, jpeg_scale (the DCT scale
 // denominator)}, top_k [{index, label, probability}], probabilities, logits (when the model has them), timing_ms
-// {decode, preprocess, forward, cam, total}, dispatch, peak_rss_bytes, rss_bytes, arena_bytes,
-// arena_lower_bound_bytes, cam {method, layer, class_index, label, score, score_kind, height, width, values, raw,
-// cam_empty, files} (when explained), layers {name: {shape, values}} (when dumped).
+// {decode, preprocess, forward, cam, recompute, total}, dispatch, peak_rss_bytes, rss_bytes, arena_bytes,
+// forward_arena_bytes, arena_lower_bound_bytes, cam {method, layer, class_index, label, score, score_kind, height,
+// width, values, raw, cam_empty, files, plan {arena_floor_bytes, checkpoints, recomputed_ops,
+// recomputed_multiply_adds, forward_multiply_adds}} (when explained), layers {name: {shape, values}} (when dumped).
 struct JsonOptions {
   std::string model;            // when not empty: a "model" field with this name (the service's)
   bool embed_images = false;    // "overlay" / "heatmap" {mime, base64} for the encoded pictures

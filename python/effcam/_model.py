@@ -333,25 +333,33 @@ class Model:
     they decode, run and explain. `threads` are the worker threads of each predictor."""
 
     def __init__(self, path, threads=1, sessions=1, *, cam_layers=None, max_image_pixels=100_000_000,
-                 max_image_mib=None):
+                 max_image_mib=None, memory_budget=None):
         """Loads `path`. cam_layers: the layers explain() will target, planned up front (None: the model's
         default layer; []: plan the forward pass alone; other layers are planned when first asked for).
         max_image_pixels: encoded images declaring more pixels (width x height) are refused with ImageError before
         any pixel is decoded (1..100,000,000). max_image_mib: the byte budget of one image (decoding, resizing,
         original-size pictures), as effcam-predict --max-image-mib; images that need more are refused with
         ImageError (None: 24 bytes per pixel of max_image_pixels + 4 MiB). memory["image_bytes"] bounds what one
-        call allocates besides the arena.
+        call allocates besides the arena. memory_budget: the most bytes each session's arena may take, as
+        effcam-predict --memory-budget (an int, or a string such as "12MiB"): explaining a deep layer then
+        recomputes activations instead of keeping them (None: the smallest arena recomputing at most one forward
+        pass); a layer that cannot fit raises ValueError naming its smallest arena.
         Raises FileError (cannot open), FormatError (not a valid .effcam file), ValueError (bad options)."""
         for name, value, top in (("threads", threads, 256), ("sessions", sessions, 256),
                                  ("max_image_pixels", max_image_pixels, 100_000_000)):
             _check_int(name, value, 1, top)
         if max_image_mib is not None:
             _check_int("max_image_mib", max_image_mib, 1, 1 << 20)
+        if isinstance(memory_budget, str):
+            memory_budget = _effcam.parse_byte_size(memory_budget)
+        if memory_budget is not None:
+            _check_int("memory_budget", memory_budget, 1, (1 << 63) - 1)
         if isinstance(cam_layers, str):
             cam_layers = [cam_layers]
         self._core = _effcam.Model(os.fsdecode(os.fspath(path)), threads, sessions,
                                    None if cam_layers is None else list(cam_layers), max_image_pixels,
-                                   0 if max_image_mib is None else max_image_mib << 20)
+                                   0 if max_image_mib is None else max_image_mib << 20,
+                                   0 if memory_budget is None else memory_budget)
         self._channels = self._core.channels
 
     # -- what the model is ---------------------------------------------------------------------------------------

@@ -352,6 +352,8 @@ PYBIND11_MODULE(_effcam, m) {
         "Forces the kernel path of the whole process (\"avx512\", \"avx2\", \"scalar\"); not while predicting.");
   m.def("dispatch", &effcam::dispatch, "The kernel path predictions run on.");
   m.def("available_dispatches", &effcam::available_dispatches, "The kernel paths this CPU runs, best first.");
+  m.def("parse_byte_size", &effcam::parse_byte_size, py::arg("text"),
+        "A byte count as the tools take it (\"12000000\", \"12MiB\", K / M / G); ValueError otherwise.");
   m.def("error_json", &effcam::error_json, py::arg("image"), py::arg("message"),
         "The line effcam-predict --json prints for an image that failed.");
 
@@ -360,17 +362,18 @@ PYBIND11_MODULE(_effcam, m) {
   py::class_<ModelHandle>(m, "Model")
       .def(py::init([](const std::string& path, uint32_t threads, uint32_t sessions,
                        const std::optional<std::vector<std::string>>& cam_layers, uint64_t max_image_pixels,
-                       uint64_t max_image_bytes) {
+                       uint64_t max_image_bytes, uint64_t memory_budget_bytes) {
              effcam::PredictorOptions options;
              options.threads = threads;
              options.max_image_pixels = max_image_pixels;
              options.max_image_bytes = max_image_bytes;
+             options.memory_budget_bytes = memory_budget_bytes;
              py::gil_scoped_release release;  // mapping and validating a large file takes a while
              effcam::Model model = effcam::Model::load(path);
              return ModelHandle{path, std::make_shared<SessionPool>(std::move(model), options, sessions, cam_layers)};
            }),
            py::arg("path"), py::arg("threads"), py::arg("sessions"), py::arg("cam_layers"),
-           py::arg("max_image_pixels"), py::arg("max_image_bytes"))
+           py::arg("max_image_pixels"), py::arg("max_image_bytes"), py::arg("memory_budget_bytes"))
       .def_property_readonly("path", [](const ModelHandle& h) { return h.path; })
       .def_property_readonly("input_size", [=](const ModelHandle& h) {
         return std::make_pair(model_of(h).input_height(), model_of(h).input_width());
@@ -464,7 +467,15 @@ PYBIND11_MODULE(_effcam, m) {
         memory["peak_rss_bytes"] = f.peak_rss_bytes;
         memory["rss_bytes"] = f.rss_bytes;
         memory["arena_bytes"] = f.arena_bytes;
+        memory["forward_arena_bytes"] = f.forward_arena_bytes;
         memory["arena_lower_bound_bytes"] = f.arena_lower_bound_bytes;
+        if (r.prediction.cam) {
+          memory["arena_floor_bytes"] = f.arena_floor_bytes;
+          memory["checkpoints"] = f.checkpoints;
+          memory["recomputed_ops"] = f.recomputed_ops;
+          memory["recomputed_multiply_adds"] = f.recomputed_multiply_adds;
+          memory["forward_multiply_adds"] = f.forward_multiply_adds;
+        }
         return memory;
       })
       .def("to_json", [](const Result& r, const std::string& model, bool embed_images) {

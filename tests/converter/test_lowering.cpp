@@ -14,6 +14,7 @@
 #include "effcam/error.hpp"
 #include "engine/model.h"
 #include "engine/session.h"
+#include "format/half.h"
 
 namespace {
 
@@ -187,6 +188,7 @@ std::map<std::string, Tensor> evaluate(const ModelMaker& m, const Tensor& image)
   t["add"] = t["project_bn"];
   for (size_t i = 0; i < t["add"].v.size(); ++i) t["add"].v[i] += t["stem_activation"].v[i];
   const Tensor pooled = batchnorm(mean_hw(t["add"]), m.layer("head_bn"));
+  t["head_bn"] = pooled;
   const Array& w = m.layer("dense").weights.at("kernel");
   Tensor logits{1, 1, 5, std::vector<double>(5, 0.0)};
   double total = 0;
@@ -242,11 +244,11 @@ TEST_CASE("the fused block gives the unfolded Keras math, probabilities and fuse
     const double prob_tol = c.prob_tol, layer_tol = c.layer_tol;
     CAPTURE(int(dtype));
     const Lowered lowered = lower(maker.model, dtype);
-    // stem conv, depthwise (+ SE means), squeeze-excite, project conv (+ gate + residual), pool, dense
-    CHECK(lowered.summary.ops == 6);
+    // stem conv, depthwise (+ SE means), squeeze-excite, project conv (+ gate + residual), pool, head BN, dense
+    CHECK(lowered.summary.ops == 7);
     const effcam::engine::Model model(effcam::ModelFile::from_bytes(lowered.bytes));
     effcam::engine::SessionOptions options;
-    options.probes = {"stem_conv", "stem_bn", "se_excite", "project_bn", "add", "dwconv"};
+    options.probes = {"stem_conv", "stem_bn", "se_excite", "project_bn", "add", "dwconv", "head_bn"};
     effcam::engine::Session session(model, options);
     for (uint32_t seed : {1u, 2u, 3u}) {
       const Tensor image = random_image(seed);
@@ -271,11 +273,42 @@ TEST_CASE("the fused block gives the unfolded Keras math, probabilities and fuse
 TEST_CASE("the file stores fewer parameters than Keras: BatchNorm statistics fold away") {
   const ModelMaker maker = make_block_model();
   const Lowered lowered = lower(maker.model, effcam::format::DType::F32);
-  // Keras: 4 per BN channel; stored: the folded bias per conv channel, nothing for the head BN.
+  // Keras: 4 per BN channel; stored: the folded bias per conv channel, a scale and a shift for the head BN.
   CHECK(lowered.summary.keras_parameters > lowered.summary.stored_parameters);
   CHECK(lowered.summary.classes == 5);
   CHECK(lowered.summary.input_h == 9);
   CHECK(lowered.summary.input_w == 11);
+}
+
+TEST_CASE("an fp16 file keeps a kernel that is exact in fp16 exact: the BatchNorm before the Dense is not folded in") {
+  // A kernel trained or stored in fp16 (the bundled Food-101 model's are): W * s rounded to fp16 would differ from
+  // W by up to 2^-11 relative, enough to move a Grad-CAM++ map near its pole by 1.0.
+  ModelMaker maker = make_block_model();
+  Layer& dense = maker.model.layers.back();
+  REQUIRE(dense.name == "dense");
+  for (float& w : dense.weights.at("kernel").values) w = std::round(w * 2048) / 2048;  // 11 significant bits
+  const Lowered lowered = lower(maker.model, effcam::format::DType::F16);
+  const effcam::ModelFile file = effcam::ModelFile::from_bytes(lowered.bytes);
+  const auto records = file.weight_records();
+  const Array& keras = dense.weights.at("kernel");
+  const uint32_t in = 8, units = 5;
+  bool found = false;
+  for (uint32_t id = 0; id < records.size(); ++id) {
+    if (file.string(records[id].name) != "dense/kernel") continue;
+    found = true;
+    REQUIRE(records[id].dtype == effcam::format::DType::F16);
+    // BlockedOHWI with 1x1 taps: [unit block][input][16 units].
+    const auto* halves = static_cast<const uint16_t*>(file.weight_data(id));
+    for (uint32_t i = 0; i < in; ++i) {
+      for (uint32_t u = 0; u < units; ++u) {
+        CAPTURE(i);
+        CAPTURE(u);
+        CHECK(effcam::format::half_to_float(halves[size_t{i} * effcam::format::kChannelBlock + u]) ==
+              keras.values[size_t{i} * units + u]);
+      }
+    }
+  }
+  CHECK(found);
 }
 
 TEST_CASE("unsupported layers and configs are refused with the layer named") {

@@ -2,14 +2,19 @@
 
 usage: check_gradcam.py CASE [--dispatch PATH,...]   (CASE: generated-s | generated-b0 | food101)
 
-For the generated EfficientNetV2 models, at top_conv, top_activation and an interior layer (and, on S, block3c_add
-inside a Fused-MBConv stage), with both scores
-(logit, prob): the reference gives the layer's activations A and d(score)/dA by autograd; the maps of Grad-CAM,
+For the generated EfficientNetV2 models, at top_conv, top_activation and an interior layer (on B0, like Food-101,
+a layer of every kind of tap; on S, block3c_add inside a Fused-MBConv stage too), with both scores (logit, prob):
+the reference gives the layer's activations A and d(score)/dA by autograd; the maps of Grad-CAM,
 Grad-CAM++ and HiResCAM are computed from them with numpy (tests/cam/cam_reference.py) and compared with effcam's.
 fp32 files: max |delta raw map| <= 1e-3 x max |reference raw map|; fp16 files: Pearson correlation >= 0.995 and max
 |delta normalized map| <= 0.03; except where the reference's own map is ill-conditioned (it moves more than the bar
 under gradient noise of 1e-5 for fp32 or 1e-3 for fp16: Grad-CAM++ near its pole), which is reported, not held.
-food101: the default map of bibimbap.png lies on the bowl, not on the background.
+fp16 against fp32, per case: the fp16 file's normalized map stays within 0.03 of the fp32 file's wherever the
+reference's own map does when the model's kernels are rounded to fp16 (keras_reference.py --round-kernels fp16: the
+conditioning of that map under fp16 weights); where the rounded reference moves more (or picks another class), the
+case is reported, not held.
+food101: the same bars on the real model (its two photos, every kind of tap, the logit score), and its default map
+of bibimbap.png lies on the bowl, not on the background.
 
 --dispatch runs the case once per kernel path (EFFCAM_DISPATCH) with the same bars, reusing the conversions and the
 reference; a path the CPU lacks is skipped. The first path the CPU can run (its native one) takes every case; the
@@ -54,8 +59,11 @@ def normalized(raw):
 
 def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"), dtypes=("fp32", "fp16")):
     keras_path = t.keras_model(keras_name)
-    images = t.test_images(size, size, 2)
-    stem = os.path.splitext(keras_name)[0]
+    cam_case(keras_path, os.path.splitext(keras_name)[0], t.test_images(size, size, 2), layers, methods, scores,
+             dtypes)
+
+
+def cam_case(keras_path, stem, images, layers, methods=METHODS, scores=("logit", "prob"), dtypes=("fp32", "fp16")):
     models = {dtype: t.convert(keras_path, f"cam_{stem}_{dtype}.effcam", dtype)[0] for dtype in dtypes}
     # Every gradient of the case from one reference run, the same request (so the same cached file) when sampled.
     requests = [(layer, score) for layer in layers for score in scores]
@@ -63,6 +71,7 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
     # A sampled run (sanitizers, kernel paths after the native one) walks every backward path once: one score, one
     # method (test_cam covers the formulas).
     scores, methods = (t.sample(scores), t.sample(methods))
+    maps = {}  # (layer, score, method, dtype) -> effcam's result per image
     for layer in layers:
         for score in scores:
             at = requests.index((layer, score))
@@ -70,6 +79,7 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
                 for dtype, model in models.items():
                     results = t.predict(model, t.sample(images), extra=["--cam", method, "--cam-layer", layer,
                                                                         "--cam-score", score])
+                    maps[layer, score, method, dtype] = results
                     for mine, theirs in zip(results, refs):
                         label = f"{stem} {dtype} {layer} {score} {method} {os.path.basename(mine['image'])}"
                         grad = theirs["grads"][at]
@@ -109,14 +119,61 @@ def generated(keras_name, size, layers, methods=METHODS, scores=("logit", "prob"
                                     f"{label}: max |delta normalized| {delta:.4f} <= {FP16_NORMALIZED}")
                             t.measure(f"fp16 map Pearson (>= {FP16_PEARSON})", pearson, worst=min)
                             t.measure(f"fp16 max |delta normalized map| (<= {FP16_NORMALIZED})", delta)
+    if set(dtypes) == {"fp32", "fp16"}:
+        rounded = t.reference(keras_path, images, grads=requests, round_kernels="fp16")
+        fp16_against_fp32(stem, maps, refs, rounded, requests)
+
+
+def reference_map(grad, method):
+    """The normalized map of `method` from one reference gradient record."""
+    shape = grad["activation"]["shape"]
+    a = np.array(grad["activation"]["values"], dtype=np.float64).reshape(shape)
+    g = np.array(grad["gradient"]["values"], dtype=np.float64).reshape(shape)
+    return normalized(cam_maps(a, g, [method])[method])
+
+
+def fp16_against_fp32(stem, maps, refs, rounded, requests):
+    """The fp16 file's map against the fp32 file's, held wherever the reference's map moves by at most the bar when
+    the kernels are rounded to fp16 (what fp16 weights can at best give)."""
+    for (layer, score, method, dtype), fp16_results in maps.items():
+        if dtype != "fp16":
+            continue
+        at = requests.index((layer, score))
+        fp32_results = maps[layer, score, method, "fp32"]
+        for mine16, mine32, exact, fp16_weights in zip(fp16_results, fp32_results, refs, rounded):
+            label = f"{stem} fp16 vs fp32 {layer} {score} {method} {os.path.basename(mine16['image'])}"
+            want, moved = exact["grads"][at], fp16_weights["grads"][at]
+            if moved["class"] != want["class"]:
+                t.info(f"{label}: not held: fp16 kernels change the reference's class ({want['class']} -> "
+                       f"{moved['class']})")
+                continue
+            conditioning = np.abs(reference_map(moved, method) - reference_map(want, method)).max()
+            cam16, cam32 = mine16["cam"], mine32["cam"]
+            delta = np.abs(np.array(cam16["values"]) - np.array(cam32["values"])).max()
+            if conditioning > FP16_NORMALIZED:
+                t.info(f"{label}: max |delta normalized| {delta:.4f} not held: fp16 kernels move the reference's "
+                       f"map by {conditioning:.4f}")
+                continue
+            t.check(cam16["class_index"] == cam32["class_index"],
+                    f"{label}: class {cam16['class_index']} (fp32 file {cam32['class_index']})")
+            t.check(delta <= FP16_NORMALIZED, f"{label}: max |delta normalized| {delta:.4f} <= {FP16_NORMALIZED} "
+                                              f"(fp16-rounded reference: {conditioning:.4f})")
+            t.measure(f"fp16 vs fp32 file max |delta normalized map| (<= {FP16_NORMALIZED})", delta)
 
 
 def food101():
-    """The default Grad-CAM of bibimbap.png: most of the map's mass is on the bowl (an ellipse around the dish,
-    measured on the photo), little on the background around it."""
+    """Every kind of tap (BeforeAffine 1x1 and depthwise, BeforeActivation, Output, ScaledInput, BeforeResidual, and
+    block5c_add deeper) on its two photos, then the default Grad-CAM of bibimbap.png: most of the map's mass is on
+    the bowl (an ellipse around the dish, measured on the photo), little on the background around it."""
     folder = t.FOOD101
-    model, _ = t.convert(os.path.join(folder, "food101_effv2b0.keras"), "cam_food101_fp16.effcam",
-                         labels=os.path.join(folder, "labels.txt"))
+    keras_path = os.path.join(folder, "food101_effv2b0.keras")
+    photos = [os.path.join(folder, "samples", name) for name in ("bibimbap.png", "coffee.png")]
+    # The logit score only: this model gives bibimbap p = 1 - 2.3e-5, so d(prob)/d(logit) = p (1 - p) keeps two
+    # digits in fp32 and the fp32 raw-map bar would measure the softmax's saturation, not the backward pass.
+    cam_case(keras_path, "food101", photos, ["top_conv", "top_bn", "top_activation", "block6h_dwconv2",
+                                             "block6h_se_excite", "block6h_project_bn", "block5c_add"],
+             scores=("logit",))
+    model, _ = t.convert(keras_path, "cam_food101_fp16.effcam", "fp16")
     result = t.predict(model, [os.path.join(folder, "samples", "bibimbap.png")], extra=["--cam", "gradcam"])[0]
     cam = result["cam"]
     t.check(cam["layer"] == "top_conv", f"default Grad-CAM layer {cam['layer']} (top_conv)")
@@ -147,7 +204,9 @@ def generated_s():
 def main():
     t.main({
         "generated-s": generated_s,
-        "generated-b0": lambda: generated("effv2b0.keras", 224, ["top_conv", "top_activation", "block5c_add"]),
+        "generated-b0": lambda: generated("effv2b0.keras", 224, ["top_conv", "top_bn", "top_activation",
+                                                                 "block6h_dwconv2", "block6h_se_excite",
+                                                                 "block6h_project_bn", "block5c_add"]),
         "food101": food101,
     }, __doc__)
 

@@ -175,18 +175,21 @@ def _digest(paths):
 _references = {}  # parsed once per process (the largest take over a second to parse)
 
 
-def reference(keras_path, images, layers=(), grads=()):
+def reference(keras_path, images, layers=(), grads=(), round_kernels=None):
     """The reference's outputs for these images, cached on disk by the inputs' identity.
     grads = [(layer, score), ...]: also d(score of the argmax class)/d(layer output) by autograd, each image's
-    "grads" in that order, all from one forward pass (ask for every gradient a case needs at once)."""
+    "grads" in that order, all from one forward pass (ask for every gradient a case needs at once).
+    round_kernels="fp16": the model's kernels rounded to fp16 first (the conditioning of an fp16 file)."""
     options = ",".join(layers) + "|" + ",".join(f"{layer}/{score}" for layer, score in grads)
+    if round_kernels:
+        options += "|" + round_kernels
     key = _digest([keras_path, REFERENCE] + list(images)) + "_" + hashlib.sha256(options.encode()).hexdigest()[:8]
     if key not in _references:
-        _references[key] = _reference(keras_path, images, layers, grads, key)
+        _references[key] = _reference(keras_path, images, layers, grads, round_kernels, key)
     return _references[key]
 
 
-def _reference(keras_path, images, layers, grads, key):
+def _reference(keras_path, images, layers, grads, round_kernels, key):
     out = os.path.join(TESTDATA, "reference", os.path.basename(keras_path) + "." + key + ".json")
     if not os.path.exists(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -196,6 +199,8 @@ def _reference(keras_path, images, layers, grads, key):
             args += ["--layers", ",".join(layers)]
         if grads:
             args += ["--grads", ",".join(f"{layer}:{score}" for layer, score in grads), "--grad-class", "argmax"]
+        if round_kernels:
+            args += ["--round-kernels", round_kernels]
         run(args)
         os.replace(scratch, out)
     with open(out) as f:

@@ -254,3 +254,55 @@ TEST_CASE("sessions: one and two threads agree, runs repeat exactly, probes need
   CHECK_THROWS_WITH_AS(effcam::engine::Session(model, unknown), doctest::Contains("no_such_layer"), effcam::Error);
   CHECK_THROWS_WITH_AS(one.set_input_pixels(std::vector<float>(7)), doctest::Contains("7 values"), effcam::Error);
 }
+
+TEST_CASE("a memory budget: recomputation explains bit for bit as keeping does, inside any budget down to the floor") {
+  const effcam::engine::Model model(effcam::ModelFile::from_bytes(food101_bytes()));
+  const size_t pixels = size_t(model.input_height()) * model.input_width() * model.input_channels();
+  const std::vector<float> image = test_pixels(pixels, 21);
+  auto explained = [&](const std::string& layer, uint64_t budget, uint32_t threads) {
+    effcam::engine::SessionOptions options;
+    options.cam_layer = layer;
+    options.memory_budget_bytes = budget;
+    options.threads = threads;
+    auto session = std::make_unique<effcam::engine::Session>(model, options);
+    if (budget > 0) CHECK(session->plan().arena_bytes <= budget);
+    session->set_input_pixels(image);
+    session->run();
+    const effcam::engine::Explanation e = session->explain(7, effcam::engine::CamScore::Logit);
+    std::vector<float> values(e.activations.begin(), e.activations.end());
+    values.insert(values.end(), e.gradients.begin(), e.gradients.end());
+    return std::pair{std::move(session), values};
+  };
+  for (const std::string layer : {"block2b_add", "block4a_project_bn", "block6a_se_excite"}) {
+    for (uint32_t threads : {1u, 2u}) {
+      CAPTURE(layer);
+      CAPTURE(threads);
+      const auto [smallest, reference] = explained(layer, 0, threads);
+      const effcam::engine::ExplainPlan plan = *smallest->explain_plan();
+      // The default is the smallest arena tried; it recomputes, and never more than one forward pass.
+      CHECK(plan.arena_bytes == plan.floor_bytes);
+      CHECK(plan.arena_bytes == smallest->plan().arena_bytes);
+      CHECK(plan.recomputed_ops > 0);
+      CHECK(plan.recomputed_multiply_adds <= plan.forward_multiply_adds);
+      CHECK(plan.lower_bound_bytes <= plan.arena_bytes);
+      // A generous budget keeps everything: nothing recomputed, a larger arena, the same values to the bit.
+      const auto [keeping, kept_values] = explained(layer, uint64_t{1} << 30, threads);
+      CHECK(keeping->explain_plan()->recomputed_ops == 0);
+      CHECK(keeping->plan().arena_bytes > plan.arena_bytes);
+      CHECK(kept_values == reference);
+      // Budgets in between, and exactly the floor, fit.
+      for (uint64_t budget : {plan.floor_bytes, (plan.floor_bytes + keeping->plan().arena_bytes) / 2}) {
+        CAPTURE(budget);
+        CHECK(explained(layer, budget, threads).second == reference);
+      }
+      // Below the floor: one error with the figure.
+      const std::string floor = "at least " + std::to_string(plan.floor_bytes) + " bytes";
+      CHECK_THROWS_WITH_AS(explained(layer, plan.floor_bytes - 1, threads), doctest::Contains(floor.c_str()),
+                           effcam::Error);
+    }
+  }
+  effcam::engine::SessionOptions forward_only;
+  forward_only.memory_budget_bytes = 1024;
+  CHECK_THROWS_WITH_AS(effcam::engine::Session(model, forward_only), doctest::Contains("over the memory budget of 1024"),
+                       effcam::Error);
+}

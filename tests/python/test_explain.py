@@ -84,3 +84,23 @@ def test_pictures_drawn_again_after_close_raise(bibimbap):
         e = model.explain(bibimbap, overlay=False)
     with pytest.raises(effcam.ValueError, match="closed"):
         e.overlay()
+
+
+def test_a_memory_budget_recomputes_to_the_same_map_and_refuses_below_its_floor(bibimbap):
+    """memory_budget as effcam-predict --memory-budget: the default plan recomputes deep layers (a smaller arena),
+    a generous budget keeps everything, both give the same map to the bit; below the floor: ValueError naming it."""
+    layer = "block2b_add"
+    with effcam.Model(converted("food101"), cam_layers=[layer]) as smallest, \
+            effcam.Model(converted("food101"), cam_layers=[layer], memory_budget="1GiB") as keeping:
+        small, kept = smallest.explain(bibimbap, layer=layer), keeping.explain(bibimbap, layer=layer)
+        memory = small.prediction.memory
+        assert memory["recomputed_ops"] > 0 and kept.prediction.memory["recomputed_ops"] == 0
+        assert memory["arena_bytes"] == memory["arena_floor_bytes"] < kept.prediction.memory["arena_bytes"]
+        assert np.array_equal(small.raw, kept.raw)
+        floor = memory["arena_floor_bytes"]
+    with pytest.raises(effcam.ValueError, match=f"at least {floor} bytes"):
+        with effcam.Model(converted("food101"), cam_layers=[layer], memory_budget=floor - 1) as tight:
+            tight.explain(bibimbap, layer=layer)
+    for bad in ("12.5M", "-1", 0, 1.5):
+        with pytest.raises(effcam.ValueError):
+            effcam.Model(converted("food101"), memory_budget=bad)

@@ -10,7 +10,7 @@ golden reference they are checked against.
 Run with Debian's /usr/bin/python3 (numpy, h5py, torch 1.13, PIL):
   keras_reference.py MODEL IMAGE_OR_NPY... --out OUT.json [--layers L1,L2] [--size H,W]
       [--grad-layer L --score logit|prob | --grads L1:SCORE,L2:SCORE...] [--grad-class C|argmax]
-      [--dtype float64|float32]
+      [--dtype float64|float32] [--round-kernels fp16]
 
 Inputs are PNG/JPEG files (converted to RGB, or L for one-channel models) or HxWxC .npy arrays, already at
 the model's input size, as raw 0..255 values (the model's own Rescaling/Normalization layers apply).
@@ -25,6 +25,8 @@ OUT.json: {"model", "keras_version", "dtype", "input_shape": [H, W, C], "images"
             "gradient": {shape, values}}  (only with --grad-layer: d score[class] / d layer output),
    "grads": [the same, one per --grads entry, in its order, all from one forward pass]}]}
 The "logit" score of a model without a final softmax is its raw output.
+--round-kernels fp16 rounds every Conv2D / DepthwiseConv2D / Dense kernel to fp16 (nearest, ties to even) and
+computes the rest as before: what an fp16 file can at best hold, the conditioning of a map under fp16 weights.
 """
 
 import argparse
@@ -484,9 +486,10 @@ _CONTAINER_CLASSES = ("Functional", "Sequential", "Model")
 class KerasModel:
     """A Keras classifier rebuilt from its file; `run` evaluates it with Keras inference semantics."""
 
-    def __init__(self, path, dtype=torch.float64):
+    def __init__(self, path, dtype=torch.float64, round_kernels=None):
         self.path = path
         self.dtype = dtype
+        self.round_kernels = round_kernels  # None or a numpy dtype every kernel is rounded to once
         self.nodes = []
         self.aliases = {}  # qualified names of nested models / nested InputLayers -> the node they stand for
         config, self.keras_version, h5file, reader_class = self._open(path)
@@ -595,6 +598,8 @@ class KerasModel:
             raise KerasReferenceError(f"layer {qualified}: unsupported layer class {class_name}")
         config = entry["config"]
         raw = self.reader.read(context, name, class_name, config)
+        if self.round_kernels is not None and "kernel" in raw:
+            raw["kernel"] = raw["kernel"].astype(self.round_kernels).astype(np.float64)
         weights = {role: torch.as_tensor(value, dtype=self.dtype) for role, value in raw.items() if role != "count"}
         self.nodes.append(_Node(qualified, class_name, config, sources, weights))
         return qualified
@@ -733,8 +738,8 @@ def _tensor_json(tensor):
     return {"shape": list(array.shape), "values": array.reshape(-1).tolist()}
 
 
-def load_model(path, dtype=torch.float64):
-    return KerasModel(path, dtype)
+def load_model(path, dtype=torch.float64, round_kernels=None):
+    return KerasModel(path, dtype, round_kernels)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -809,11 +814,13 @@ def main(argv=None):
     parser.add_argument("--grads", type=_parse_grads, default=[],
                         help="comma-separated LAYER:logit|prob gradients from one forward pass per image")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--round-kernels", choices=("fp16",), help="round every kernel to fp16 first")
     args = parser.parse_args(argv)
     if args.grad_class != "argmax" and not args.grad_class.isdigit():
         parser.error("--grad-class must be a class index or 'argmax'")
     try:
-        model = load_model(args.model, torch.float64 if args.dtype == "float64" else torch.float32)
+        model = load_model(args.model, torch.float64 if args.dtype == "float64" else torch.float32,
+                           np.float16 if args.round_kernels == "fp16" else None)
         shape = model_input_size(model, args.size)
         layers = [name for name in args.layers.split(",") if name]
         results = []
@@ -826,6 +833,7 @@ def main(argv=None):
         print(f"keras_reference: {error}", file=sys.stderr)
         return 1
     document = {"model": args.model, "keras_version": model.keras_version, "dtype": args.dtype,
+                "round_kernels": args.round_kernels,
                 "input_shape": list(shape), "images": results}
     with open(args.out, "w") as out:
         json.dump(document, out)

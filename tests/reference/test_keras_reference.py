@@ -405,6 +405,18 @@ class SyntheticFiles(unittest.TestCase):
     def test_keras2_legacy_h5_layer_semantics(self):
         self.check_flat(self.h5_path, self.k2_layers, keras2=True)
 
+    def test_round_kernels_rounds_each_kernel_once_to_fp16(self):
+        # The numpy loops on the layers with every kernel rounded to fp16, everything else exact.
+        rounded = [(c, n, cfg, i, [(v, a.astype(np.float16).astype(np.float64) if v == "kernel" else a)
+                                   for v, a in ws], g) for c, n, cfg, i, ws, g in self.k3_layers]
+        self.assertTrue(any(not np.array_equal(a, b) for (_, _, _, _, ws, _), (_, _, _, _, rws, _)
+                            in zip(self.k3_layers, rounded) for (_, a), (_, b) in zip(ws, rws)))
+        expected, logits = np_flat_model(rounded, self.image, keras2=False)
+        result = kr.load_model(self.keras_path, round_kernels=np.float16).run(self.image)
+        np.testing.assert_allclose(result["logits"], logits, rtol=1e-9)
+        exact = kr.load_model(self.keras_path).run(self.image)
+        self.assertGreater(np.abs(np.array(exact["logits"]) - logits).max(), 1e-6)  # the rounding shows
+
     def test_same_padding_is_asymmetric(self):
         # 10 wide, 3x3 stride 2: TF pads 0 left / 1 right, so output column 0 sees input columns 0..2.
         model = kr.load_model(self.keras_path)

@@ -46,6 +46,8 @@ def startup():
         (["--model", model, "--bogus"], "an unknown flag"),
         (["--model", model, "--cam-default", "sparkles"], "an unknown CAM method"),
         (["--model", model, "--cam-layers", "no_such_layer"], "an unknown CAM layer"),
+        (["--model", model, "--memory-budget", "1MiB"], "a memory budget below the arena's floor"),
+        (["--model", model, "--memory-budget", "12.5MiB"], "a memory budget that is not a byte count"),
         (["--model", "a=" + model, "--model", "a=" + model], "two models with one name"),
         (["--model", "/nonexistent/model.effcam"], "a missing model file"),
         (["--model", broken], "a corrupt model file"),

@@ -1,4 +1,7 @@
-// BatchNormalization folds into the conv / dense before it, or into the dense after it.
+// BatchNormalization folds into the conv / dense before it. One that follows a pooled vector (a classifier head:
+// pool -> BatchNormalization -> Dense) stays a ChannelAffine op: folding it into the Dense after it would scale that
+// kernel's rows, and an fp16 file would then round products W[i][u] * s[i] that the Keras kernel alone does not need
+// (a kernel trained or stored in fp16 is exact in fp16, its product with s is not), which Grad-CAM++ amplifies.
 #include "converter/lowering/passes.h"
 
 #include <algorithm>
@@ -37,35 +40,6 @@ void fold_batchnorm_into_producers(Graph& g) {
     if (producer.bias.empty()) producer.bias.assign(cout, 0.0);
     for (uint32_t c = 0; c < cout; ++c) producer.bias[c] = producer.bias[c] * affine.scale[c] + affine.shift[c];
     g.absorb(static_cast<int>(i), producer_id);
-    uses = g.use_counts();
-  }
-}
-
-void fold_affine_into_dense(Graph& g) {
-  // affine -> dense (a BatchNormalization on a pooled vector): W'[i][u] = W[i][u] * s[i], b' = b + W^T t.
-  std::vector<int> uses = g.use_counts();
-  for (Node& dense : g.nodes) {
-    if (dense.dead || dense.kind != NodeKind::Dense) continue;
-    const int affine_id = dense.inputs[0];
-    Node& affine = g.at(affine_id);
-    if (affine.dead || affine.kind != NodeKind::Affine || affine.act != Activation::Linear ||
-        affine.residual >= 0 || uses[static_cast<size_t>(affine_id)] != 1 || affine_id == g.output) {
-      continue;
-    }
-    const uint32_t in = dense.cin, units = dense.cout;
-    if (dense.bias.empty()) dense.bias.assign(units, 0.0);
-    for (uint32_t i = 0; i < in; ++i) {
-      const double s = affine.scale.empty() ? 1.0 : affine.scale[i];
-      const double t = affine.shift.empty() ? 0.0 : affine.shift[i];
-      for (uint32_t u = 0; u < units; ++u) {
-        double& w = dense.kernel[size_t{i} * units + u];
-        dense.bias[u] += w * t;
-        w *= s;
-      }
-    }
-    dense.inputs[0] = affine.inputs[0];
-    affine.dead = true;
-    g.drop_taps(affine_id);  // a folded 1-D affine is not a Grad-CAM target
     uses = g.use_counts();
   }
 }
