@@ -227,7 +227,7 @@ TEST_CASE("dense_backward_input: matches its reference and is the forward's adjo
     std::vector<float> dx;
     for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool&) {
       dx = gradient(
-          in, [&](float* g) { ops::dense_backward_input(a, dy.data(), g); },
+          x.size(), [&](float* g) { ops::dense_backward_input(a, dy.data(), g); },
           [&](float* g) { ref::dense_backward_input(a, dy.data(), g); }, what + path);
     });
     std::vector<float> y(units);
