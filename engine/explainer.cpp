@@ -211,7 +211,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
       Action action;
       action.op = op;
       action.backward = true;
-      action.forward_scratch = forward_scratch(op, request);
+      if (op == target || reruns_for_gradient(op)) action.forward_scratch = forward_scratch(op, request);
       actions_.push_back(std::move(action));
     }
     // The recomputed tensors' buffers. An output that is kept, or unread, needs none; outputs[0] is always
@@ -316,6 +316,11 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
   }
 }
 
+bool Explainer::reruns_for_gradient(uint32_t op) const {
+  const format::Op& record = model_.file().ops()[op];
+  return record.outputs[0] == model_.graph().output || output_activation(record) != format::Activation::Linear;
+}
+
 const float* Explainer::value(const Executor& executor, uint32_t tensor) const {
   return recomputed_[tensor] != kNone ? executor.extra(recomputed_[tensor]) : executor.tensor(tensor);
 }
@@ -382,14 +387,17 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
   const float* dmean = gradient(executor, op.outputs[1]);
   if (!seed && !dy && !dmean) return;  // nothing from the score flows through this op
 
-  // z: the pre-activation, recomputed without the residual; then turned into dz in place.
+  // z: the pre-activation, recomputed without the residual; then turned into dz in place. A linear op needs no z:
+  // its dz is its output's gradient.
   float* dz = executor.extra(action.pre_activation);
-  Recompute pre_activation = rerun(executor, action);
-  pre_activation.skip_activation = pre_activation.skip_residual = true;
-  pre_activation.output = dz;
-  executor.run_op(action.op, pre_activation);
-  const size_t count = g.output.elements();
   const format::Activation act = output_activation(op);
+  if (reruns_for_gradient(action.op)) {
+    Recompute pre_activation = rerun(executor, action);
+    pre_activation.skip_activation = pre_activation.skip_residual = true;
+    pre_activation.output = dz;
+    executor.run_op(action.op, pre_activation);
+  }
+  const size_t count = g.output.elements();
   float* residual_gradient = definition.residual_input ? gradient(executor, op.inputs[1]) : nullptr;
   if (seed) {
     const float* y = executor.tensor(op.outputs[0]);
@@ -420,7 +428,11 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
         total[k] = (dy ? dy[begin + k] : 0.0f) + (dmean ? dmean[channel] * inv_pixels : 0.0f);
         channel = channel + 1 == c ? 0 : channel + 1;
       }
-      ops::activation_backward(dz + begin, total, dz + begin, m, act, op.act_max);
+      if (act == format::Activation::Linear) {
+        std::copy(total, total + m, dz + begin);
+      } else {
+        ops::activation_backward(dz + begin, total, dz + begin, m, act, op.act_max);
+      }
     }
     if (residual_gradient && dy) ops::identity_backward(dy, residual_gradient, count);
   }
