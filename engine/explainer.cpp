@@ -135,12 +135,13 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
   plan_ = {};
   plan_.segments = static_cast<uint32_t>(starts.size());
 
-  // The tensors a backward step reads: the op's inputs (rerun for its pre-activation), and a target that is the op's
-  // own output.
+  // The tensors a backward step reads: the op's inputs (rerun for its pre-activation, else those its backward
+  // reads), and a target that is the op's own output.
   auto reads = [&](uint32_t op) {
     std::vector<uint32_t> tensors;
-    for (uint32_t t : ops[op].inputs) {
-      if (t != kNone) tensors.push_back(t);
+    for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
+      const uint32_t t = ops[op].inputs[slot];
+      if (t != kNone && backward_reads(op, slot)) tensors.push_back(t);
     }
     if (op == target && tap_->kind == TapKind::Output) tensors.push_back(ops[op].outputs[0]);
     return tensors;
@@ -316,6 +317,11 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
   }
 }
 
+bool Explainer::backward_reads(uint32_t op, uint32_t slot) const {
+  const format::Op& record = model_.file().ops()[op];
+  return op == tap_->op || reruns_for_gradient(op) || op_definition(record.kind).backward_reads_input(record, slot);
+}
+
 bool Explainer::reruns_for_gradient(uint32_t op) const {
   const format::Op& record = model_.file().ops()[op];
   return record.outputs[0] == model_.graph().output || output_activation(record) != format::Activation::Linear;
@@ -441,7 +447,7 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
     const uint32_t t = op.inputs[slot];
     if (t == kNone) continue;
-    call.input[slot] = value(executor, t);
+    call.input[slot] = backward_reads(action.op, slot) ? value(executor, t) : nullptr;
     call.input_shape[slot] = model_.graph().tensors[t];
     // The residual's share was added above: the op's backward sees only what flows through its kernel.
     if (!(slot == 1 && definition.residual_input)) call.input_gradient[slot] = gradient(executor, t);
