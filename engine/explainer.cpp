@@ -155,6 +155,11 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
   // Segments from the last to the first. A tensor a segment reads from before its start is kept by the forward pass
   // (a checkpoint), and so is one a later segment reads; the segment recomputes the rest of what it reads.
   std::vector<bool> kept(tensor_count, false);
+  // A target that is its op's output is kept rather than recomputed from the op's inputs (which can be larger).
+  if (tap_->kind == TapKind::Output) {
+    kept[ops[target].outputs[0]] = true;
+    plan_.checkpoints = 1;
+  }
   std::vector<uint32_t> step_of(n, kNone);  // timeline step of each path op's backward
   for (size_t k = starts.size(); k-- > 0;) {
     const uint32_t begin = starts[k], end = k + 1 < starts.size() ? starts[k + 1] : n;
@@ -319,7 +324,8 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
 
 bool Explainer::backward_reads(uint32_t op, uint32_t slot) const {
   const format::Op& record = model_.file().ops()[op];
-  return op == tap_->op || reruns_for_gradient(op) || op_definition(record.kind).backward_reads_input(record, slot);
+  if (op == tap_->op) return tap_->kind != TapKind::Output;  // the recovery reruns the op, except for its output
+  return reruns_for_gradient(op) || op_definition(record.kind).backward_reads_input(record, slot);
 }
 
 bool Explainer::reruns_for_gradient(uint32_t op) const {
