@@ -135,12 +135,13 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
   plan_ = {};
   plan_.segments = static_cast<uint32_t>(starts.size());
 
-  // The tensors a backward step reads: the op's inputs (rerun for its pre-activation), and a target that is the op's
-  // own output.
+  // The tensors a backward step reads: the op's inputs (rerun for its pre-activation, else those its backward
+  // reads), and a target that is the op's own output.
   auto reads = [&](uint32_t op) {
     std::vector<uint32_t> tensors;
-    for (uint32_t t : ops[op].inputs) {
-      if (t != kNone) tensors.push_back(t);
+    for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
+      const uint32_t t = ops[op].inputs[slot];
+      if (t != kNone && backward_reads(op, slot)) tensors.push_back(t);
     }
     if (op == target && tap_->kind == TapKind::Output) tensors.push_back(ops[op].outputs[0]);
     return tensors;
@@ -154,6 +155,11 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
   // Segments from the last to the first. A tensor a segment reads from before its start is kept by the forward pass
   // (a checkpoint), and so is one a later segment reads; the segment recomputes the rest of what it reads.
   std::vector<bool> kept(tensor_count, false);
+  // A target that is its op's output is kept rather than recomputed from the op's inputs (which can be larger).
+  if (tap_->kind == TapKind::Output) {
+    kept[ops[target].outputs[0]] = true;
+    plan_.checkpoints = 1;
+  }
   std::vector<uint32_t> step_of(n, kNone);  // timeline step of each path op's backward
   for (size_t k = starts.size(); k-- > 0;) {
     const uint32_t begin = starts[k], end = k + 1 < starts.size() ? starts[k + 1] : n;
@@ -211,7 +217,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
       Action action;
       action.op = op;
       action.backward = true;
-      action.forward_scratch = forward_scratch(op, request);
+      if (op == target || reruns_for_gradient(op)) action.forward_scratch = forward_scratch(op, request);
       actions_.push_back(std::move(action));
     }
     // The recomputed tensors' buffers. An output that is kept, or unread, needs none; outputs[0] is always
@@ -318,6 +324,17 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
   }
 }
 
+bool Explainer::backward_reads(uint32_t op, uint32_t slot) const {
+  const format::Op& record = model_.file().ops()[op];
+  if (op == tap_->op) return tap_->kind != TapKind::Output;  // the recovery reruns the op, except for its output
+  return reruns_for_gradient(op) || op_definition(record.kind).backward_reads_input(record, slot);
+}
+
+bool Explainer::reruns_for_gradient(uint32_t op) const {
+  const format::Op& record = model_.file().ops()[op];
+  return record.outputs[0] == model_.graph().output || output_activation(record) != format::Activation::Linear;
+}
+
 const float* Explainer::value(const Executor& executor, uint32_t tensor) const {
   return recomputed_[tensor] != kNone ? executor.extra(recomputed_[tensor]) : executor.tensor(tensor);
 }
@@ -384,14 +401,17 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
   const float* dmean = gradient(executor, op.outputs[1]);
   if (!seed && !dy && !dmean) return;  // nothing from the score flows through this op
 
-  // z: the pre-activation, recomputed without the residual; then turned into dz in place.
+  // z: the pre-activation, recomputed without the residual; then turned into dz in place. A linear op needs no z:
+  // its dz is its output's gradient.
   float* dz = executor.extra(action.pre_activation);
-  Recompute pre_activation = rerun(executor, action);
-  pre_activation.skip_activation = pre_activation.skip_residual = true;
-  pre_activation.output = dz;
-  executor.run_op(action.op, pre_activation);
-  const size_t count = g.output.elements();
   const format::Activation act = output_activation(op);
+  if (reruns_for_gradient(action.op)) {
+    Recompute pre_activation = rerun(executor, action);
+    pre_activation.skip_activation = pre_activation.skip_residual = true;
+    pre_activation.output = dz;
+    executor.run_op(action.op, pre_activation);
+  }
+  const size_t count = g.output.elements();
   float* residual_gradient = definition.residual_input ? gradient(executor, op.inputs[1]) : nullptr;
   if (seed) {
     const float* y = executor.tensor(op.outputs[0]);
@@ -410,7 +430,7 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
     if (residual_gradient && score == CamScore::Prob) residual_gradient[class_index] += 1.0f;
   } else {
     // The output's gradient (plus the squeeze-excite means' share, spread over the pixels) times the activation's
-    // derivative, in place over z.
+    // derivative, in place over z (a linear op's buffer holds no z, and the kernel reads none).
     const uint32_t pixels = g.output.h * g.output.w;
     const ops::ActivationGradientArgs through{dz, dy, dmean, 1.0f / static_cast<float>(pixels), dz, pixels,
                                               g.output.c, act, op.act_max};
@@ -422,7 +442,7 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
     const uint32_t t = op.inputs[slot];
     if (t == kNone) continue;
-    call.input[slot] = value(executor, t);
+    call.input[slot] = backward_reads(action.op, slot) ? value(executor, t) : nullptr;
     call.input_shape[slot] = model_.graph().tensors[t];
     // The residual's share was added above: the op's backward sees only what flows through its kernel.
     if (!(slot == 1 && definition.residual_input)) call.input_gradient[slot] = gradient(executor, t);

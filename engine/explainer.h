@@ -82,6 +82,10 @@ class Explainer {
   // Builds the schedule of one segmentation (segment starts, ascending, the first the target) into `request`.
   void schedule(const std::vector<uint32_t>& starts, PlanRequest& request);
   uint32_t add_buffer(PlanRequest& request, uint64_t floats, uint32_t first, uint32_t last);
+  // Whether an op's backward step reruns it for its pre-activation (the seed and every op with an activation).
+  bool reruns_for_gradient(uint32_t op) const;
+  // Whether an op's backward step reads the forward value of inputs[slot] (its rerun's, or its backward's).
+  bool backward_reads(uint32_t op, uint32_t slot) const;
   // Where a tensor's value is read during the backward pass: its recomputed buffer, else its forward tensor.
   const float* value(const Executor& executor, uint32_t tensor) const;
   Recompute rerun(const Executor& executor, const Action& action) const;

@@ -54,7 +54,9 @@ void activation_backward(const float* z, const float* dy, float* dz, size_t n, A
 }
 
 void activation_backward(const ActivationGradientArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
-  if (!a.z || !a.dz || (!a.dy && !a.dmean)) throw Error("ops::activation_backward: null tensor");
+  if ((!a.z && a.act != Activation::Linear) || !a.dz || (!a.dy && !a.dmean)) {
+    throw Error("ops::activation_backward: null tensor");
+  }
   if (static_cast<uint32_t>(a.act) > static_cast<uint32_t>(Activation::Tanh)) {
     throw Error("ops: softmax has no elementwise derivative");
   }

@@ -26,7 +26,7 @@ void activation_backward(const float* z, const float* dy, float* dz, size_t n, A
 
 // The gradient through the activation of an op whose output y = act(z) (pixels x channels) may also feed its
 // per-channel spatial mean: dz = (dy + dmean[c] * mean_scale) * act'(z), dy and dmean optional (nullptr = 0).
-// dz may alias z or dy. Split by pixels like the forward kernels.
+// dz may alias z or dy; z is not read for Linear (it may be nullptr then). Split by pixels like the forward kernels.
 struct ActivationGradientArgs {
   const float* z = nullptr;
   const float* dy = nullptr;

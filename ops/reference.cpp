@@ -222,7 +222,7 @@ void activation_backward(const ActivationGradientArgs& a, uint32_t pixel_begin, 
   const Activation act = a.act;
   const float act_max = a.act_max;
   for (size_t i = size_t{pixel_begin} * a.channels; i < size_t{pixel_end} * a.channels; ++i) {
-    const double v = a.z[i];
+    const double v = act == Activation::Linear ? 0.0 : a.z[i];  // z is not read for Linear
     double derivative = 1;
     switch (act) {
       case Activation::Linear: break;

@@ -100,6 +100,9 @@ void backward(const BackwardCall& call) {
   ops::multiply_backward(gating, scaled, gx, gate_gradient);
 }
 
+// Only a gated conv reads its forward inputs (the input and the gate, for the gate's gradient).
+bool backward_reads_input(const format::Op& op, uint32_t slot) { return op.inputs[2] != kNone && slot != 1; }
+
 }  // namespace
 
 const OpDefinition kConv = {
@@ -114,6 +117,7 @@ const OpDefinition kConv = {
     .in_place_inputs = {1, kNoSlot},  // the residual add in place; never over the conv's own input
     .forward = forward,
     .backward_scratch = backward_scratch,
+    .backward_reads_input = backward_reads_input,
     .backward = backward,
 };
 

@@ -39,11 +39,15 @@ template <class A>
 void activation_backward(const ActivationGradientArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
   with_activation(a.act, [&](auto tag) {
     // dz over [begin, begin + count) from dy and an optional per-channel term `extra`.
+    constexpr Activation Act = decltype(tag)::value;
     auto run = [&](size_t begin, uint32_t count, const Vec<A>& extra) {
-      const Vec<A> derivative =
-          activation_derivative<A, decltype(tag)::value>(load_partial<A>(a.z + begin, count), a.act_max);
       const Vec<A> g = a.dy ? load_partial<A>(a.dy + begin, count) + extra : extra;
-      store_partial<A>(a.dz + begin, g * derivative, count);
+      if constexpr (Act == Activation::Linear) {
+        store_partial<A>(a.dz + begin, g, count);  // z is not read
+      } else {
+        const Vec<A> z = load_partial<A>(a.z + begin, count);
+        store_partial<A>(a.dz + begin, g * activation_derivative<A, Act>(z, a.act_max), count);
+      }
     };
     if (!a.dmean) {
       const size_t end = size_t{pixel_end} * a.channels;
