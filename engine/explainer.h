@@ -4,13 +4,14 @@
 // keeping (Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost"): the ops from the target to the output
 // are cut into segments; the forward pass keeps only the tensors a segment reads from before its start (its
 // checkpoints), and the segment's own tensors are recomputed, with the same kernels in the same order (the same
-// values to the bit), just before its backward steps. Each backward step reruns its op for the pre-activation and
-// takes the op's gradient from its row of the op table (engine/op_table.h; the kernels are in ops/backward.h).
+// values to the bit), just before its backward steps. Each backward step of an op with an activation reruns it for
+// its pre-activation; the op's gradient comes from its row of the op table (engine/op_table.h; the kernels are in
+// ops/backward.h).
 //
 // The schedule is data (Action, one per timeline step: a recomputation or a backward step, with the buffers it
-// reads and writes). The segmentation is chosen before anything runs: among the segmentations it tries (none, and
-// a greedy family by segment size), the least recomputation whose arena fits the budget; with no budget, the
-// smallest arena (every segmentation recomputes at most one forward pass of the ops after the target).
+// reads and writes). The segmentation is chosen before anything runs, among those it tries (none, and a greedy
+// family by segment size, cut between blocks): the least recomputation whose arena fits the budget; with no budget,
+// the smallest arena (every segmentation recomputes each op after the target at most once).
 #pragma once
 
 #include <cstdint>
