@@ -24,8 +24,8 @@ constexpr const char* kUsage =
     "         [--max-image-mib MIB]                 refuse images whose decoding needs more (default 24 B/pixel\n"
     "                                               of the 100 MP cap + 4 MiB)\n"
     "         [--memory-budget BYTES]               the most the activation arena may take (e.g. 12MiB): a deep\n"
-    "                                               CAM layer recomputes instead of keeping (default: the\n"
-    "                                               smallest arena costing at most one extra forward pass)\n"
+    "                                               CAM layer recomputes instead of keeping (default: twice\n"
+    "                                               the forward pass's arena)\n"
     "       effcam-predict --model MODEL.effcam --list-layers\n"
     "environment: EFFCAM_DISPATCH=avx512|avx2|scalar forces a kernel path\n";
 

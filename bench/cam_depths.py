@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """Grad-CAM at every depth: one layer in each stage of EfficientNetV2-S (300x300) and -B0 (224x224), fp16, 1 thread.
 
-For each layer, effcam-predict --json is given the same image K times in one process, twice: with the default plan
-(the smallest arena; deep layers recompute) and with a generous --memory-budget (everything kept, nothing
-recomputed). Printed per layer: the map size, the arena of each plan and its ratio to the forward pass's, the
-default plan's floor and recomputation (share of the forward's multiply-adds, its milliseconds), the peak RSS of
-the default process, and the time of forward + CAM (median over the images after the first) against the same at
-top_conv, the issue's yardstick (<= 2x). Whether the two plans' maps are equal to the bit is checked on the way.
+For each layer, effcam-predict --json is given the same image K times in one process, three times: with the
+default plan (within twice the forward's arena; deep layers recompute), with a generous --memory-budget (everything
+kept, nothing recomputed) and with the floor as the budget (the smallest arena). Printed per layer: the map size,
+the arena of each plan and its ratio to the forward pass's, the default plan's recomputation (share of the
+forward's multiply-adds, its milliseconds), the peak RSS of the default process, and the time of forward + CAM
+(median over the images after the first) of the default and the floor plans against the default's at top_conv, the
+issue's yardstick (<= 2x). Whether the three plans' maps are equal to the bit is checked on the way.
 
 usage: /usr/bin/python3 bench/cam_depths.py [--images K] [--build DIR]
 """
@@ -49,8 +50,8 @@ def main():
         if b.stale(b0, b0_keras):
             b.run([os.path.join(args.build, "apps", "effcam-convert"), b0_keras, b0, "--dtype", "fp16"])
         models["b0"] = (b0, 224)
-    print("| model | layer | map | arena (x forward) | kept: arena (x forward) | floor | recomputed (MACs, ms) "
-          "| peak RSS | forward + CAM | x top_conv | same map |")
+    print("| model | layer | map | arena (x forward) | all kept | floor | recomputed (MACs, ms) | peak RSS "
+          "| forward + CAM (x top_conv) | at the floor | same map |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (model, size) in models.items():
         image = os.path.join(work, f"noise_{size}.png")
@@ -59,17 +60,20 @@ def main():
                    f".integers(0, 256, ({size}, {size}, 3), dtype=np.uint8)).save('{image}')"])
         base_ms = None
         for layer in LAYERS[name]:
-            small, ms, recompute_ms = runs(predict, model, image, layer, args.images, None)
+            chosen, ms, recompute_ms = runs(predict, model, image, layer, args.images, None)
             kept, _, _ = runs(predict, model, image, layer, 1, "1GiB")
+            plan, forward = chosen["cam"]["plan"], chosen["forward_arena_bytes"]
+            floor, floor_ms, _ = runs(predict, model, image, layer, args.images, str(plan["arena_floor_bytes"]))
             base_ms = base_ms or ms
-            plan, forward = small["cam"]["plan"], small["forward_arena_bytes"]
             share = plan["recomputed_multiply_adds"] / plan["forward_multiply_adds"]
-            print(f"| {name.upper()} | {layer} | {small['cam']['height']}x{small['cam']['width']} "
-                  f"| {small['arena_bytes'] / 1e6:.2f} MB ({small['arena_bytes'] / forward:.2f}x) "
+            same = chosen["cam"]["raw"] == kept["cam"]["raw"] == floor["cam"]["raw"]
+            print(f"| {name.upper()} | {layer} | {chosen['cam']['height']}x{chosen['cam']['width']} "
+                  f"| {chosen['arena_bytes'] / 1e6:.2f} MB ({chosen['arena_bytes'] / forward:.2f}x) "
                   f"| {kept['arena_bytes'] / 1e6:.2f} MB ({kept['arena_bytes'] / forward:.2f}x) "
-                  f"| {plan['arena_floor_bytes'] / 1e6:.2f} MB | {100 * share:.0f}%, {recompute_ms:.0f} ms "
-                  f"| {small['peak_rss_bytes'] / (1 << 20):.1f} MiB | {ms:.0f} ms | {ms / base_ms:.2f} "
-                  f"| {'yes' if small['cam']['raw'] == kept['cam']['raw'] else 'NO'} |", flush=True)
+                  f"| {floor['arena_bytes'] / 1e6:.2f} MB ({floor['arena_bytes'] / forward:.2f}x) "
+                  f"| {100 * share:.0f}%, {recompute_ms:.0f} ms | {chosen['peak_rss_bytes'] / (1 << 20):.1f} MiB "
+                  f"| {ms:.0f} ms ({ms / base_ms:.2f}) | {floor_ms:.0f} ms ({floor_ms / base_ms:.2f}) "
+                  f"| {'yes' if same else 'NO'} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 // effcam-bench: forward-pass latency, throughput, peak memory and achieved FLOP rate of a .effcam model.
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,7 +29,7 @@ constexpr const char* kDefaultModel = "out/food101.effcam";
 
 constexpr const char* kUsage =
     "usage: effcam-bench [--model M.effcam] [--threads N] [--iters N] [--warmup N] [--json] [--profile]\n"
-    "                    [--cam] [--cam-layer KERAS_LAYER]\n"
+    "                    [--cam] [--cam-layer KERAS_LAYER] [--memory-budget BYTES]\n"
     "Times Session::run (the forward pass, preprocessing excluded) on a fixed pseudo-random image and prints\n"
     "min / median / p90 latency, images per second, peak RSS (VmHWM), achieved GFLOP/s (2 x the graph's\n"
     "multiply-adds / median) and its share of the measured fp32 FMA peak of N threads (effcam-fma-peak).\n"
@@ -44,7 +45,9 @@ constexpr const char* kUsage =
     "               map) at the default layer (the last Conv2D / DepthwiseConv2D: top_conv for EfficientNetV2);\n"
     "               (GFLOP/s still counts the forward's multiply-adds, --profile times the forward's ops)\n"
     "  --cam-layer L\n"
-    "               Grad-CAM at Keras layer L instead (implies --cam; effcam-predict --list-layers lists them)\n";
+    "               Grad-CAM at Keras layer L instead (implies --cam; effcam-predict --list-layers lists them)\n"
+    "  --memory-budget BYTES\n"
+    "               the arena's budget in bytes, as effcam-predict's (1073741824 keeps every activation)\n";
 
 struct Arguments {
   std::string model = kDefaultModel;
@@ -55,6 +58,7 @@ struct Arguments {
   bool profile = false;
   bool cam = false;
   std::string cam_layer;  // empty: the model's default
+  uint64_t memory_budget_bytes = 0;  // 0: the default plan
 };
 
 Arguments parse_arguments(int argc, char** argv) {
@@ -83,6 +87,12 @@ Arguments parse_arguments(int argc, char** argv) {
     } else if (arg == "--cam-layer") {
       args.cam = true;
       args.cam_layer = value();
+    } else if (arg == "--memory-budget") {
+      const std::string text = value();
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), args.memory_budget_bytes);
+      if (error != std::errc() || end != text.data() + text.size() || args.memory_budget_bytes == 0) {
+        throw effcam::Error("--memory-budget wants a whole number of bytes, got '" + text + "'");
+      }
     } else if (arg == "-h" || arg == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -159,6 +169,7 @@ int run(const Arguments& args) {
   effcam::engine::SessionOptions options;
   options.threads = args.threads;
   if (args.cam) options.cam_layer = args.cam_layer.empty() ? model.default_cam_layer() : args.cam_layer;
+  options.memory_budget_bytes = args.memory_budget_bytes;
   effcam::engine::Session session(model, options);
   // The plan may reuse the input tensor's memory, so every run gets its input again (outside the timing).
   const std::vector<float> pixels =

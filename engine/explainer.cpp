@@ -90,39 +90,44 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
 
   const PlanRequest forward_request = request;
   const MemoryPlan forward_plan = plan_memory(ops, graph, forward_request);
+  // Each segmentation twice: an op rerun for its pre-activation in its backward step, or its recomputation
+  // keeping the pre-activation until then (no rerun, a longer-lived buffer). The cost is the multiply-adds run
+  // again: recomputations and reruns.
   struct Tried {
-    uint64_t arena, recomputed;
+    size_t candidate;
+    bool keep_pre_activations;
+    uint64_t arena, cost;
   };
   std::vector<Tried> tried;
-  for (const std::vector<uint32_t>& starts : candidates) {
-    PlanRequest trial = forward_request;
-    schedule(starts, trial);
-    tried.push_back({plan_memory(ops, graph, trial).arena_bytes, plan_.recomputed_multiply_adds});
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    for (bool keep_pre_activations : {false, true}) {
+      PlanRequest trial = forward_request;
+      schedule(candidates[k], keep_pre_activations, trial);
+      tried.push_back({k, keep_pre_activations, plan_memory(ops, graph, trial).arena_bytes,
+                       plan_.recomputed_multiply_adds + plan_.rerun_multiply_adds});
+    }
   }
-  size_t best = 0;
   uint64_t floor = ~uint64_t{0};
-  for (size_t k = 0; k < tried.size(); ++k) {
-    floor = std::min(floor, tried[k].arena);
-    const Tried &a = tried[k], &b = tried[best];
-    const bool better = budget_bytes > 0
-                            ? a.arena <= budget_bytes && (b.arena > budget_bytes || a.recomputed < b.recomputed ||
-                                                          (a.recomputed == b.recomputed && a.arena < b.arena))
-                            : a.arena < b.arena || (a.arena == b.arena && a.recomputed < b.recomputed);
-    if (better) best = k;
-  }
-  if (budget_bytes > 0 && tried[best].arena > budget_bytes) {
+  for (const Tried& t : tried) floor = std::min(floor, t.arena);
+  // Without a budget: within twice the forward pass's arena (or the floor, when that is more).
+  const uint64_t limit = budget_bytes > 0 ? budget_bytes : std::max(2 * forward_plan.arena_bytes, floor);
+  if (floor > limit) {
     throw Error("Grad-CAM at '" + layer + "' needs an arena of at least " + std::to_string(floor) +
                 " bytes (the forward pass alone " + std::to_string(forward_plan.arena_bytes) +
                 "), over the memory budget of " + std::to_string(budget_bytes) + " bytes");
   }
-  schedule(candidates[best], request);
-  plan_.arena_bytes = tried[best].arena;
+  const Tried* best = nullptr;
+  for (const Tried& t : tried) {
+    if (t.arena <= limit && (!best || t.cost < best->cost || (t.cost == best->cost && t.arena < best->arena))) best = &t;
+  }
+  schedule(candidates[best->candidate], best->keep_pre_activations, request);
+  plan_.arena_bytes = best->arena;
   plan_.floor_bytes = floor;
   plan_.lower_bound_bytes = std::max(plan_.lower_bound_bytes, forward_plan.lower_bound_bytes);
   plan_.forward_multiply_adds = graph_multiply_adds(ops, graph);
 }
 
-void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& request) {
+void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_activations, PlanRequest& request) {
   const auto ops = model_.file().ops();
   const Graph& graph = model_.graph();
   const uint32_t n = static_cast<uint32_t>(ops.size()), target = tap_->op;
@@ -193,6 +198,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
         request.extend.push_back({t, at});
       }
     };
+    std::vector<uint32_t> recomputed_at(n, kNone);  // the step of an op recomputed keeping its pre-activation
     for (uint32_t op = begin; op < end; ++op) {
       if (!recompute[op]) continue;
       for (uint32_t in : ops[op].inputs) {
@@ -201,6 +207,8 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
       for (uint32_t t : ops[op].outputs) {
         if (t != kNone) made_at[t] = step();
       }
+      const bool backward_here = std::find(backward_ops.begin(), backward_ops.end(), op) != backward_ops.end();
+      if (keep_pre_activations && backward_here && op != target && splits_activation(op)) recomputed_at[op] = step();
       Action action;
       action.op = op;
       action.forward_scratch = forward_scratch(op, request);
@@ -216,7 +224,15 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
       Action action;
       action.op = op;
       action.backward = true;
-      if (op == target || reruns_for_gradient(op)) action.forward_scratch = forward_scratch(op, request);
+      if (recomputed_at[op] != kNone) {
+        // The pre-activation its recomputation left: from there to here.
+        action.pre_activation = add_buffer(request, graph.ops[op].output.elements(), recomputed_at[op], step());
+        action.pre_activation_recomputed = true;
+        actions_[recomputed_at[op] - n].pre_activation = action.pre_activation;
+      } else if (op == target || reruns_for_gradient(op)) {
+        action.forward_scratch = forward_scratch(op, request);
+        if (op != target) plan_.rerun_multiply_adds += op_multiply_adds(ops[op], graph.ops[op]);
+      }
       actions_.push_back(std::move(action));
     }
     // The recomputed tensors' buffers. An output that is kept, or unread, needs none; outputs[0] is always
@@ -283,7 +299,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, PlanRequest& reque
       if (kind == TapKind::ScaledInput) action.scratch = add_buffer(request, scratch.step_floats, at, at);
       continue;
     }
-    action.pre_activation = add_buffer(request, geometry.output.elements(), at, at);
+    if (action.pre_activation == kNone) action.pre_activation = add_buffer(request, geometry.output.elements(), at, at);
     if (scratch.step_floats > 0) action.scratch = add_buffer(request, scratch.step_floats, at, at);
     shared_floats = std::max(shared_floats, scratch.shared_floats);
   }
@@ -329,6 +345,14 @@ bool Explainer::backward_reads(uint32_t op, uint32_t slot) const {
   return reruns_for_gradient(op) || op_definition(record.kind).backward_reads_input(record, slot);
 }
 
+bool Explainer::splits_activation(uint32_t op) const {
+  const format::Op& record = model_.file().ops()[op];
+  const OpDefinition& definition = op_definition(record.kind);
+  const bool residual = definition.residual_input && record.inputs[1] != kNone;
+  return definition.activation_in_epilogue && reruns_for_gradient(op) && !residual && record.outputs[1] == kNone &&
+         record.outputs[0] != model_.graph().output;
+}
+
 bool Explainer::reruns_for_gradient(uint32_t op) const {
   const format::Op& record = model_.file().ops()[op];
   return record.outputs[0] == model_.graph().output || output_activation(record) != format::Activation::Linear;
@@ -350,9 +374,21 @@ Recompute Explainer::rerun(const Executor& executor, const Action& action) const
 
 void Explainer::recompute_op(Executor& executor, const Action& action) const {
   Recompute r = rerun(executor, action);
-  r.output = executor.extra(action.output);
-  if (action.second_output != kNone) r.second_output = executor.extra(action.second_output);
+  float* y = executor.extra(action.output);
+  if (action.pre_activation == kNone) {
+    r.output = y;
+    if (action.second_output != kNone) r.second_output = executor.extra(action.second_output);
+    executor.run_op(action.op, r);
+    return;
+  }
+  // Kept for the op's backward step: the pre-activation, then the activation over it through the same SIMD
+  // function the fused kernel applies (splits_activation), so y has the same bits.
+  const format::Op& op = model_.file().ops()[action.op];
+  float* z = executor.extra(action.pre_activation);
+  r.skip_activation = true;
+  r.output = z;
   executor.run_op(action.op, r);
+  ops::activate(z, y, 0, model_.graph().ops[action.op].output.elements(), output_activation(op), op.act_max);
 }
 
 float* Explainer::gradient(const Executor& executor, uint32_t tensor) const {
@@ -404,7 +440,7 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
   // its dz is its output's gradient.
   float* dz = executor.extra(action.pre_activation);
   const format::Activation act = output_activation(op);
-  if (reruns_for_gradient(action.op)) {
+  if (reruns_for_gradient(action.op) && !action.pre_activation_recomputed) {
     Recompute pre_activation = rerun(executor, action);
     pre_activation.skip_activation = pre_activation.skip_residual = true;
     pre_activation.output = dz;

@@ -9,9 +9,10 @@
 // ops/backward.h).
 //
 // The schedule is data (Action, one per timeline step: a recomputation or a backward step, with the buffers it
-// reads and writes). The segmentation is chosen before anything runs, among those it tries (none, and a greedy
-// family by segment size, cut between blocks): the least recomputation whose arena fits the budget; with no budget,
-// the smallest arena (every segmentation recomputes each op after the target at most once).
+// reads and writes). The plan is chosen before anything runs, among those it tries (segmentations: none, and a
+// greedy family by segment size, cut between blocks; each with reruns, or keeping the pre-activations that
+// recomputations make): the least work done again (multiply-adds recomputed and rerun) whose arena fits the budget,
+// by default twice the forward pass's arena. Every plan recomputes each op after the target at most once.
 #pragma once
 
 #include <cstdint>
@@ -50,12 +51,14 @@ struct ExplainPlan {
   uint32_t checkpoints = 0;             // forward tensors kept for the backward pass
   uint32_t recomputed_ops = 0;
   uint64_t recomputed_multiply_adds = 0;
+  uint64_t rerun_multiply_adds = 0;     // backward steps rerunning their op for its pre-activation
   uint64_t forward_multiply_adds = 0;   // of the whole forward pass, for scale
 };
 
 class Explainer {
  public:
-  // Finds `layer`'s tap and schedules the backward pass inside `budget_bytes` of arena (0: no budget): appends to
+  // Finds `layer`'s tap and schedules the backward pass inside `budget_bytes` of arena (0: twice the forward pass's,
+  // or the smallest arena found when that is more): appends to
   // `request` the forward tensors it keeps, its buffers and the run's last step. Throws effcam::Error for a layer
   // that is unknown, not a spatial map or not on the way to the output, and when no segmentation fits the budget
   // (naming the smallest arena it found).
@@ -78,13 +81,21 @@ class Explainer {
     uint32_t scratch = format::kNone;          // backward: the op's own backward scratch (BackwardScratch::step_floats)
     uint32_t forward_scratch = format::kNone;  // the scratch of the op's forward call (OpDefinition::scratch_floats)
     uint32_t output = format::kNone, second_output = format::kNone;  // a recomputation's outputs (kNone: unread)
+    // backward: pre_activation was left by the op's recomputation (which then wrote it and applied the activation
+    // over it), so the step does not rerun the op
+    bool pre_activation_recomputed = false;
   };
 
-  // Builds the schedule of one segmentation (segment starts, ascending, the first the target) into `request`.
-  void schedule(const std::vector<uint32_t>& starts, PlanRequest& request);
+  // Builds the schedule of one segmentation (segment starts, ascending, the first the target) into `request`; with
+  // keep_pre_activations, an op that splits_activation keeps the pre-activation of its recomputation for its
+  // backward step instead of rerunning there.
+  void schedule(const std::vector<uint32_t>& starts, bool keep_pre_activations, PlanRequest& request);
   uint32_t add_buffer(PlanRequest& request, uint64_t floats, uint32_t first, uint32_t last);
   // Whether an op's backward step reruns it for its pre-activation (the seed and every op with an activation).
   bool reruns_for_gradient(uint32_t op) const;
+  // Whether an op's output is its activation applied element-wise to its pre-activation by the kernels' shared
+  // epilogue (no residual, no second output), so a recomputation can write both with the same bits.
+  bool splits_activation(uint32_t op) const;
   // Whether an op's backward step reads the forward value of inputs[slot] (its rerun's, or its backward's).
   bool backward_reads(uint32_t op, uint32_t slot) const;
   // Where a tensor's value is read during the backward pass: its recomputed buffer, else its forward tensor.

@@ -124,6 +124,9 @@ struct OpDefinition {
   bool input_scale = false;
   // A kernel whose output a folded BatchNorm scaled: BeforeAffine taps undo it.
   bool kernel = false;
+  // Without a residual or second output, outputs[0] is the activation applied element-wise to the pre-activation
+  // through the kernels' shared epilogue: ops::activate over the pre-activation gives the same bits.
+  bool activation_in_epilogue = false;
   // The activation at outputs[0]: &format::Op::activation, or the squeeze-excite gate's &format::Op::activation2.
   format::Activation format::Op::*output_activation = &format::Op::activation;
 

@@ -26,8 +26,8 @@ struct SessionOptions {
   // The Keras layer explain() differentiates to (bare or "base/layer"); empty = no explanations. The backward pass
   // is planned with the forward one, in the same arena.
   std::string cam_layer;
-  // The most bytes the arena may take (0: no limit). The explainer recomputes instead of keeping to fit it; a
-  // session that cannot fit fails with the smallest arena it found.
+  // The most bytes the arena may take (0: the explainer's default, twice the forward pass's). The explainer
+  // recomputes instead of keeping to fit it; a session that cannot fit fails with the smallest arena it found.
   uint64_t memory_budget_bytes = 0;
 };
 

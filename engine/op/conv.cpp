@@ -112,6 +112,7 @@ const OpDefinition kConv = {
     .residual_input = true,
     .input_scale = true,
     .kernel = true,
+    .activation_in_epilogue = true,
     .multiply_adds = multiply_adds,
     .scratch_floats = scratch_floats,
     .in_place_inputs = {1, kNoSlot},  // the residual add in place; never over the conv's own input

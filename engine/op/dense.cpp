@@ -49,6 +49,7 @@ const OpDefinition kDense = {
     .name = "Dense",
     .shape = shape,
     .kernel = true,
+    .activation_in_epilogue = true,
     .multiply_adds = multiply_adds,
     .forward = forward,
     .backward = backward,

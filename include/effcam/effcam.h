@@ -122,7 +122,7 @@ typedef struct effcam_predictor_options {
   uint64_t max_image_bytes;      /* the image byte budget (PredictorOptions::max_image_bytes); 0 (default):
                                     24 x max_image_pixels + 4 MiB */
   uint64_t memory_budget_bytes;  /* the most the arena may take (PredictorOptions::memory_budget_bytes); 0 (default):
-                                    the smallest arena recomputing at most one extra forward pass */
+                                    twice the forward pass's arena (or the smallest arena found) */
 } effcam_predictor_options;
 EFFCAM_C_API void effcam_predictor_options_init(effcam_predictor_options* options);
 

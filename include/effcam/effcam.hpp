@@ -187,9 +187,10 @@ struct PredictorOptions {
   // max_image_pixels + 4 MiB. image_bytes() = this budget + what grows with the model's input.
   uint64_t max_image_bytes = 0;
   // The most bytes the arena (the forward pass and an explanation's backward pass) may take: explanations deep in
-  // the network then recompute activations instead of keeping them (MemoryFigures says how much). 0: the smallest
-  // arena whose recomputation costs at most one extra forward pass. A budget below what a CAM layer needs fails
-  // with InvalidArgument naming that layer's smallest arena.
+  // the network then recompute activations instead of keeping them (MemoryFigures says how much), each op at most
+  // once, so at most one extra forward pass; inside the budget, the plan recomputing least. 0: twice the forward
+  // pass's arena (or the smallest arena found, when a CAM layer needs more). A budget below what a CAM layer needs
+  // fails with InvalidArgument naming that layer's smallest arena.
   uint64_t memory_budget_bytes = 0;
 };
 

@@ -342,8 +342,8 @@ class Model:
         ImageError (None: 24 bytes per pixel of max_image_pixels + 4 MiB). memory["image_bytes"] bounds what one
         call allocates besides the arena. memory_budget: the most bytes each session's arena may take, as
         effcam-predict --memory-budget (an int, or a string such as "12MiB"): explaining a deep layer then
-        recomputes activations instead of keeping them (None: the smallest arena recomputing at most one forward
-        pass); a layer that cannot fit raises ValueError naming its smallest arena.
+        recomputes activations instead of keeping them (None: twice the forward pass's arena); a layer that cannot
+        fit raises ValueError naming its smallest arena.
         Raises FileError (cannot open), FormatError (not a valid .effcam file), ValueError (bad options)."""
         for name, value, top in (("threads", threads, 256), ("sessions", sessions, 256),
                                  ("max_image_pixels", max_image_pixels, 100_000_000)):

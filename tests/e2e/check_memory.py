@@ -5,10 +5,11 @@ usage: check_memory.py CASE   with CASE one of
          within 1.15x of the liveness lower bound
   flat   100 images in one process: RSS after the last image within 1 MiB of RSS after the first
   cam    the same predict with Grad-CAM at top_conv (the default): peak RSS <= the budget and not one byte of arena
-         more than the forward; at the interior block6h_add: peak and arena pinned at their measured budgets
+         more than the forward; at the interior block6h_add: peak and arena pinned at their measured figures
   budget Grad-CAM deep inside (block3c_add, 38x38): by default an arena <= 2x the forward's and a peak RSS <= the
          budget, recomputing at most one forward pass; the same map to the bit as keeping everything (a generous
-         --memory-budget) and as the smallest budget (the reported floor); below the floor one line and exit 1
+         --memory-budget) and as the smallest budget (the reported floor, which recomputes more); below the floor
+         one line and exit 1
   faults the page faults of that fresh one-image process (its cold start; unlike time, a deterministic count):
          at most the weights mapped at the kernel's fault-around granularity, the arena touched once page by page,
          and an allowance for the program, its libraries and the image's buffers. Copying the weights (~10,000
@@ -26,11 +27,11 @@ MIB = 1 << 20
 PEAK_BUDGET = 64 * MIB      # the product bar for one predict on EfficientNetV2-S fp16 at 300x300
 ARENA_OVER_BOUND = 1.15     # planner quality: arena / liveness lower bound
 FLAT_TOLERANCE = 1 * MIB    # RSS growth allowed over 100 images
-# Grad-CAM at block6h_add recomputes the activations of blocks 6h..6o for the backward pass instead of keeping them
-# (11,671,872 arena bytes when kept): measured 2026-12-07 at 6,920,640 arena bytes (the forward's) and 51.5 MiB
-# peak; the budgets leave a little for noise and fail on a real regression.
-INTERIOR_ARENA_BUDGET = 7_200_000
-INTERIOR_PEAK_BUDGET = 54 * MIB
+# Grad-CAM at block6h_add keeps the activations of blocks 6h..6o for the backward pass (the default plan: within 2x
+# the forward's arena, the least recomputation): measured 2026-12-07 at 11,733,568 arena bytes and 56.3 MiB peak;
+# the budgets leave ~2% for noise and fail on a real regression.
+INTERIOR_ARENA_BUDGET = 12_000_000
+INTERIOR_PEAK_BUDGET = 57 * MIB
 DEEP_LAYER = "block3c_add"  # inside the Fused-MBConv stages: 63 MB of arena when every activation is kept
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # Linux's default fault_around_bytes: a read fault on a file mapping maps up to 64 KiB of cached pages at once.
@@ -82,7 +83,7 @@ def cam():
     t.check(arena <= INTERIOR_ARENA_BUDGET, f"arena with Grad-CAM at block6h_add {arena} <= {INTERIOR_ARENA_BUDGET}")
     t.check(rss <= INTERIOR_PEAK_BUDGET,
             f"peak RSS with Grad-CAM at block6h_add {rss / MIB:.1f} MiB <= {INTERIOR_PEAK_BUDGET / MIB:.0f} MiB")
-    t.check(arena <= ARENA_OVER_BOUND * interior["arena_lower_bound_bytes"], "interior arena within 1.15x its bound")
+    t.check(arena <= 2 * interior["forward_arena_bytes"], f"interior arena {arena} <= 2x the forward's")
 
 
 def budget():
@@ -96,7 +97,7 @@ def budget():
           f"({arena / forward:.2f}x the forward's {forward}), plan {plan}")
     t.check(arena <= 2 * forward, f"arena {arena} <= 2 x the forward arena {forward}")
     t.check(rss <= PEAK_BUDGET, f"peak RSS {rss / MIB:.1f} MiB <= {PEAK_BUDGET / MIB:.0f} MiB")
-    t.check(arena == plan["arena_floor_bytes"], f"the default arena {arena} is the floor {plan['arena_floor_bytes']}")
+    t.check(plan["arena_floor_bytes"] <= arena, f"the floor {plan['arena_floor_bytes']} <= the default arena {arena}")
     t.check(0 < plan["recomputed_multiply_adds"] <= plan["forward_multiply_adds"],
             f"recomputed {plan['recomputed_multiply_adds']} multiply-adds: some, and at most one forward pass")
     kept = t.predict(model, image, extra=cam + ["--memory-budget", "1GiB"])[0]
@@ -108,6 +109,8 @@ def budget():
     at_floor = t.predict(model, image, extra=cam + ["--memory-budget", str(floor)])[0]
     t.check(at_floor["arena_bytes"] <= floor and at_floor["cam"]["raw"] == default["cam"]["raw"],
             f"a budget of exactly the floor ({floor}) fits and gives the same map")
+    t.check(at_floor["cam"]["plan"]["recomputed_multiply_adds"] >= plan["recomputed_multiply_adds"],
+            "the floor recomputes at least as much as the default")
     refused = t.run([t.PREDICT, "--model", model, image[0], "--memory-budget", str(floor - 1)] + cam, expect_ok=False)
     lines = refused.stderr.strip().splitlines()
     t.check(refused.returncode == 1 and len(lines) == 1 and f"at least {floor} bytes" in lines[0],

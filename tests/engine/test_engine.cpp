@@ -277,19 +277,23 @@ TEST_CASE("a memory budget: recomputation explains bit for bit as keeping does, 
     for (uint32_t threads : {1u, 2u}) {
       CAPTURE(layer);
       CAPTURE(threads);
-      const auto [smallest, reference] = explained(layer, 0, threads);
-      const effcam::engine::ExplainPlan plan = *smallest->explain_plan();
-      // The default is the smallest arena tried; it recomputes, and never more than one forward pass.
-      CHECK(plan.arena_bytes == plan.floor_bytes);
-      CHECK(plan.arena_bytes == smallest->plan().arena_bytes);
-      CHECK(plan.recomputed_ops > 0);
+      const auto [chosen, reference] = explained(layer, 0, threads);
+      const effcam::engine::ExplainPlan plan = *chosen->explain_plan();
+      // The default: within twice the forward pass's arena (or the floor, when more), recomputing at most one
+      // forward pass; the floor is the smallest arena tried.
+      CHECK(plan.arena_bytes == chosen->plan().arena_bytes);
+      CHECK(plan.arena_bytes <= std::max(2 * chosen->forward_arena_bytes(), plan.floor_bytes));
+      CHECK(plan.floor_bytes <= plan.arena_bytes);
       CHECK(plan.recomputed_multiply_adds <= plan.forward_multiply_adds);
-      CHECK(plan.lower_bound_bytes <= plan.arena_bytes);
-      // A generous budget keeps everything: nothing recomputed, a larger arena, the same values to the bit.
+      CHECK(plan.lower_bound_bytes <= plan.floor_bytes);
+      // A generous budget keeps everything: nothing recomputed, a larger arena than the floor, the same values to
+      // the bit.
       const auto [keeping, kept_values] = explained(layer, uint64_t{1} << 30, threads);
       CHECK(keeping->explain_plan()->recomputed_ops == 0);
-      CHECK(keeping->plan().arena_bytes > plan.arena_bytes);
+      CHECK(keeping->plan().arena_bytes > plan.floor_bytes);
       CHECK(kept_values == reference);
+      // The floor recomputes.
+      CHECK(explained(layer, plan.floor_bytes, threads).first->explain_plan()->recomputed_ops > 0);
       // Budgets in between, and exactly the floor, fit.
       for (uint64_t budget : {plan.floor_bytes, (plan.floor_bytes + keeping->plan().arena_bytes) / 2}) {
         CAPTURE(budget);

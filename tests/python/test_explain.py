@@ -87,15 +87,17 @@ def test_pictures_drawn_again_after_close_raise(bibimbap):
 
 
 def test_a_memory_budget_recomputes_to_the_same_map_and_refuses_below_its_floor(bibimbap):
-    """memory_budget as effcam-predict --memory-budget: the default plan recomputes deep layers (a smaller arena),
-    a generous budget keeps everything, both give the same map to the bit; below the floor: ValueError naming it."""
+    """memory_budget as effcam-predict --memory-budget: the default plan recomputes deep layers (within twice the
+    forward's arena), a generous budget keeps everything, both give the same map to the bit; below the floor:
+    ValueError naming it."""
     layer = "block2b_add"
-    with effcam.Model(converted("food101"), cam_layers=[layer]) as smallest, \
+    with effcam.Model(converted("food101"), cam_layers=[layer]) as chosen, \
             effcam.Model(converted("food101"), cam_layers=[layer], memory_budget="1GiB") as keeping:
-        small, kept = smallest.explain(bibimbap, layer=layer), keeping.explain(bibimbap, layer=layer)
+        small, kept = chosen.explain(bibimbap, layer=layer), keeping.explain(bibimbap, layer=layer)
         memory = small.prediction.memory
         assert memory["recomputed_ops"] > 0 and kept.prediction.memory["recomputed_ops"] == 0
-        assert memory["arena_bytes"] == memory["arena_floor_bytes"] < kept.prediction.memory["arena_bytes"]
+        assert memory["arena_floor_bytes"] <= memory["arena_bytes"] <= 2 * memory["forward_arena_bytes"]
+        assert memory["arena_bytes"] < kept.prediction.memory["arena_bytes"]
         assert np.array_equal(small.raw, kept.raw)
         floor = memory["arena_floor_bytes"]
     with pytest.raises(effcam.ValueError, match=f"at least {floor} bytes"):
