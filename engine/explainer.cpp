@@ -50,6 +50,50 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
   }
   if (!downstream[graph.output]) throw Error("Grad-CAM layer '" + layer + "' does not influence the model output");
 
+  const std::vector<std::vector<uint32_t>> candidates = segmentations();
+  const PlanRequest forward_request = request;
+  const MemoryPlan forward_plan = plan_memory(ops, graph, forward_request);
+  // Each segmentation twice: an op rerun for its pre-activation in its backward step, or its recomputation
+  // keeping the pre-activation until then (no rerun, a longer-lived buffer). The cost is the multiply-adds run
+  // again: recomputations and reruns.
+  struct Tried {
+    size_t candidate;
+    bool keep_pre_activations;
+    uint64_t arena, cost;
+  };
+  std::vector<Tried> tried;
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    for (bool keep_pre_activations : {false, true}) {
+      PlanRequest trial = forward_request;
+      schedule(candidates[k], keep_pre_activations, trial);
+      tried.push_back({k, keep_pre_activations, plan_memory(ops, graph, trial).arena_bytes,
+                       plan_.recomputed_multiply_adds + plan_.rerun_multiply_adds});
+    }
+  }
+  uint64_t floor = ~uint64_t{0};
+  for (const Tried& t : tried) floor = std::min(floor, t.arena);
+  // Without a budget: within twice the forward pass's arena (or the floor, when that is more).
+  const uint64_t limit = budget_bytes > 0 ? budget_bytes : std::max(2 * forward_plan.arena_bytes, floor);
+  if (floor > limit) {
+    throw Error("Grad-CAM at '" + layer + "' needs an arena of at least " + std::to_string(floor) +
+                " bytes (the forward pass alone " + std::to_string(forward_plan.arena_bytes) +
+                "), over the memory budget of " + std::to_string(budget_bytes) + " bytes");
+  }
+  const Tried* best = nullptr;
+  for (const Tried& t : tried) {
+    if (t.arena <= limit && (!best || t.cost < best->cost || (t.cost == best->cost && t.arena < best->arena))) best = &t;
+  }
+  schedule(candidates[best->candidate], best->keep_pre_activations, request);
+  plan_.arena_bytes = best->arena;
+  plan_.floor_bytes = floor;
+  plan_.lower_bound_bytes = std::max(plan_.lower_bound_bytes, forward_plan.lower_bound_bytes);
+  plan_.forward_multiply_adds = graph_multiply_adds(ops, graph);
+}
+
+std::vector<std::vector<uint32_t>> Explainer::segmentations() const {
+  const auto ops = model_.file().ops();
+  const Graph& graph = model_.graph();
+  const uint32_t n = static_cast<uint32_t>(ops.size()), target = tap_->op;
   // The segmentations tried: every path op its own segment (nothing recomputed, the most kept), then segments grown
   // greedily up to a size threshold (Chen et al.'s family), cut only where one tensor crosses the cut (between
   // blocks: one checkpoint per segment; cutting anywhere as well never gave a smaller arena on EfficientNetV2).
@@ -88,43 +132,7 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
     if (std::find(candidates.begin(), candidates.end(), starts) == candidates.end()) candidates.push_back(starts);
   }
 
-  const PlanRequest forward_request = request;
-  const MemoryPlan forward_plan = plan_memory(ops, graph, forward_request);
-  // Each segmentation twice: an op rerun for its pre-activation in its backward step, or its recomputation
-  // keeping the pre-activation until then (no rerun, a longer-lived buffer). The cost is the multiply-adds run
-  // again: recomputations and reruns.
-  struct Tried {
-    size_t candidate;
-    bool keep_pre_activations;
-    uint64_t arena, cost;
-  };
-  std::vector<Tried> tried;
-  for (size_t k = 0; k < candidates.size(); ++k) {
-    for (bool keep_pre_activations : {false, true}) {
-      PlanRequest trial = forward_request;
-      schedule(candidates[k], keep_pre_activations, trial);
-      tried.push_back({k, keep_pre_activations, plan_memory(ops, graph, trial).arena_bytes,
-                       plan_.recomputed_multiply_adds + plan_.rerun_multiply_adds});
-    }
-  }
-  uint64_t floor = ~uint64_t{0};
-  for (const Tried& t : tried) floor = std::min(floor, t.arena);
-  // Without a budget: within twice the forward pass's arena (or the floor, when that is more).
-  const uint64_t limit = budget_bytes > 0 ? budget_bytes : std::max(2 * forward_plan.arena_bytes, floor);
-  if (floor > limit) {
-    throw Error("Grad-CAM at '" + layer + "' needs an arena of at least " + std::to_string(floor) +
-                " bytes (the forward pass alone " + std::to_string(forward_plan.arena_bytes) +
-                "), over the memory budget of " + std::to_string(budget_bytes) + " bytes");
-  }
-  const Tried* best = nullptr;
-  for (const Tried& t : tried) {
-    if (t.arena <= limit && (!best || t.cost < best->cost || (t.cost == best->cost && t.arena < best->arena))) best = &t;
-  }
-  schedule(candidates[best->candidate], best->keep_pre_activations, request);
-  plan_.arena_bytes = best->arena;
-  plan_.floor_bytes = floor;
-  plan_.lower_bound_bytes = std::max(plan_.lower_bound_bytes, forward_plan.lower_bound_bytes);
-  plan_.forward_multiply_adds = graph_multiply_adds(ops, graph);
+  return candidates;
 }
 
 void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_activations, PlanRequest& request) {

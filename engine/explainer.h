@@ -86,6 +86,9 @@ class Explainer {
     bool pre_activation_recomputed = false;
   };
 
+  // The segmentations tried (segment starts, ascending, the first the target): every path op its own segment, then
+  // a greedy family by segment size, cut between blocks.
+  std::vector<std::vector<uint32_t>> segmentations() const;
   // Builds the schedule of one segmentation (segment starts, ascending, the first the target) into `request`; with
   // keep_pre_activations, an op that splits_activation keeps the pre-activation of its recomputation for its
   // backward step instead of rerunning there.
