@@ -120,6 +120,11 @@ TEST_CASE("C: predictors: options, arena, errors; a predictor outlives its freed
   options.cam_layers = nullptr;
   CHECK(effcam_predictor_create(model, &options, &predictor) == EFFCAM_ERROR_ARGUMENT);
   options.cam_layer_count = 0;
+  CHECK(options.memory_budget_bytes == 0);
+  options.memory_budget_bytes = 1024;  // below any arena: one error naming the smallest
+  CHECK(effcam_predictor_create(model, &options, &predictor) == EFFCAM_ERROR_ARGUMENT);
+  CHECK(last_error().find("over the memory budget of 1024 bytes") != std::string::npos);
+  options.memory_budget_bytes = 0;
   REQUIRE(effcam_predictor_create(model, &options, &predictor) == EFFCAM_OK);
   CHECK(predictor != nullptr);
   CHECK(effcam_predictor_arena_bytes(predictor) > 0);
