@@ -76,6 +76,7 @@ std::string to_json(const Prediction& p, const JsonOptions& options) {
                      {"checkpoints", p.memory.checkpoints},
                      {"recomputed_ops", p.memory.recomputed_ops},
                      {"recomputed_multiply_adds", p.memory.recomputed_multiply_adds},
+                     {"rerun_multiply_adds", p.memory.rerun_multiply_adds},
                      {"forward_multiply_adds", p.memory.forward_multiply_adds}}}};
   }
   for (const LayerDump& layer : p.layers) {

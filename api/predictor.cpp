@@ -442,6 +442,7 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
     memory.checkpoints = plan->checkpoints;
     memory.recomputed_ops = plan->recomputed_ops;
     memory.recomputed_multiply_adds = plan->recomputed_multiply_adds;
+    memory.rerun_multiply_adds = plan->rerun_multiply_adds;
     memory.forward_multiply_adds = plan->forward_multiply_adds;
   }
   return prediction;

@@ -278,10 +278,11 @@ struct MemoryFigures {
   // backward step (the gradients alive there and the step's own buffers).
   uint64_t arena_lower_bound_bytes = 0;
   // With a CAM: the smallest arena of the plans tried (what memory_budget_bytes can reach), the forward tensors
-  // kept for the backward pass, the ops recomputed and their multiply-adds against the forward pass's.
+  // kept for the backward pass, the ops recomputed and their multiply-adds, those of the backward steps that rerun
+  // their op for its pre-activation, and the forward pass's.
   uint64_t arena_floor_bytes = 0;
   uint32_t checkpoints = 0, recomputed_ops = 0;
-  uint64_t recomputed_multiply_adds = 0, forward_multiply_adds = 0;
+  uint64_t recomputed_multiply_adds = 0, rerun_multiply_adds = 0, forward_multiply_adds = 0;
 };
 
 struct Prediction {
@@ -349,7 +350,8 @@ class EFFCAM_API Predictor {
 // {decode, preprocess, forward, cam, recompute, total}, dispatch, peak_rss_bytes, rss_bytes, arena_bytes,
 // forward_arena_bytes, arena_lower_bound_bytes, cam {method, layer, class_index, label, score, score_kind, height,
 // width, values, raw, cam_empty, files, plan {arena_floor_bytes, checkpoints, recomputed_ops,
-// recomputed_multiply_adds, forward_multiply_adds}} (when explained), layers {name: {shape, values}} (when dumped).
+// recomputed_multiply_adds, rerun_multiply_adds, forward_multiply_adds}} (when explained), layers {name: {shape,
+// values}} (when dumped).
 struct JsonOptions {
   std::string model;            // when not empty: a "model" field with this name (the service's)
   bool embed_images = false;    // "overlay" / "heatmap" {mime, base64} for the encoded pictures

@@ -474,6 +474,7 @@ PYBIND11_MODULE(_effcam, m) {
           memory["checkpoints"] = f.checkpoints;
           memory["recomputed_ops"] = f.recomputed_ops;
           memory["recomputed_multiply_adds"] = f.recomputed_multiply_adds;
+          memory["rerun_multiply_adds"] = f.rerun_multiply_adds;
           memory["forward_multiply_adds"] = f.forward_multiply_adds;
         }
         return memory;
