@@ -55,23 +55,37 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
   const MemoryPlan forward_plan = plan_memory(ops, graph, forward_request);
   // Each segmentation twice: an op rerun for its pre-activation in its backward step, or its recomputation
   // keeping the pre-activation until then (no rerun, a longer-lived buffer). The cost is the multiply-adds run
-  // again: recomputations and reruns.
+  // again (recomputations and reruns); the liveness bound ranks plans cheaply, and only the few that may fit are
+  // placed (placed arenas come within a few percent of it).
   struct Tried {
     size_t candidate;
     bool keep_pre_activations;
-    uint64_t arena, cost;
+    uint64_t cost, live;
+    uint64_t arena = 0;  // placed: 0 until then
   };
   std::vector<Tried> tried;
   for (size_t k = 0; k < candidates.size(); ++k) {
     for (bool keep_pre_activations : {false, true}) {
       PlanRequest trial = forward_request;
       schedule(candidates[k], keep_pre_activations, trial);
-      tried.push_back({k, keep_pre_activations, plan_memory(ops, graph, trial).arena_bytes,
-                       plan_.recomputed_multiply_adds + plan_.rerun_multiply_adds});
+      tried.push_back({k, keep_pre_activations, plan_.recomputed_multiply_adds + plan_.rerun_multiply_adds,
+                       plan_lower_bound(ops, graph, trial)});
     }
   }
-  uint64_t floor = ~uint64_t{0};
-  for (const Tried& t : tried) floor = std::min(floor, t.arena);
+  auto place = [&](Tried& t) {
+    if (t.arena == 0) {
+      PlanRequest trial = forward_request;
+      schedule(candidates[t.candidate], t.keep_pre_activations, trial);
+      t.arena = plan_memory(ops, graph, trial).arena_bytes;
+    }
+    return t.arena;
+  };
+  // The floor: the smallest placed arena among the plans whose liveness bound is within 10% of the smallest.
+  uint64_t least_live = ~uint64_t{0}, floor = ~uint64_t{0};
+  for (const Tried& t : tried) least_live = std::min(least_live, t.live);
+  for (Tried& t : tried) {
+    if (t.live * 10 <= least_live * 11) floor = std::min(floor, place(t));
+  }
   // Without a budget: within twice the forward pass's arena (or the floor, when that is more).
   const uint64_t limit = budget_bytes > 0 ? budget_bytes : std::max(2 * forward_plan.arena_bytes, floor);
   if (floor > limit) {
@@ -79,12 +93,14 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
                 " bytes (the forward pass alone " + std::to_string(forward_plan.arena_bytes) +
                 "), over the memory budget of " + std::to_string(budget_bytes) + " bytes");
   }
-  const Tried* best = nullptr;
-  for (const Tried& t : tried) {
-    if (t.arena <= limit && (!best || t.cost < best->cost || (t.cost == best->cost && t.arena < best->arena))) best = &t;
-  }
-  schedule(candidates[best->candidate], best->keep_pre_activations, request);
-  plan_.arena_bytes = best->arena;
+  // The least cost that fits, trying the cheapest first (the floor's plan fits, so one does).
+  std::stable_sort(tried.begin(), tried.end(), [](const Tried& a, const Tried& b) {
+    return a.cost != b.cost ? a.cost < b.cost : a.live < b.live;
+  });
+  size_t best = 0;
+  while (tried[best].live > limit || place(tried[best]) > limit) ++best;
+  schedule(candidates[tried[best].candidate], tried[best].keep_pre_activations, request);
+  plan_.arena_bytes = tried[best].arena;
   plan_.floor_bytes = floor;
   plan_.lower_bound_bytes = std::max(plan_.lower_bound_bytes, forward_plan.lower_bound_bytes);
   plan_.forward_multiply_adds = graph_multiply_adds(ops, graph);

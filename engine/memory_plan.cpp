@@ -25,7 +25,8 @@ class Planner {
   Planner(std::span<const format::Op> ops, const Graph& graph, const PlanRequest& request)
       : ops_(ops), graph_(graph), request_(request) {}
 
-  MemoryPlan run();
+  // The plan; with place = false only its lower bound (no offsets), for comparing requests cheaply.
+  MemoryPlan run(bool place);
 
  private:
   uint32_t group_of(uint32_t tensor) {
@@ -49,7 +50,7 @@ class Planner {
   std::vector<Buffer> buffer_of_group_;  // indexed by group root tensor
 };
 
-MemoryPlan Planner::run() {
+MemoryPlan Planner::run(bool place_buffers) {
   const uint32_t tensor_count = static_cast<uint32_t>(graph_.tensors.size());
   const uint32_t end = std::max(static_cast<uint32_t>(ops_.size()), request_.final_step);  // the run is over
   std::vector<uint32_t> first_use(tensor_count, kNone);
@@ -129,12 +130,19 @@ MemoryPlan Planner::run() {
     buffers.push_back(&extra[k]);
   }
 
-  // The liveness lower bound: the most bytes alive during any one step.
-  std::vector<uint64_t> live(end + 1, 0);
+  // The liveness lower bound: the most bytes alive during any one step (a buffer adds at its first step and
+  // leaves after its last).
+  std::vector<int64_t> change(end + 2, 0);
   for (const Buffer* b : buffers) {
-    for (uint32_t i = b->first; i <= b->last; ++i) live[i] += b->bytes;
+    change[b->first] += static_cast<int64_t>(b->bytes);
+    change[b->last + 1] -= static_cast<int64_t>(b->bytes);
   }
-  for (uint64_t bytes : live) plan.lower_bound_bytes = std::max(plan.lower_bound_bytes, bytes);
+  int64_t live = 0;
+  for (int64_t delta : change) {
+    live += delta;
+    plan.lower_bound_bytes = std::max(plan.lower_bound_bytes, static_cast<uint64_t>(live));
+  }
+  if (!place_buffers) return plan;
 
   place(buffers);
   for (const Buffer* b : buffers) plan.arena_bytes = std::max(plan.arena_bytes, b->offset + b->bytes);
@@ -181,7 +189,11 @@ void Planner::place(std::vector<Buffer*>& buffers) {
 }  // namespace
 
 MemoryPlan plan_memory(std::span<const format::Op> ops, const Graph& graph, const PlanRequest& request) {
-  return Planner(ops, graph, request).run();
+  return Planner(ops, graph, request).run(true);
+}
+
+uint64_t plan_lower_bound(std::span<const format::Op> ops, const Graph& graph, const PlanRequest& request) {
+  return Planner(ops, graph, request).run(false).lower_bound_bytes;
 }
 
 }  // namespace effcam::engine

@@ -45,5 +45,7 @@ struct MemoryPlan {
 };
 
 MemoryPlan plan_memory(std::span<const format::Op> ops, const Graph& graph, const PlanRequest& request);
+// plan_memory(...).lower_bound_bytes without placing anything: a cheap way to compare requests.
+uint64_t plan_lower_bound(std::span<const format::Op> ops, const Graph& graph, const PlanRequest& request);
 
 }  // namespace effcam::engine
