@@ -131,22 +131,29 @@ std::vector<std::vector<uint32_t>> Explainer::segmentations() const {
     const uint32_t made = graph.producer[t] == kNone ? 0 : graph.producer[t] + 1;
     for (uint32_t i = made; i <= last && i < n; ++i) ++crossing[i];
   }
+  // Two measures of a segment's size: the bytes its ops make (what recomputing saves), and their multiply-adds
+  // (what it costs: long segments where activations are large for their work, short ones where they are small).
+  auto multiply_adds = [&](uint32_t op) { return op_multiply_adds(ops[op], graph.ops[op]); };
   std::vector<std::vector<uint32_t>> candidates = {path_};
-  uint64_t path_bytes = 0;
-  for (uint32_t op : path_) path_bytes += output_bytes(op);
-  for (double threshold = 64 * 1024.0; threshold < 2.0 * static_cast<double>(path_bytes); threshold *= 1.1) {
-    std::vector<uint32_t> starts = {target};
-    uint64_t bytes = 0;
-    for (uint32_t op : path_) {
-      const uint64_t more = output_bytes(op);
-      if (op != starts.back() && static_cast<double>(bytes + more) > threshold && crossing[op] <= 1) {
-        starts.push_back(op);
-        bytes = 0;
+  auto grow = [&](auto size) {
+    double total = 0;
+    for (uint32_t op : path_) total += static_cast<double>(size(op));
+    for (double threshold = total / 1024; threshold < 2 * total; threshold *= 1.1) {
+      std::vector<uint32_t> starts = {target};
+      double current = 0;
+      for (uint32_t op : path_) {
+        const double more = static_cast<double>(size(op));
+        if (op != starts.back() && current + more > threshold && crossing[op] <= 1) {
+          starts.push_back(op);
+          current = 0;
+        }
+        current += more;
       }
-      bytes += more;
+      if (std::find(candidates.begin(), candidates.end(), starts) == candidates.end()) candidates.push_back(starts);
     }
-    if (std::find(candidates.begin(), candidates.end(), starts) == candidates.end()) candidates.push_back(starts);
-  }
+  };
+  grow(output_bytes);
+  grow(multiply_adds);
 
   return candidates;
 }

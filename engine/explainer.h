@@ -9,9 +9,9 @@
 // ops/backward.h).
 //
 // The schedule is data (Action, one per timeline step: a recomputation or a backward step, with the buffers it
-// reads and writes). The plan is chosen before anything runs, among those it tries (segmentations: none, and a
-// greedy family by segment size, cut between blocks; each with reruns, or keeping the pre-activations that
-// recomputations make): the least work done again (multiply-adds recomputed and rerun) whose arena fits the budget,
+// reads and writes). The plan is chosen before anything runs, among those it tries (segmentations: none, and
+// greedy families by segment size in bytes and in multiply-adds, cut between blocks; each with reruns, or keeping
+// the pre-activations that recomputations make): the least work done again (multiply-adds recomputed and rerun) whose arena fits the budget,
 // by default twice the forward pass's arena. Every plan recomputes each op after the target at most once.
 #pragma once
 
@@ -87,7 +87,7 @@ class Explainer {
   };
 
   // The segmentations tried (segment starts, ascending, the first the target): every path op its own segment, then
-  // a greedy family by segment size, cut between blocks.
+  // greedy families by segment size (bytes made, multiply-adds), cut between blocks.
   std::vector<std::vector<uint32_t>> segmentations() const;
   // Builds the schedule of one segmentation (segment starts, ascending, the first the target) into `request`; with
   // keep_pre_activations, an op that splits_activation keeps the pre-activation of its recomputation for its
