@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "api/state.h"
+#include "base/error_code.h"
 #include "base/process_memory.h"
 #include "format/model_file.h"
 
@@ -31,25 +32,10 @@ ModelState::ModelState(std::unique_ptr<uint64_t[]> bytes, engine::Model model, s
 
 }  // namespace detail
 
-namespace {
-
-// Loading errors are the file's (Format) unless the loader said otherwise (Io: cannot open).
-template <class Load>
-auto as_format_error(Load load) {
-  try {
-    return load();
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::InvalidArgument) throw;
-    throw Error(e.what(), ErrorCode::Format);
-  }
-}
-
-}  // namespace
-
 Model::Model(std::shared_ptr<const detail::ModelState> state) : state_(std::move(state)) {}
 
 Model Model::load(const std::string& path) {
-  return as_format_error([&] {
+  return with_error_code(ErrorCode::Format, [&] {
     return Model(std::make_shared<const detail::ModelState>(nullptr, engine::Model::load(path), path));
   });
 }
@@ -59,7 +45,7 @@ Model Model::from_buffer(std::span<const uint8_t> bytes, const std::string& name
   std::unique_ptr<uint64_t[]> copy(new uint64_t[words == 0 ? 1 : words]());
   if (!bytes.empty()) std::memcpy(copy.get(), bytes.data(), bytes.size());
   const std::span<const uint8_t> view(reinterpret_cast<const uint8_t*>(copy.get()), bytes.size());
-  return as_format_error([&] {
+  return with_error_code(ErrorCode::Format, [&] {
     try {
       engine::Model model(ModelFile::from_bytes(view));
       return Model(std::make_shared<const detail::ModelState>(std::move(copy), std::move(model), name));

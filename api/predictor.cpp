@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "api/state.h"
+#include "base/error_code.h"
 #include "base/file_io.h"
 #include "base/process_memory.h"
 #include "imaging/cam.h"
@@ -20,17 +21,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-// Errors while reading the image are the image's (Image) unless the reader said otherwise (Io).
-template <class Read>
-auto reading_image(Read read) {
-  try {
-    return read();
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::InvalidArgument) throw;
-    throw Error(e.what(), ErrorCode::Image);
-  }
 }
 
 // The model's input from any source; encoded files are decoded and resized a row at a time
@@ -75,14 +65,14 @@ Input read_input(const ImageSource& source, const Model& model, const PredictorO
                       " pixels need " + std::to_string(need) + " bytes, above the budget of " + std::to_string(budget),
                   ErrorCode::Image);
     }
-    input.pixels = reading_image([&] {
+    input.pixels = with_error_code(ErrorCode::Image, [&] {
       return imaging::from_pixels(source.bytes().data(), source.width(), source.height(), source.channels(),
                                   source.row_stride(), source.pixel_stride(), source.channel_stride(), c);
     });
     input.width = input.pixels->width;
     input.height = input.pixels->height;
     input.model_image = input.width == w && input.height == h ? *input.pixels
-                                                              : reading_image([&] {
+                                                              : with_error_code(ErrorCode::Image, [&] {
                                                                   return imaging::resize_lanczos(*input.pixels, w, h);
                                                                 });
     return input;
@@ -95,7 +85,8 @@ Input read_input(const ImageSource& source, const Model& model, const PredictorO
   decode.extra_bytes_per_pixel = extra;
   decode.apply_exif_orientation = options.apply_exif_orientation;
   decode.fast_jpeg_dct = options.fast_jpeg_decode;
-  imaging::ModelImage decoded = reading_image([&] { return imaging::load_model_image(*input.encoded, w, h, c, decode); });
+  imaging::ModelImage decoded =
+      with_error_code(ErrorCode::Image, [&] { return imaging::load_model_image(*input.encoded, w, h, c, decode); });
   input.model_image = std::move(decoded.image);
   input.width = decoded.original_width;
   input.height = decoded.original_height;
@@ -265,7 +256,8 @@ Predictor::Predictor(Model model, const PredictorOptions& options) {
     const engine::Session& session = s.session_for(*layer);
     s.arena_bytes = std::max(s.arena_bytes, session.plan().arena_bytes);
     const engine::ExplainPlan* plan = session.explain_plan();
-    s.lower_bound_bytes = std::max(s.lower_bound_bytes, plan ? plan->lower_bound_bytes : session.plan().lower_bound_bytes);
+    const uint64_t bound = plan ? plan->lower_bound_bytes : session.plan().lower_bound_bytes;
+    s.lower_bound_bytes = std::max(s.lower_bound_bytes, bound);
     s.forward_arena_bytes = session.forward_arena_bytes();
   }
   if (s.cam_layers.empty()) {

@@ -3,27 +3,13 @@
 #include <cstdio>
 #include <vector>
 
+#include "base/error_code.h"
 #include "converter/keras_model.h"
 #include "effcam/error.hpp"
 #include "engine/graph.h"
 #include "format/model_file.h"
 
 namespace effcam::converter {
-namespace {
-
-// Errors reading, lowering or checking the Keras file are the file's (Format) unless they said otherwise (Io).
-template <class Step>
-auto in_keras_file(Step step) {
-  try {
-    return step();
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::InvalidArgument) throw;
-    throw Error(e.what(), ErrorCode::Format);
-  }
-}
-
-}  // namespace
-
 ConversionResult convert_file(const std::string& input, const std::string& output, const LoweringOptions& options,
                               const std::vector<std::string>& labels) {
   // The caller's options are argument errors (the file's problems are Format, below).
@@ -41,7 +27,7 @@ ConversionResult convert_file(const std::string& input, const std::string& outpu
     throw Error(input + ": cannot open", ErrorCode::Io);
   }
   ConversionResult result;
-  EffcamBuilder builder = in_keras_file([&] {
+  EffcamBuilder builder = with_error_code(ErrorCode::Format, [&] {
     const keras::Model model = keras::read_model(input);
     result.source_format = model.source_format;
     result.keras_version = model.keras_version;
@@ -56,7 +42,7 @@ ConversionResult convert_file(const std::string& input, const std::string& outpu
   }
   builder.set_labels(labels);
   // The file must load and form a valid graph before it is written.
-  in_keras_file([&] {
+  with_error_code(ErrorCode::Format, [&] {
     const std::vector<uint8_t> bytes = builder.serialize();
     engine::build_graph(ModelFile::from_bytes(bytes));
   });
