@@ -102,6 +102,7 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
   schedule(candidates[tried[best].candidate], tried[best].keep_pre_activations, request);
   plan_.arena_bytes = tried[best].arena;
   plan_.floor_bytes = floor;
+  plan_.forward_arena_bytes = forward_plan.arena_bytes;
   plan_.lower_bound_bytes = std::max(plan_.lower_bound_bytes, forward_plan.lower_bound_bytes);
   plan_.forward_multiply_adds = graph_multiply_adds(ops, graph);
 }

@@ -45,6 +45,7 @@ struct Explanation {
 // The chosen plan's figures (--stats, JSON).
 struct ExplainPlan {
   uint64_t arena_bytes = 0;             // the whole arena: the forward pass and the explanation
+  uint64_t forward_arena_bytes = 0;     // the forward pass's alone
   uint64_t floor_bytes = 0;             // the smallest arena of the segmentations tried (what a budget can reach)
   uint64_t lower_bound_bytes = 0;       // the largest working set of one step: no schedule holds less
   uint32_t segments = 0;

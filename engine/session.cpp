@@ -44,14 +44,15 @@ Session::Session(const Model& model, const SessionOptions& options)
     if (tap->kind != TapKind::Output && tap->kind != TapKind::SecondOutput) probe.values.resize(probe.shape.elements());
     probes_.push_back(std::move(probe));
   }
-  forward_arena_bytes_ = plan_memory(model_.file().ops(), model_.graph(), request).arena_bytes;
   const uint64_t budget = options.memory_budget_bytes;
-  if (options.cam_layer.empty() && budget > 0 && forward_arena_bytes_ > budget) {
+  if (!options.cam_layer.empty()) explainer_.emplace(model_, options.cam_layer, request, budget);
+  // The arena is reserved, not yet touched, when a forward-only plan turns out over the budget.
+  executor_.allocate(request);
+  forward_arena_bytes_ = explainer_ ? explainer_->plan().forward_arena_bytes : executor_.plan().arena_bytes;
+  if (!explainer_ && budget > 0 && forward_arena_bytes_ > budget) {
     throw Error("the forward pass needs an arena of " + std::to_string(forward_arena_bytes_) +
                 " bytes, over the memory budget of " + std::to_string(budget) + " bytes");
   }
-  if (!options.cam_layer.empty()) explainer_.emplace(model_, options.cam_layer, request, budget);
-  executor_.allocate(request);
 }
 
 void Session::set_input(std::span<const uint8_t> hwc) { executor_.set_input(hwc); }
