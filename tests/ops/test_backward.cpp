@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -85,6 +86,40 @@ std::pair<uint32_t, uint32_t> window_out(uint32_t in, const Window& s) {
   return {same.out, same.pad_before};
 }
 
+// A conv's or depthwise conv's input gradient of dy on every path and pool against its reference twin; returns it.
+template <class Args>
+std::vector<float> check_input_gradient(const Args& a, const std::vector<float>& dy, size_t x_size,
+                                        const std::string& what) {
+  constexpr bool conv = std::is_same_v<Args, ops::ConvArgs>;
+  std::vector<float> scratch;
+  if constexpr (conv) {
+    scratch.resize(ops::conv2d_backward_scratch_floats(a));
+  } else {
+    scratch.resize(ops::depthwise2d_backward_scratch_floats(a));
+  }
+  std::vector<float> dx;
+  for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+    dx = gradient(
+        x_size,
+        [&](float* g) {
+          if constexpr (conv) {
+            ops::conv2d_backward_input(a, dy.data(), g, scratch.data(), pool);
+          } else {
+            ops::depthwise2d_backward_input(a, dy.data(), g, scratch.data(), pool);
+          }
+        },
+        [&](float* g) {
+          if constexpr (conv) {
+            ref::conv2d_backward_input(a, dy.data(), g);
+          } else {
+            ref::depthwise2d_backward_input(a, dy.data(), g);
+          }
+        },
+        what + path);
+  });
+  return dx;
+}
+
 }  // namespace
 
 TEST_CASE("conv2d_backward_input: matches its reference and is the forward conv's adjoint") {
@@ -103,13 +138,7 @@ TEST_CASE("conv2d_backward_input: matches its reference and is the forward conv'
                                  std::to_string(s.stride) + (fp16 ? " fp16" : " fp32");
         const std::vector<float> x = random_floats(size_t{s.h} * s.w * s.c);
         const std::vector<float> dy = random_floats(size_t{out_h} * out_w * cout);
-        std::vector<float> dx;
-        std::vector<float> scratch(ops::conv2d_backward_scratch_floats(a));
-        for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
-          dx = gradient(
-              x.size(), [&](float* g) { ops::conv2d_backward_input(a, dy.data(), g, scratch.data(), pool); },
-              [&](float* g) { ref::conv2d_backward_input(a, dy.data(), g); }, what + path);
-        });
+        const std::vector<float> dx = check_input_gradient(a, dy, x.size(), what);
         std::vector<float> y(dy.size());
         a.x = x.data(), a.y = y.data();
         ref::conv2d(a, 0, out_h);
@@ -135,13 +164,7 @@ TEST_CASE("depthwise2d_backward_input: matches its reference and is the forward'
                                std::to_string(s.c) + " x" + std::to_string(multiplier) + " k" + std::to_string(s.k);
       const std::vector<float> x = random_floats(size_t{s.h} * s.w * s.c);
       const std::vector<float> dy = random_floats(size_t{out_h} * out_w * cout);
-      std::vector<float> dx;
-      std::vector<float> scratch(ops::depthwise2d_backward_scratch_floats(a));
-      for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
-        dx = gradient(
-            x.size(), [&](float* g) { ops::depthwise2d_backward_input(a, dy.data(), g, scratch.data(), pool); },
-            [&](float* g) { ref::depthwise2d_backward_input(a, dy.data(), g); }, what + path);
-      });
+      const std::vector<float> dx = check_input_gradient(a, dy, x.size(), what);
       std::vector<float> y(dy.size());
       a.x = x.data(), a.y = y.data();
       ref::depthwise2d(a, 0, out_h);
@@ -165,25 +188,13 @@ TEST_CASE("conv and depthwise gradients: explicit padding wider than the kernel 
         a.in_h = in_h, a.in_w = in_w, a.cin = c, a.out_h = out_h, a.out_w = out_w, a.cout = cout;
         a.kh = a.kw = k, a.stride_h = a.stride_w = stride, a.pad_top = pad, a.pad_left = pad - 1;
         a.kernel = w.view();
-        std::vector<float> dy = random_floats(size_t{out_h} * out_w * cout);
-        std::vector<float> scratch(ops::conv2d_backward_scratch_floats(a));
-        for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
-          gradient(
-              x.size(), [&](float* g) { ops::conv2d_backward_input(a, dy.data(), g, scratch.data(), pool); },
-              [&](float* g) { ref::conv2d_backward_input(a, dy.data(), g); }, "conv " + what + path);
-        });
+        check_input_gradient(a, random_floats(size_t{out_h} * out_w * cout), x.size(), "conv " + what);
         Weights dw(format::pack_depthwise_kernel(random_floats(size_t{k} * k * c), k, k, c, 1), false);
         ops::DepthwiseArgs d;
         d.in_h = in_h, d.in_w = in_w, d.cin = d.cout = c, d.out_h = out_h, d.out_w = out_w;
         d.kh = d.kw = k, d.stride_h = d.stride_w = stride, d.pad_top = pad, d.pad_left = pad - 1;
         d.kernel = dw.view();
-        dy = random_floats(size_t{out_h} * out_w * c);
-        scratch.assign(ops::depthwise2d_backward_scratch_floats(d), 0.0f);
-        for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
-          gradient(
-              x.size(), [&](float* g) { ops::depthwise2d_backward_input(d, dy.data(), g, scratch.data(), pool); },
-              [&](float* g) { ref::depthwise2d_backward_input(d, dy.data(), g); }, "depthwise " + what + path);
-        });
+        check_input_gradient(d, random_floats(size_t{out_h} * out_w * c), x.size(), "depthwise " + what);
       }
 }
 
