@@ -261,6 +261,19 @@ TEST_CASE("predict: bad options and bad images are errors with codes; the predic
         predictor.predict(effcam::ImageSource::pixels(gray, 64, 48, 1)).probabilities);
   CHECK_THROWS_AS(effcam::parse_cam_method("GradCAM"), effcam::Error);
   CHECK(effcam::parse_cam_method("gradcam++") == effcam::CamMethod::GradCamPlusPlus);
+  // Byte sizes (--memory-budget): whole numbers with a binary unit; garbage and overflow are argument errors.
+  CHECK(effcam::parse_byte_size("12000000") == 12'000'000);
+  CHECK(effcam::parse_byte_size("48MiB") == uint64_t{48} << 20);
+  CHECK(effcam::parse_byte_size("48M") == uint64_t{48} << 20);
+  CHECK(effcam::parse_byte_size("3K") == 3072);
+  CHECK(effcam::parse_byte_size("2GiB") == uint64_t{2} << 30);
+  CHECK(effcam::parse_byte_size("7B") == 7);
+  for (const char* bad : {"", "K", "-1", "1.5GiB", "12 MiB", "12KB", "12mib", "0x10", "18446744073709551616",
+                          "17179869184G", "99999999999999999999999"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(effcam::parse_byte_size(bad), doctest::Contains("a memory size is a whole number"),
+                         effcam::Error);
+  }
   CHECK(std::string(effcam::cam_method_name(effcam::CamMethod::LayerCam)) == "layercam");
   // Still usable after every error.
   CHECK(predictor.predict(effcam::ImageSource::encoded(png), with_cam()).cam);
