@@ -11,6 +11,10 @@ namespace {
 // Polls `ready` for up to kPollTime before the caller falls back to sleeping; true when it became ready.
 constexpr std::chrono::microseconds kPollTime{50};
 
+// Pieces per thread: enough that a stalled thread's last piece is a small share of the op, few enough that the
+// kernels' per-call work (a partial register tile, a Winograd row of tiles) stays a small share of a piece.
+constexpr uint32_t kPiecesPerThread = 4;
+
 template <class Ready>
 bool poll(const Ready& ready) {
   const auto deadline = std::chrono::steady_clock::now() + kPollTime;
@@ -23,11 +27,12 @@ bool poll(const Ready& ready) {
   }
 }
 
-// Chunk k of `count` items split into `chunks` near-equal parts.
-void chunk_bounds(uint32_t count, uint32_t chunks, uint32_t k, uint32_t& begin, uint32_t& end) {
-  begin = static_cast<uint32_t>(uint64_t{count} * k / chunks);
-  end = static_cast<uint32_t>(uint64_t{count} * (k + 1) / chunks);
+// Piece k of `count` items split into `pieces` near-equal parts.
+void piece_bounds(uint32_t count, uint32_t pieces, uint32_t k, uint32_t& begin, uint32_t& end) {
+  begin = static_cast<uint32_t>(uint64_t{count} * k / pieces);
+  end = static_cast<uint32_t>(uint64_t{count} * (k + 1) / pieces);
 }
+
 }  // namespace
 
 ThreadPool::ThreadPool(uint32_t threads) : threads_(threads == 0 ? 1 : threads) {
@@ -45,29 +50,23 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::parallel_for(uint32_t count, const RangeFn& fn) {
-  const uint32_t chunks = count < threads_ ? count : threads_;
-  if (chunks <= 1) {
+  const uint32_t pieces = count < threads_ * kPiecesPerThread ? count : threads_ * kPiecesPerThread;
+  if (threads_ == 1 || pieces <= 1) {
     if (count > 0) fn(0, count, 0);
     return;
   }
+  uint32_t generation = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    job_count_ = count;
-    chunks_ = chunks;
-    pending_.store(chunks - 1);
-    generation_.fetch_add(1);
+    generation = generation_.load() + 1;
+    job_ = {&fn, count, pieces, generation};
+    finished_pieces_.store(0);
+    next_piece_.store(uint64_t{generation} << 32);
+    generation_.store(generation);
   }
   wake_.notify_all();
-  uint32_t begin = 0, end = 0;
-  chunk_bounds(count, chunks, 0, begin, end);
-  std::exception_ptr error;
-  try {
-    fn(begin, end, 0);
-  } catch (...) {
-    error = std::current_exception();  // the workers still use fn: wait for them before leaving
-  }
-  auto finished = [this] { return pending_.load() == 0; };
+  std::exception_ptr error = run_pieces({&fn, count, pieces, generation}, 0);  // fn is in use until all are done
+  auto finished = [&] { return finished_pieces_.load() == pieces; };
   if (!poll(finished)) {
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, finished);
@@ -80,35 +79,45 @@ void ThreadPool::parallel_for(uint32_t count, const RangeFn& fn) {
   if (error) std::rethrow_exception(error);
 }
 
-void ThreadPool::worker_loop(uint32_t worker) {
-  uint64_t seen = 0;
+std::exception_ptr ThreadPool::run_pieces(const Job& job, uint32_t worker) {
+  std::exception_ptr own_error;
   for (;;) {
-    const RangeFn* job = nullptr;
-    uint32_t count = 0, chunks = 0;
+    uint64_t next = next_piece_.load();
+    do {
+      if (next >> 32 != job.generation || static_cast<uint32_t>(next) >= job.pieces) return own_error;
+    } while (!next_piece_.compare_exchange_weak(next, next + 1));
+    uint32_t begin = 0, end = 0;
+    piece_bounds(job.count, job.pieces, static_cast<uint32_t>(next), begin, end);
+    try {
+      (*job.fn)(begin, end, worker);
+    } catch (...) {
+      if (worker == 0) {
+        if (!own_error) own_error = std::current_exception();
+      } else {
+        std::lock_guard<std::mutex> lock(mutex_);  // before the piece counts as finished: the caller reads it then
+        if (!worker_error_) worker_error_ = std::current_exception();
+      }
+    }
+    if (finished_pieces_.fetch_add(1) + 1 == job.pieces) {
+      std::lock_guard<std::mutex> lock(mutex_);  // the caller may be between its check and its wait
+      done_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::worker_loop(uint32_t worker) {
+  uint32_t seen = 0;
+  for (;;) {
     poll([&] { return generation_.load() != seen; });  // stopping_ is seen below, after at most kPollTime
+    Job job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_.load() != seen; });
       if (stopping_) return;
       seen = generation_.load();
       job = job_;
-      count = job_count_;
-      chunks = chunks_;
     }
-    if (worker < chunks) {
-      uint32_t begin = 0, end = 0;
-      chunk_bounds(count, chunks, worker, begin, end);
-      try {
-        (*job)(begin, end, worker);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!worker_error_) worker_error_ = std::current_exception();
-      }
-      if (pending_.fetch_sub(1) == 1) {
-        std::lock_guard<std::mutex> lock(mutex_);  // the caller may be between its check and its wait
-        done_.notify_one();
-      }
-    }
+    run_pieces(job, worker);
   }
 }
 

@@ -29,9 +29,12 @@ uint64_t multiply_adds(const format::Op& op, const OpGeometry& g) {
   return g.output.elements() * op.kernel_h * op.kernel_w;
 }
 
-uint64_t scratch_floats(const format::Op& op, const OpGeometry& g, uint32_t threads) {
-  // Squeeze-excite sums: one buffer per worker when several threads split the rows.
-  return op.outputs[1] != kNone && threads > 1 ? uint64_t{threads} * g.output.c : 0;
+// The squeeze-excite mean is summed over fixed pieces of rows, each into its own sums, then the pieces in order:
+// the same bits whichever thread runs a piece, and on any thread count.
+uint32_t mean_pieces(const OpGeometry& g) { return std::min(g.output.h, 8u); }
+
+uint64_t scratch_floats(const format::Op& op, const OpGeometry& g, uint32_t) {
+  return op.outputs[1] != kNone ? uint64_t{mean_pieces(g)} * g.output.c : 0;
 }
 
 void forward(const ForwardCall& call) {
@@ -48,26 +51,22 @@ void forward(const ForwardCall& call) {
     pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::depthwise2d(a, b, e); });
     return;
   }
-  const uint32_t c = a.cout;
-  if (pool.size() == 1) {
-    std::fill(mean, mean + c, 0.0f);
-    a.channel_sums = mean;
-    ops::depthwise2d(a, 0, a.out_h);
-  } else {
-    float* sums = call.scratch;
-    std::fill(sums, sums + size_t{pool.size()} * c, 0.0f);
-    pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t worker) {
-      ops::DepthwiseArgs mine = a;
-      mine.channel_sums = sums + size_t{worker} * c;
-      ops::depthwise2d(mine, b, e);
-    });
-    std::copy(sums, sums + c, mean);
-    for (uint32_t w = 1; w < pool.size(); ++w) {
-      for (uint32_t k = 0; k < c; ++k) mean[k] += sums[size_t{w} * c + k];
+  const uint32_t c = a.cout, pieces = mean_pieces(call.geometry);
+  float* sums = call.scratch;
+  std::fill(sums, sums + size_t{pieces} * c, 0.0f);
+  pool.parallel_for(pieces, [&](uint32_t b, uint32_t e, uint32_t) {
+    for (uint32_t k = b; k < e; ++k) {
+      ops::DepthwiseArgs piece = a;
+      piece.channel_sums = sums + size_t{k} * c;
+      ops::depthwise2d(piece, a.out_h * k / pieces, a.out_h * (k + 1) / pieces);
     }
+  });
+  std::copy(sums, sums + c, mean);
+  for (uint32_t k = 1; k < pieces; ++k) {
+    for (uint32_t o = 0; o < c; ++o) mean[o] += sums[size_t{k} * c + o];
   }
   const float inv = 1.0f / static_cast<float>(output_pixels(call.geometry));
-  for (uint32_t k = 0; k < c; ++k) mean[k] *= inv;
+  for (uint32_t o = 0; o < c; ++o) mean[o] *= inv;
 }
 
 BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
