@@ -85,6 +85,18 @@ effcam::RenderSize render_size(effcam_render_size size) {
   throw effcam::Error("unknown render size value");
 }
 
+// The picture fields effcam_predict_options and effcam_render_options share.
+template <class COptions>
+effcam::RenderOptions pictures(const COptions& c) {
+  effcam::RenderOptions options;
+  options.overlay = image_format(c.overlay);
+  options.heatmap = image_format(c.heatmap);
+  options.render_size = render_size(c.render_size);
+  options.overlay_alpha = c.overlay_alpha;
+  options.jpeg_quality = c.jpeg_quality;
+  return options;
+}
+
 effcam::PredictOptions predict_options(const effcam_predict_options* c) {
   effcam_predict_options defaults;
   effcam_predict_options_init(&defaults);
@@ -102,11 +114,7 @@ effcam::PredictOptions predict_options(const effcam_predict_options* c) {
     if (c->cam_class > INT32_MAX) throw effcam::Error("CAM class " + std::to_string(c->cam_class) + " is out of range");
     options.cam_class = static_cast<uint32_t>(c->cam_class);
   }
-  options.overlay = image_format(c->overlay);
-  options.heatmap = image_format(c->heatmap);
-  options.render_size = render_size(c->render_size);
-  options.overlay_alpha = c->overlay_alpha;
-  options.jpeg_quality = c->jpeg_quality;
+  options.pictures = pictures(*c);
   options.apply_exif_orientation = c->apply_exif_orientation != 0;
   options.fast_jpeg_decode = c->fast_jpeg_decode != 0;
   options.input_image = image_format(c->input_image);
@@ -117,13 +125,7 @@ effcam::RenderOptions render_options(const effcam_render_options* c) {
   effcam_render_options defaults;
   effcam_render_options_init(&defaults);
   if (c == nullptr) c = &defaults;
-  effcam::RenderOptions options;
-  options.overlay = image_format(c->overlay);
-  options.heatmap = image_format(c->heatmap);
-  options.render_size = render_size(c->render_size);
-  options.overlay_alpha = c->overlay_alpha;
-  options.jpeg_quality = c->jpeg_quality;
-  return options;
+  return pictures(*c);
 }
 
 // A handle over a prediction, its C views built once.

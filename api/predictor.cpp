@@ -43,9 +43,9 @@ constexpr uint64_t kOriginalPictureBytesPerPixel = 19;
 constexpr uint64_t kOrientedWholeBytesPerPixel = 6;
 
 uint64_t original_render_bytes_per_pixel(const PredictOptions& options) {
-  if (options.render_size != RenderSize::Original) return 0;
-  const uint64_t pictures =
-      uint64_t{options.overlay != ImageFormat::None} + uint64_t{options.heatmap != ImageFormat::None};
+  const RenderOptions& drawn = options.pictures;
+  if (drawn.render_size != RenderSize::Original) return 0;
+  const uint64_t pictures = uint64_t{drawn.overlay != ImageFormat::None} + uint64_t{drawn.heatmap != ImageFormat::None};
   if (pictures == 0) return 0;
   return pictures * kOriginalPictureBytesPerPixel + (options.apply_exif_orientation ? kOrientedWholeBytesPerPixel : 0);
 }
@@ -107,7 +107,7 @@ EncodedImage encode(const imaging::Image& image, ImageFormat format, int jpeg_qu
 // The heatmap and overlay at the model's size, or at the image's own: from raw pixels in memory, or streamed from
 // the encoded file again so that the full-size picture is never held. What predict() and render() draw with.
 void draw_pictures(Prediction& prediction, const imaging::CamMap& map, const Input& input,
-                   const PredictOptions& options, uint32_t channels) {
+                   const RenderOptions& options, uint32_t channels) {
   const bool original = options.render_size == RenderSize::Original;
   if (original && input.encoded) {
     // The original picture as the model's input saw it: oriented the same way, at full size (never DCT-scaled).
@@ -141,12 +141,13 @@ void check_options(const PredictOptions& options, const Model& model) {
     throw Error("CAM class " + std::to_string(*options.cam_class) + " is out of range: the model has " +
                 std::to_string(model.classes()) + " classes");
   }
-  const bool pictures = options.overlay != ImageFormat::None || options.heatmap != ImageFormat::None;
+  const RenderOptions& drawn = options.pictures;
+  const bool pictures = drawn.overlay != ImageFormat::None || drawn.heatmap != ImageFormat::None;
   if (pictures && options.cam == CamMethod::None) throw Error("an overlay or heatmap needs a CAM method");
-  if (!(options.overlay_alpha >= 0 && options.overlay_alpha <= 1e6f)) {
+  if (!(drawn.overlay_alpha >= 0 && drawn.overlay_alpha <= 1e6f)) {
     throw Error("overlay alpha must be a finite number >= 0");
   }
-  if (options.jpeg_quality < 1 || options.jpeg_quality > 100) throw Error("JPEG quality must be 1..100");
+  if (drawn.jpeg_quality < 1 || drawn.jpeg_quality > 100) throw Error("JPEG quality must be 1..100");
 }
 
 }  // namespace
@@ -307,11 +308,7 @@ Prediction Predictor::render(const Prediction& prediction, const ImageSource& so
   // The picture options, and the decoding the prediction was made with (a DCT scale of 1 decodes exactly).
   PredictOptions options;
   options.cam = prediction.cam->method;
-  options.overlay = render_options.overlay;
-  options.heatmap = render_options.heatmap;
-  options.render_size = render_options.render_size;
-  options.overlay_alpha = render_options.overlay_alpha;
-  options.jpeg_quality = render_options.jpeg_quality;
+  options.pictures = render_options;
   options.apply_exif_orientation = prediction.applied_orientation != 1;
   options.fast_jpeg_decode = prediction.jpeg_scale_denominator != 1;
   check_options(options, model);
@@ -331,7 +328,7 @@ Prediction Predictor::render(const Prediction& prediction, const ImageSource& so
   Prediction drawn = prediction;
   drawn.overlay.reset();
   drawn.heatmap.reset();
-  draw_pictures(drawn, map, input, options, model.input_channels());
+  draw_pictures(drawn, map, input, options.pictures, model.input_channels());
   return drawn;
 }
 
@@ -366,7 +363,7 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
   prediction.applied_orientation = static_cast<uint32_t>(input.applied_orientation);
   prediction.jpeg_scale_denominator = input.jpeg_scale;
   if (options.input_image != ImageFormat::None) {
-    prediction.input_image = encode(input.model_image, options.input_image, options.jpeg_quality);
+    prediction.input_image = encode(input.model_image, options.input_image, options.pictures.jpeg_quality);
   }
   prediction.timing.decode_ms = ms_since(start);
   const Clock::time_point preprocess_start = Clock::now();
@@ -399,8 +396,8 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
                                                explanation.shape.c);
     prediction.timing.cam_ms = ms_since(cam_start);
     prediction.timing.recompute_ms = explanation.recompute_seconds * 1e3;
-    if (options.overlay != ImageFormat::None || options.heatmap != ImageFormat::None) {
-      draw_pictures(prediction, map, input, options, model.input_channels());
+    if (options.pictures.overlay != ImageFormat::None || options.pictures.heatmap != ImageFormat::None) {
+      draw_pictures(prediction, map, input, options.pictures, model.input_channels());
     }
     CamResult& cam = prediction.cam.emplace();
     cam.method = options.cam;

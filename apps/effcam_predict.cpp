@@ -239,9 +239,9 @@ int run(const Arguments& args) {
     options.cam = args.cam_method;
     options.cam_score = args.cam_score;
     options.cam_class = args.cam_class;
-    if (!args.overlay.empty()) options.overlay = picture_format(args.overlay);
-    if (!args.heatmap.empty()) options.heatmap = picture_format(args.heatmap);
-    options.render_size = args.overlay_original_size ? effcam::RenderSize::Original : effcam::RenderSize::Model;
+    if (!args.overlay.empty()) options.pictures.overlay = picture_format(args.overlay);
+    if (!args.heatmap.empty()) options.pictures.heatmap = picture_format(args.heatmap);
+    options.pictures.render_size = args.overlay_original_size ? effcam::RenderSize::Original : effcam::RenderSize::Model;
   }
   bool any_failed = false;
   std::optional<effcam::Prediction> last_explained;  // its plan figures for --stats

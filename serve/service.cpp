@@ -177,7 +177,8 @@ bool Service::ready() const {
 }
 
 void Service::check_cam(const SessionPool& pool, PredictOptions& options) const {
-  const bool wants_pictures = options.overlay != ImageFormat::None || options.heatmap != ImageFormat::None;
+  const bool wants_pictures =
+      options.pictures.overlay != ImageFormat::None || options.pictures.heatmap != ImageFormat::None;
   if (options.cam == CamMethod::None && wants_pictures) options.cam = options_.cam_default;
   // The CAM's own parameters are checked even when no CAM is asked for: a typo is an error, not ignored.
   const bool cam_parameters = !options.cam_layer.empty() || options.cam_class.has_value();
@@ -221,11 +222,11 @@ PredictOptions Service::predict_options(const httplib::Request& request, const S
       } else if (key == "cam_class") {
         options.cam_class = static_cast<uint32_t>(parse_whole(key, value, 0, UINT32_MAX));
       } else if (key == "overlay") {
-        options.overlay = parse_image_format(value);
+        options.pictures.overlay = parse_image_format(value);
       } else if (key == "heatmap") {
-        options.heatmap = parse_image_format(value);
+        options.pictures.heatmap = parse_image_format(value);
       } else if (key == "overlay_size") {
-        options.render_size = parse_render_size(value);
+        options.pictures.render_size = parse_render_size(value);
       } else {
         throw HttpError{422, "unknown query parameter '" + key +
                                  "' (top_k, cam, cam_layer, cam_score, cam_class, overlay, overlay_size, heatmap)"};

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     effcam::Predictor predictor(effcam::Model::load(argv[1]));
     effcam::PredictOptions options;
     options.cam = effcam::CamMethod::GradCam;
-    options.overlay = effcam::ImageFormat::Png;
+    options.pictures.overlay = effcam::ImageFormat::Png;
     const effcam::Prediction p = predictor.predict(effcam::ImageSource::file(argv[2]), options);
     effcam::save(*p.overlay, argv[3]);
     std::printf("%s %.4f cam %s %ux%u\n", p.top_k[0].label.c_str(), p.top_k[0].probability, p.cam->layer.c_str(),

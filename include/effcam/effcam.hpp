@@ -194,19 +194,24 @@ struct PredictorOptions {
   uint64_t memory_budget_bytes = 0;
 };
 
+// The pictures of a CAM, encoded in memory: the map in matplotlib's jet colours over the image as the Keras Grad-CAM
+// tutorial blends it, and the coloured map alone. What Predictor::render draws from an existing prediction, and
+// PredictOptions::pictures (none by default there).
+struct RenderOptions {
+  ImageFormat overlay = ImageFormat::Png;
+  ImageFormat heatmap = ImageFormat::None;
+  RenderSize render_size = RenderSize::Model;
+  float overlay_alpha = 0.4f;
+  int jpeg_quality = 90;  // 1..100 (also the input image's, PredictOptions::input_image)
+};
+
 struct PredictOptions {
   uint32_t top_k = 5;  // clipped to the class count; at least 1
   CamMethod cam = CamMethod::None;
   std::string cam_layer;                // empty: the predictor's first CAM layer
   CamScore cam_score = CamScore::Logit;
   std::optional<uint32_t> cam_class;    // empty: the top-1 class
-  // Pictures of the CAM, encoded in memory (need a CAM): the map in matplotlib's jet colours over the image as the
-  // Keras Grad-CAM tutorial blends it, and the coloured map alone.
-  ImageFormat overlay = ImageFormat::None;
-  ImageFormat heatmap = ImageFormat::None;
-  RenderSize render_size = RenderSize::Model;
-  float overlay_alpha = 0.4f;
-  int jpeg_quality = 90;  // 1..100
+  RenderOptions pictures{.overlay = ImageFormat::None};  // need a CAM
   // Turn the image upright by its EXIF orientation first, as PIL's ImageOps.exif_transpose does. Off by default:
   // PIL's Image.open ignores the tag (and so did the app the model was trained for).
   bool apply_exif_orientation = false;
@@ -215,15 +220,6 @@ struct PredictOptions {
   bool fast_jpeg_decode = false;
   // The 8-bit image the model receives (after decoding, orientation and resize), encoded: Prediction::input_image.
   ImageFormat input_image = ImageFormat::None;
-};
-
-// The pictures Predictor::render draws from an existing prediction: PredictOptions' picture fields.
-struct RenderOptions {
-  ImageFormat overlay = ImageFormat::Png;
-  ImageFormat heatmap = ImageFormat::None;
-  RenderSize render_size = RenderSize::Model;
-  float overlay_alpha = 0.4f;
-  int jpeg_quality = 90;  // 1..100
 };
 
 struct ClassScore {

@@ -201,13 +201,14 @@ effcam::Error bad_image(const std::string& name, const std::string& problem) {
   return effcam::Error(name + ": " + problem, effcam::ErrorCode::InvalidArgument);
 }
 
-// The package's picture arguments into PredictOptions or RenderOptions (the same fields): PNG pictures.
-template <class Options>
-void set_pictures(Options& options, bool overlay, bool heatmap, const std::string& size, float alpha) {
+// The package's picture arguments: PNG pictures.
+effcam::RenderOptions pictures(bool overlay, bool heatmap, const std::string& size, float alpha) {
+  effcam::RenderOptions options;
   options.overlay = overlay ? effcam::ImageFormat::Png : effcam::ImageFormat::None;
   options.heatmap = heatmap ? effcam::ImageFormat::Png : effcam::ImageFormat::None;
   options.render_size = effcam::parse_render_size(size);
   options.overlay_alpha = alpha;
+  return options;
 }
 
 // kind: "file" (image is a path string), "encoded" (any contiguous bytes-like object), "pixels" (a uint8 buffer of
@@ -315,7 +316,7 @@ std::shared_ptr<Result> run(const ModelHandle& handle, const std::string& kind, 
     options.cam_layer = cam_layer;
     options.cam_score = effcam::parse_cam_score(score);
     options.cam_class = class_index;
-    set_pictures(options, overlay, heatmap, size, alpha);
+    options.pictures = pictures(overlay, heatmap, size, alpha);
   }
   HeldSource held = make_source(kind, image, name);
   auto result = std::make_shared<Result>();
@@ -332,8 +333,7 @@ std::shared_ptr<Result> render(const ModelHandle& handle, const Result& explaine
                                const py::handle& image, const std::string& name, bool overlay, bool heatmap,
                                const std::string& size, float alpha) {
   const std::shared_ptr<SessionPool> pool_reference = handle.open();
-  effcam::RenderOptions options;
-  set_pictures(options, overlay, heatmap, size, alpha);
+  const effcam::RenderOptions options = pictures(overlay, heatmap, size, alpha);
   HeldSource held = make_source(kind, image, name);
   auto result = std::make_shared<Result>();
   {

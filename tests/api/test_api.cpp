@@ -171,8 +171,8 @@ TEST_CASE("predict: options (top_k, class, score, pictures at both sizes) and JS
   options.top_k = 2;
   options.cam_class = 4;
   options.cam_score = effcam::CamScore::Prob;
-  options.overlay = effcam::ImageFormat::Png;
-  options.heatmap = effcam::ImageFormat::Jpeg;
+  options.pictures.overlay = effcam::ImageFormat::Png;
+  options.pictures.heatmap = effcam::ImageFormat::Jpeg;
   effcam::Prediction p = predictor.predict(effcam::ImageSource::encoded(png), options);
   CHECK(p.top_k.size() == 2);
   CHECK(p.cam->class_index == 4);
@@ -185,7 +185,7 @@ TEST_CASE("predict: options (top_k, class, score, pictures at both sizes) and JS
   CHECK(std::memcmp(p.overlay->bytes.data(), "\x89PNG", 4) == 0);
   CHECK(p.heatmap->bytes[0] == 0xFF);  // JPEG SOI
   CHECK(p.heatmap->bytes[1] == 0xD8);
-  options.render_size = effcam::RenderSize::Original;
+  options.pictures.render_size = effcam::RenderSize::Original;
   const effcam::Prediction original = predictor.predict(effcam::ImageSource::encoded(png), options);
   CHECK(original.overlay->width == 320);
   CHECK(original.overlay->height == 240);
@@ -227,7 +227,7 @@ TEST_CASE("predict: bad options and bad images are errors with codes; the predic
   CHECK(code_of([&] { predictor.predict(effcam::ImageSource::encoded(png), bad_layer); }) ==
         effcam::ErrorCode::InvalidArgument);
   effcam::PredictOptions no_cam_overlay;
-  no_cam_overlay.overlay = effcam::ImageFormat::Png;
+  no_cam_overlay.pictures.overlay = effcam::ImageFormat::Png;
   CHECK(code_of([&] { predictor.predict(effcam::ImageSource::encoded(png), no_cam_overlay); }) ==
         effcam::ErrorCode::InvalidArgument);
   effcam::PredictOptions zero_k;
@@ -330,10 +330,7 @@ TEST_CASE("render: a prediction's pictures drawn again are predict()'s, byte for
         render.heatmap = alpha > 0.5f ? effcam::ImageFormat::Jpeg : effcam::ImageFormat::Png;
         render.overlay = alpha > 0.5f ? effcam::ImageFormat::Png : effcam::ImageFormat::Jpeg;
         effcam::PredictOptions with_pictures = plain;
-        with_pictures.render_size = size;
-        with_pictures.overlay_alpha = alpha;
-        with_pictures.overlay = render.overlay;
-        with_pictures.heatmap = render.heatmap;
+        with_pictures.pictures = render;
         const effcam::Prediction expected = predictor.predict(c.source, with_pictures);
         const effcam::Prediction drawn = predictor.render(explained, c.source, render);
         REQUIRE(drawn.overlay);
@@ -349,7 +346,7 @@ TEST_CASE("render: a prediction's pictures drawn again are predict()'s, byte for
   }
   // An overlay alone; the prediction's own pictures are replaced, not kept.
   effcam::PredictOptions both = with_cam();
-  both.overlay = both.heatmap = effcam::ImageFormat::Png;
+  both.pictures.overlay = both.pictures.heatmap = effcam::ImageFormat::Png;
   const effcam::Prediction pictured = predictor.predict(effcam::ImageSource::encoded(png), both);
   effcam::RenderOptions overlay_only;
   overlay_only.overlay_alpha = 0.9f;
