@@ -166,12 +166,17 @@ void conv2d_typed(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
       size_t c1 = c0 + chunk < end ? c0 + chunk : end;
       const size_t x0 = stage ? c0 : 0;  // first pixel of chunk_args.x
       if (stage) {
-        for (size_t p = c0; p < c1; ++p)
-          for (uint32_t c = 0; c < a.cin; c += kLanes<A>) {
-            const uint32_t n = min_u32(kLanes<A>, a.cin - c);
-            store_partial<A>(staged + (p - c0) * a.cin + c,
-                             load_partial<A>(a.x + p * a.cin + c, n) * load_partial<A>(a.input_scale + c, n), n);
+        for (size_t p = c0; p < c1; ++p) {
+          const float* in = a.x + p * a.cin;
+          float* out = staged + (p - c0) * a.cin;
+          uint32_t c = 0;  // whole vectors skip the partial path's checks: 4% of a 38x38 256 -> 64 conv on Zen 3
+          for (; c + kLanes<A> <= a.cin; c += kLanes<A>)
+            (Vec<A>::load_unaligned(in + c) * Vec<A>::load_unaligned(a.input_scale + c)).store_unaligned(out + c);
+          if (c < a.cin) {
+            const uint32_t n = a.cin - c;
+            store_partial<A>(out + c, load_partial<A>(in + c, n) * load_partial<A>(a.input_scale + c, n), n);
           }
+        }
       }
       for (uint32_t b = 0; b < blocks; b += NB) {
         const uint32_t nb = min_u32(NB, blocks - b), pixels = conv_tile_pixels<A>(nb);
