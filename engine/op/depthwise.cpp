@@ -70,7 +70,7 @@ void forward(const ForwardCall& call) {
   for (uint32_t k = 0; k < c; ++k) mean[k] *= inv;
 }
 
-BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
+BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g, uint32_t) {
   return {ops::depthwise2d_backward_scratch_floats(depthwise_args(file, op, g)), 0};  // transposed kernels, a phase
 }
 
