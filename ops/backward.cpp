@@ -198,10 +198,6 @@ void run_phase(Args args, const Phase& p, uint32_t stride_h, uint32_t stride_w, 
   });
 }
 
-}  // namespace
-
-namespace {
-
 // The phase's forward conv, from dz to the phase's dx, without its output or kernel.
 ConvArgs phase_conv(const ConvArgs& a, const Phase& p) {
   ConvArgs t;
