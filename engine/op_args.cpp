@@ -22,24 +22,28 @@ void set_window(Args& a, const format::Op& op, const OpGeometry& g) {
   a.pad_left = g.pad_left;
 }
 
-// The fields ConvArgs and DepthwiseArgs share: the window, channels and kernel.
+// The fields ConvArgs and DepthwiseArgs share: the window and channels (and the kernel, when a file is given).
 template <class Args>
-Args window_args(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
+Args window_args(const ModelFile* file, const format::Op& op, const OpGeometry& g) {
   Args a;
   set_window(a, op, g);
   a.cin = g.input.c;
   a.cout = g.output.c;
-  a.kernel = weight_view(file, op.weight);
+  if (file) a.kernel = weight_view(*file, op.weight);
   return a;
 }
 }  // namespace
 
 ops::ConvArgs conv_args(const ModelFile& file, const format::Op& op, const OpGeometry& geometry) {
-  return window_args<ops::ConvArgs>(file, op, geometry);
+  return window_args<ops::ConvArgs>(&file, op, geometry);
+}
+
+ops::ConvArgs conv_shape_args(const format::Op& op, const OpGeometry& geometry) {
+  return window_args<ops::ConvArgs>(nullptr, op, geometry);
 }
 
 ops::DepthwiseArgs depthwise_args(const ModelFile& file, const format::Op& op, const OpGeometry& geometry) {
-  return window_args<ops::DepthwiseArgs>(file, op, geometry);
+  return window_args<ops::DepthwiseArgs>(&file, op, geometry);
 }
 
 ops::PoolArgs pool_args(const format::Op& op, const OpGeometry& geometry) {

@@ -16,6 +16,8 @@ ops::WeightView weight_view(const ModelFile& file, uint32_t id);
 
 // Shapes, window, padding and kernel of a Conv / Depthwise op; tensors, bias and activation are the caller's.
 ops::ConvArgs conv_args(const ModelFile& file, const format::Op& op, const OpGeometry& geometry);
+// The same without the kernel, for what depends on the shapes alone (scratch sizes).
+ops::ConvArgs conv_shape_args(const format::Op& op, const OpGeometry& geometry);
 ops::DepthwiseArgs depthwise_args(const ModelFile& file, const format::Op& op, const OpGeometry& geometry);
 // Shapes, window and padding of a MaxPool / AvgPool op; tensors are the caller's.
 ops::PoolArgs pool_args(const format::Op& op, const OpGeometry& geometry);

@@ -215,12 +215,24 @@ void run_phase(Args args, const Phase& p, uint32_t stride_h, uint32_t stride_w, 
   });
 }
 
+// The phase's forward conv, from dz to the phase's dx, without its output or kernel.
+ConvArgs phase_conv(const ConvArgs& a, const Phase& p) {
+  ConvArgs t;
+  t.in_h = a.out_h, t.in_w = a.out_w, t.cin = a.cout;
+  t.out_h = p.rows.out, t.out_w = p.cols.out, t.cout = a.cin;
+  t.kh = p.rows.taps, t.kw = p.cols.taps, t.pad_top = p.rows.pad, t.pad_left = p.cols.pad;
+  return t;
+}
+
 }  // namespace
 
-size_t conv2d_backward_scratch_floats(const ConvArgs& a) {
+size_t conv2d_backward_scratch_floats(const ConvArgs& a, uint32_t threads) {
   size_t floats = phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
-  for_each_phase(a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.kh, a.kw, a.in_h, a.in_w,
-                 [&](const Phase& p) { floats += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16); });
+  for_each_phase(a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.kh, a.kw, a.in_h, a.in_w, [&](const Phase& p) {
+    floats += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
+    // Without stride, the one phase is a whole forward conv, with its own scratch (Winograd's) after the kernel.
+    if (a.stride_h == 1 && a.stride_w == 1) floats += conv2d_pooled_scratch_floats(phase_conv(a, p), threads);
+  });
   return floats;
 }
 
@@ -234,22 +246,18 @@ void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float*
       if (a.kernel.fp16) transpose_conv_kernel(a, p, reinterpret_cast<uint16_t*>(kernel), b, e);
       else transpose_conv_kernel(a, p, kernel, b, e);
     });
-    ConvArgs t;
+    ConvArgs t = phase_conv(a, p);
     t.x = dz;
-    t.in_h = a.out_h, t.in_w = a.out_w, t.cin = a.cout;
-    t.out_h = p.rows.out, t.out_w = p.cols.out, t.cout = a.cin;
-    t.kh = p.rows.taps, t.kw = p.cols.taps, t.pad_top = p.rows.pad, t.pad_left = p.cols.pad;
     t.kernel = {kernel, a.kernel.fp16};
-    const bool one_phase = a.stride_h == 1 && a.stride_w == 1;  // a strided phase is added to dx row by row
-    if (one_phase && t.kh == 1 && t.kw == 1 && t.pad_top == 0 && t.pad_left == 0 && t.in_h == t.out_h &&
-        t.in_w == t.out_w) {
-      // Pointwise: a GEMM over the pixels, split by pixels (as the forward's, engine/op/conv.cpp).
-      t.in_h = t.out_h = t.out_h * t.out_w;
-      t.in_w = t.out_w = 1;
+    kernel += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
+    if (a.stride_h == 1 && a.stride_w == 1) {  // straight into dx (as the residual)
+      t.y = dx;
+      t.residual = dx;
+      conv2d_pooled(t, kernel, pool);
+      return;
     }
     run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, dx, buffer, pool,
               [](const ConvArgs& args, uint32_t b, uint32_t e) { conv2d(args, b, e); });
-    kernel += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
   });
 }
 

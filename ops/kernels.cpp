@@ -4,6 +4,7 @@
 
 #include <cpuid.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -141,6 +142,35 @@ void winograd_transform_weights(const ConvArgs& a, float* u, uint32_t block_begi
           "only 3x3 stride-1 convs have a Winograd path");
   check_range("winograd_transform_weights", block_begin, block_end, format::round_up_to_block(a.cout) / format::kChannelBlock);
   kernels().winograd_transform_weights(a, u, block_begin, block_end);
+}
+
+size_t conv2d_pooled_scratch_floats(const ConvArgs& a, uint32_t threads) {
+  if (!conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) return 0;
+  return winograd_weight_floats(a.cin, a.cout) + size_t{threads} * winograd_scratch_floats(a.cin);
+}
+
+void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool) {
+  ConvArgs a = args;
+  if (a.kh == 1 && a.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 && a.pad_left == 0 &&
+      a.in_h == a.out_h && a.in_w == a.out_w) {
+    a.in_h = a.out_h = a.out_h * a.out_w;  // one column of pixels
+    a.in_w = a.out_w = 1;
+  }
+  if (!conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
+    pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { conv2d(a, b, e); });
+    return;
+  }
+  require(scratch, "conv2d_pooled", "null scratch");
+  pool.parallel_for(format::round_up_to_block(a.cout) / format::kChannelBlock,
+                    [&](uint32_t b, uint32_t e, uint32_t) { winograd_transform_weights(a, scratch, b, e); });
+  a.winograd_weights = scratch;
+  float* const work = scratch + winograd_weight_floats(a.cin, a.cout);
+  // Split by rows of tiles: a range starting inside one would recompute that row of tiles.
+  pool.parallel_for((a.out_h + kWinogradTile - 1) / kWinogradTile, [&](uint32_t b, uint32_t e, uint32_t worker) {
+    ConvArgs mine = a;
+    mine.winograd_scratch = work + worker * winograd_scratch_floats(a.cin);
+    conv2d(mine, kWinogradTile * b, std::min(kWinogradTile * e, a.out_h));
+  });
 }
 
 void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {

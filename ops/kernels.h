@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/thread_pool.h"
 #include "format/format.h"
 
 namespace effcam::ops {
@@ -66,6 +67,13 @@ size_t winograd_scratch_floats(uint32_t cin);
 // Fills u (winograd_weight_floats(cin, cout) floats) with the transformed args.kernel, for the output channel
 // blocks [block_begin, block_end) of 16 (threads may split them): once per op and kernel.
 void winograd_transform_weights(const ConvArgs& args, float* u, uint32_t block_begin, uint32_t block_end);
+
+// conv2d over all of args' output rows, split across the pool: a pointwise conv as one GEMM over the pixels
+// (threads split pixels, not rows), a Winograd one (conv2d_winograd) after transforming its weights into `scratch`
+// (conv2d_pooled_scratch_floats(args, pool.size()) floats: the transformed weights, then each worker's tiles; none
+// for the other convs), threads splitting rows of tiles. The bytes do not depend on the pool's size.
+size_t conv2d_pooled_scratch_floats(const ConvArgs& args, uint32_t threads);
+void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool);
 
 // y = act(depthwise(x) + bias) + residual; output channel o reads input channel o / (cout / cin).
 // kernel: DepthwiseHWC {cout, kh, kw}. channel_sums (optional, cout floats): the call ADDS the per-channel sums

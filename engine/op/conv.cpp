@@ -34,9 +34,7 @@ uint64_t multiply_adds(const format::Op& op, const OpGeometry& g) {
 }
 
 uint64_t scratch_floats(const format::Op& op, const OpGeometry& g, uint32_t threads) {
-  // Winograd: the transformed weights, shared, and each worker's tiles.
-  if (!ops::conv2d_winograd(op.kernel_h, op.kernel_w, op.stride_h, op.stride_w)) return 0;
-  return ops::winograd_weight_floats(g.input.c, g.output.c) + uint64_t{threads} * ops::winograd_scratch_floats(g.input.c);
+  return ops::conv2d_pooled_scratch_floats(conv_shape_args(op, g), threads);  // Winograd's
 }
 
 void forward(const ForwardCall& call) {
@@ -49,35 +47,13 @@ void forward(const ForwardCall& call) {
   a.residual = call.input[1];
   a.act = call.activation;
   a.act_max = op.act_max;
-  if (a.kh == 1 && a.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 && a.pad_left == 0 &&
-      a.in_h == a.out_h && a.in_w == a.out_w) {
-    // A pointwise conv is a GEMM over the pixels: as one column of them, threads split pixels, not rows.
-    a.in_h = a.out_h = output_pixels(call.geometry);
-    a.in_w = a.out_w = 1;
-  }
-  ThreadPool& pool = call.pool;
-  if (!ops::conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
-    pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::conv2d(a, b, e); });
-    return;
-  }
-  // Scratch (scratch_floats): the transformed weights, then one work area per worker.
-  float* u = call.scratch;
-  pool.parallel_for(format::round_up_to_block(a.cout) / format::kChannelBlock,
-                    [&](uint32_t b, uint32_t e, uint32_t) { ops::winograd_transform_weights(a, u, b, e); });
-  a.winograd_weights = u;
-  float* work = u + ops::winograd_weight_floats(a.cin, a.cout);
-  // Split by rows of tiles: a range starting inside one would recompute that row of tiles.
-  constexpr uint32_t tile = ops::kWinogradTile;
-  pool.parallel_for((a.out_h + tile - 1) / tile, [&](uint32_t b, uint32_t e, uint32_t worker) {
-    ops::ConvArgs mine = a;
-    mine.winograd_scratch = work + worker * ops::winograd_scratch_floats(a.cin);
-    ops::conv2d(mine, tile * b, std::min(tile * e, a.out_h));
-  });
+  ops::conv2d_pooled(a, call.scratch, call.pool);
 }
 
-BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
-  // The conv's own (transposed kernels, a stride phase's gradient), after d(x * gate) when the input is gated.
-  const uint64_t conv = ops::conv2d_backward_scratch_floats(conv_args(file, op, g));
+BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g, uint32_t threads) {
+  // The conv's own (transposed kernels, a stride phase's gradient, Winograd's), after d(x * gate) when the input is
+  // gated.
+  const uint64_t conv = ops::conv2d_backward_scratch_floats(conv_args(file, op, g), threads);
   return {(op.inputs[2] == kNone ? 0 : g.input.elements()) + conv, 0};
 }
 

@@ -85,14 +85,16 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   const size_t ld = format::round_up_to_block(a.cin);  // floats per tile in v
   const uint32_t blocks = (a.cout + format::kChannelBlock - 1) / format::kChannelBlock;
   const uint32_t tiles_w = (a.out_w + R - 1) / R;
+  // A row of tiles goes in runs of balanced lengths (at most T), so no run is left with a tile or two.
+  const uint32_t runs = (tiles_w + T - 1) / T;
   float* const v = a.winograd_scratch;                         // [36][T][ld]: B^T d B per tile
   float* const m = v + size_t{kWinogradPositions} * T * ld;    // [36][T][group blocks x 16]: sum over cin of U . V
   const float* const x = a.x;
 
   for (uint32_t ty = row_begin / R; R * ty < row_end; ++ty) {
     const int64_t iy0 = int64_t{R} * ty - a.pad_top;
-    for (uint32_t tx0 = 0; tx0 < tiles_w; tx0 += T) {
-      const uint32_t nt = min_u32(T, tiles_w - tx0);
+    for (uint32_t run = 0; run < runs; ++run) {
+      const uint32_t tx0 = tiles_w * run / runs, nt = tiles_w * (run + 1) / runs - tx0;
       // Input transform of nt tiles; positions outside the image read 0, lanes past cin stay 0. Tiles inside the
       // image with whole vectors of channels (Fast) load without checks.
       auto input_tile = [&](auto fast, uint32_t t, int64_t ix0, uint32_t c, uint32_t n) {
@@ -146,11 +148,14 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
           gemm.cout = ldm;
           gemm.kernel = {a.winograd_weights + (size_t{xi} * blocks + g0) * a.cin * format::kChannelBlock, false};
           for (uint32_t b = 0; b < gb; b += NB) {
+            // The run's tiles in register tiles of balanced widths: a narrow last one costs nearly a whole one.
             const uint32_t nb = min_u32(NB, gb - b), pixels = conv_tile_pixels<A>(nb);
-            for (uint32_t p = 0; p < nt; p += pixels) {
+            const uint32_t pieces = (nt + pixels - 1) / pixels;
+            for (uint32_t k = 0; k < pieces; ++k) {
+              const uint32_t p = nt * k / pieces, count = nt * (k + 1) / pieces - p;
               const int64_t row = static_cast<int64_t>(ld);
               ConvTile tile{p * row, row, 0, 1, 0, 1, size_t{p} * ldm, 0};
-              conv_blocks<A, false, NB, false>(gemm, tile, b, nb, min_u32(pixels, nt - p));
+              conv_blocks<A, false, NB, false>(gemm, tile, b, nb, count);
             }
           }
         }
