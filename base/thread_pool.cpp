@@ -11,9 +11,10 @@ namespace {
 // Polls `ready` for up to kPollTime before the caller falls back to sleeping; true when it became ready.
 constexpr std::chrono::microseconds kPollTime{50};
 
-// Pieces per thread: enough that a stalled thread's last piece is a small share of the op, few enough that the
-// kernels' per-call work (a partial register tile, a Winograd row of tiles) stays a small share of a piece.
-constexpr uint32_t kPiecesPerThread = 4;
+// Pieces per thread: a stalled thread holds back at most one piece, while each piece stays long enough for the
+// kernels' per-call work (a partial register tile, a Winograd row of tiles) to stay small beside it (S at 2 threads
+// on Zen 3: 4 per thread cost 3 ms over a static split in the best runs; 2 match it, and cut the slow medians).
+constexpr uint32_t kPiecesPerThread = 2;
 
 template <class Ready>
 bool poll(const Ready& ready) {
