@@ -28,8 +28,10 @@ def main():
     work = b.work_dir(args.build, ["bench/effcam-bench", "apps/effcam-predict", "apps/effcam-convert"])
     model = b.effcam_model(args.build, work, None)
     image = os.path.join(args.build, "testdata", "images", "rgb_300x300_1", "rgb_000.png")
+    # The floor of the same thread count (the scratch of some kernels is per worker).
     floor = json.loads(b.run([os.path.join(args.build, "apps", "effcam-predict"), "--model", model, "--json",
-                              "--cam-layer", "block3c_add", image]))["cam"]["plan"]["arena_floor_bytes"]
+                              "--threads", str(args.threads), "--cam-layer", "block3c_add",
+                              image]))["cam"]["plan"]["arena_floor_bytes"]
     runs = {"forward": [], "top_conv": ["--cam-layer", "top_conv"], "block3c_add": ["--cam-layer", "block3c_add"],
             "block3c_add at the floor": ["--cam-layer", "block3c_add", "--memory-budget", str(floor)],
             "block2d_add": ["--cam-layer", "block2d_add"]}

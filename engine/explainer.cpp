@@ -322,7 +322,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
     first_backward = std::min(first_backward, at);
     const format::Op& op = ops[action.op];
     const OpGeometry& geometry = graph.ops[action.op];
-    const BackwardScratch scratch = op_definition(op.kind).backward_scratch(model_.file(), op, geometry, request.threads);
+    const BackwardScratch scratch = op_definition(op.kind).backward_scratch(model_.file(), op, geometry);
     if (action.op == target) {
       // The target's step runs its own recovery (backward_target), not the op's backward; a ScaledInput target
       // goes back through its conv with the op's backward scratch.

@@ -105,9 +105,7 @@ inline constexpr uint8_t kNoSlot = 0xFF;
 // The defaults of a row, for kinds without kernels, scratch or backward scratch.
 inline uint64_t no_multiply_adds(const format::Op&, const OpGeometry&) { return 0; }
 inline uint64_t no_scratch(const format::Op&, const OpGeometry&, uint32_t) { return 0; }
-inline BackwardScratch no_backward_scratch(const ModelFile&, const format::Op&, const OpGeometry&, uint32_t) {
-  return {};
-}
+inline BackwardScratch no_backward_scratch(const ModelFile&, const format::Op&, const OpGeometry&) { return {}; }
 inline bool reads_every_input(const format::Op&, uint32_t) { return true; }
 
 // A row states its kind, name, shape rule, forward and backward, and only the properties that differ from these
@@ -144,9 +142,9 @@ struct OpDefinition {
   bool view = false;
 
   void (*forward)(const ForwardCall& call);
-  // The backward call's scratch (BackwardScratch), for `threads` workers.
-  BackwardScratch (*backward_scratch)(const ModelFile& file, const format::Op& op, const OpGeometry& geometry,
-                                      uint32_t threads) = no_backward_scratch;
+  // The backward call's scratch (BackwardScratch).
+  BackwardScratch (*backward_scratch)(const ModelFile& file, const format::Op& op, const OpGeometry& geometry) =
+      no_backward_scratch;
   // Whether the backward reads the forward value of inputs[slot] (BackwardCall::input): an input it does not read
   // need not be kept or recomputed for a linear op, whose backward step does not rerun it.
   bool (*backward_reads_input)(const format::Op& op, uint32_t slot) = reads_every_input;

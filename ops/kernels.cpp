@@ -156,11 +156,10 @@ void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool) {
     a.in_h = a.out_h = a.out_h * a.out_w;  // one column of pixels
     a.in_w = a.out_w = 1;
   }
-  if (!conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
+  if (!scratch || !conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
     pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { conv2d(a, b, e); });
     return;
   }
-  require(scratch, "conv2d_pooled", "null scratch");
   pool.parallel_for(format::round_up_to_block(a.cout) / format::kChannelBlock,
                     [&](uint32_t b, uint32_t e, uint32_t) { winograd_transform_weights(a, scratch, b, e); });
   a.winograd_weights = scratch;

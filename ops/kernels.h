@@ -71,7 +71,8 @@ void winograd_transform_weights(const ConvArgs& args, float* u, uint32_t block_b
 // conv2d over all of args' output rows, split across the pool: a pointwise conv as one GEMM over the pixels
 // (threads split pixels, not rows), a Winograd one (conv2d_winograd) after transforming its weights into `scratch`
 // (conv2d_pooled_scratch_floats(args, pool.size()) floats: the transformed weights, then each worker's tiles; none
-// for the other convs), threads splitting rows of tiles. The bytes do not depend on the pool's size.
+// for the other convs), threads splitting rows of tiles; without scratch, the direct conv. The bytes do not depend
+// on the pool's size.
 size_t conv2d_pooled_scratch_floats(const ConvArgs& args, uint32_t threads);
 void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool);
 

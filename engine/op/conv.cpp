@@ -50,10 +50,9 @@ void forward(const ForwardCall& call) {
   ops::conv2d_pooled(a, call.scratch, call.pool);
 }
 
-BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g, uint32_t threads) {
-  // The conv's own (transposed kernels, a stride phase's gradient, Winograd's), after d(x * gate) when the input is
-  // gated.
-  const uint64_t conv = ops::conv2d_backward_scratch_floats(conv_args(file, op, g), threads);
+BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
+  // The conv's own (transposed kernels, a stride phase's gradient), after d(x * gate) when the input is gated.
+  const uint64_t conv = ops::conv2d_backward_scratch_floats(conv_args(file, op, g));
   return {(op.inputs[2] == kNone ? 0 : g.input.elements()) + conv, 0};
 }
 

@@ -69,7 +69,7 @@ void forward(const ForwardCall& call) {
   for (uint32_t o = 0; o < c; ++o) mean[o] *= inv;
 }
 
-BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g, uint32_t) {
+BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
   return {ops::depthwise2d_backward_scratch_floats(depthwise_args(file, op, g)), 0};  // transposed kernels, a phase
 }
 

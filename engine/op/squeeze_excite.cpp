@@ -48,7 +48,7 @@ void forward(const ForwardCall& call) {
   ops::squeeze_excite(a);
 }
 
-BackwardScratch backward_scratch(const ModelFile&, const format::Op& op, const OpGeometry&, uint32_t) {
+BackwardScratch backward_scratch(const ModelFile&, const format::Op& op, const OpGeometry&) {
   return {0, 2 * uint64_t{op.out_channels}};  // the hidden pre-activation and its gradient
 }
 
