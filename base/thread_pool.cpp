@@ -56,17 +56,17 @@ void ThreadPool::parallel_for(uint32_t count, const RangeFn& fn) {
     if (count > 0) fn(0, count, 0);
     return;
   }
-  uint32_t generation = 0;
+  Job job{&fn, count, pieces, 0};
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    generation = generation_.load() + 1;
-    job_ = {&fn, count, pieces, generation};
+    job.generation = generation_.load() + 1;
+    job_ = job;
     finished_pieces_.store(0);
-    next_piece_.store(uint64_t{generation} << 32);
-    generation_.store(generation);
+    next_piece_.store(uint64_t{job.generation} << 32);
+    generation_.store(job.generation);
   }
   wake_.notify_all();
-  std::exception_ptr error = run_pieces({&fn, count, pieces, generation}, 0);  // fn is in use until all are done
+  std::exception_ptr error = run_pieces(job, 0);  // fn is in use until all are done
   auto finished = [&] { return finished_pieces_.load() == pieces; };
   if (!poll(finished)) {
     std::unique_lock<std::mutex> lock(mutex_);

@@ -11,8 +11,9 @@
 // The schedule is data (Action, one per timeline step: a recomputation or a backward step, with the buffers it
 // reads and writes). The plan is chosen before anything runs, among those it tries (segmentations: none, and
 // greedy families by segment size in bytes and in multiply-adds, cut between blocks; each with reruns, or keeping
-// the pre-activations that recomputations make): the least work done again (multiply-adds recomputed and rerun) whose arena fits the budget,
-// by default twice the forward pass's arena. Every plan recomputes each op after the target at most once.
+// the pre-activations that recomputations make): the least work done again (multiply-adds recomputed and rerun)
+// whose arena fits the budget, by default twice the forward pass's arena. Every plan recomputes each op after the
+// target at most once.
 #pragma once
 
 #include <cstdint>

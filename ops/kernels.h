@@ -78,9 +78,9 @@ void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool);
 
 // y = act(depthwise(x) + bias) + residual; output channel o reads input channel o / (cout / cin).
 // kernel: DepthwiseHWC {cout, kh, kw}. channel_sums (optional, cout floats): the call ADDS the per-channel sums
-// of the output rows it computes (the engine turns them into the squeeze-excite means; give each thread its own
-// buffer). residual (optional, out_h x out_w x cout; the gradient kernels accumulate through it) may be y; y must
-// not overlap x.
+// of the output rows it computes (the engine turns them into the squeeze-excite means; give each piece of rows its
+// own buffer and add the pieces in a fixed order, so the bits do not depend on the threads). residual (optional,
+// out_h x out_w x cout; the gradient kernels accumulate through it) may be y; y must not overlap x.
 struct DepthwiseArgs {
   const float* x = nullptr;
   uint32_t in_h = 0, in_w = 0, cin = 0;
