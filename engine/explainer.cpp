@@ -155,6 +155,15 @@ std::vector<std::vector<uint32_t>> Explainer::segmentations() const {
   };
   grow(output_bytes);
   grow(multiply_adds);
+  // The finest of them (a segment per block) with its first segments merged into one recomputed from the target: a
+  // checkpoint is held through the backward pass of everything after it, so near a shallow target (the largest
+  // activations) one long first segment beats many checkpoints (S at block1b_add: 13.4 MB of arena against 16.6).
+  const std::vector<uint32_t> finest = candidates.size() > 1 ? candidates[1] : path_;
+  for (size_t m = 2; m < finest.size(); ++m) {
+    std::vector<uint32_t> merged = {target};
+    merged.insert(merged.end(), finest.begin() + static_cast<std::ptrdiff_t>(m), finest.end());
+    if (std::find(candidates.begin(), candidates.end(), merged) == candidates.end()) candidates.push_back(merged);
+  }
 
   return candidates;
 }
@@ -331,7 +340,15 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
       if (kind == TapKind::ScaledInput) action.scratch = add_buffer(request, scratch.step_floats, at, at);
       continue;
     }
-    if (action.pre_activation == kNone) action.pre_activation = add_buffer(request, geometry.output.elements(), at, at);
+    // dz goes over the output's gradient, which dies here; a buffer of its own holds the seed's, one with no output
+    // gradient, and the pre-activation of a rerun whose kernels cannot turn it into dz in their epilogue.
+    const bool seed = op.outputs[0] == graph.output;
+    action.dz_in_output_gradient = !seed && gradient_[op.outputs[0]] != kNone;
+    const bool rerun_needs_z = reruns_for_gradient(action.op) && !action.pre_activation_recomputed &&
+                               !gradient_in_epilogue(action.op);
+    if (action.pre_activation == kNone && (!action.dz_in_output_gradient || rerun_needs_z)) {
+      action.pre_activation = add_buffer(request, geometry.output.elements(), at, at);
+    }
     if (scratch.step_floats > 0) action.scratch = add_buffer(request, scratch.step_floats, at, at);
     shared_floats = std::max(shared_floats, scratch.shared_floats);
   }
@@ -383,6 +400,11 @@ bool Explainer::splits_activation(uint32_t op) const {
   const bool residual = definition.residual_input && record.inputs[1] != kNone;
   return definition.activation_in_epilogue && reruns_for_gradient(op) && !residual && record.outputs[1] == kNone &&
          record.outputs[0] != model_.graph().output;
+}
+
+bool Explainer::gradient_in_epilogue(uint32_t op) const {
+  const format::Op& record = model_.file().ops()[op];
+  return op_definition(record.kind).gradient_in_epilogue && output_activation(record) != format::Activation::Softmax;
 }
 
 bool Explainer::reruns_for_gradient(uint32_t op) const {
@@ -464,45 +486,66 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
   const OpGeometry& g = model_.graph().ops[action.op];
   const OpDefinition& definition = op_definition(op.kind);
   const bool seed = op.outputs[0] == model_.graph().output;
-  const float* dy = gradient(executor, op.outputs[0]);
+  float* dy = gradient(executor, op.outputs[0]);
   const float* dmean = gradient(executor, op.outputs[1]);
   if (!seed && !dy && !dmean) return;  // nothing from the score flows through this op
 
-  // z: the pre-activation, recomputed without the residual; then turned into dz in place. A linear op needs no z:
-  // its dz is its output's gradient.
-  float* dz = executor.extra(action.pre_activation);
   const format::Activation act = output_activation(op);
-  if (reruns_for_gradient(action.op) && !action.pre_activation_recomputed) {
-    Recompute pre_activation = rerun(executor, action);
-    pre_activation.skip_activation = pre_activation.skip_residual = true;
-    pre_activation.output = dz;
-    executor.run_op(action.op, pre_activation);
-  }
   const size_t count = g.output.elements();
+  const uint32_t pixels = g.output.h * g.output.w;
   float* residual_gradient = definition.residual_input ? gradient(executor, op.inputs[1]) : nullptr;
-  if (seed) {
+  float* z = action.pre_activation != kNone ? executor.extra(action.pre_activation) : nullptr;
+  const bool reruns = reruns_for_gradient(action.op) && !action.pre_activation_recomputed;
+  // The op rerun without its residual: into z, or (no z) straight into dz through the kernels' gradient epilogue.
+  auto rerun_op = [&](float* output, const float* output_gradient) {
+    Recompute pre_activation = rerun(executor, action);
+    pre_activation.skip_activation = output_gradient == nullptr;
+    pre_activation.skip_residual = true;
+    pre_activation.output = output;
+    pre_activation.output_gradient = output_gradient;
+    executor.run_op(action.op, pre_activation);
+  };
+  // dz = (the output's gradient + the squeeze-excite means' share, spread over the pixels) x act'(z), each over its
+  // pixels; a linear op reads no z.
+  auto through_activation = [&](const float* z_in, const float* dy_in, const float* dmean_in, float* dz_out,
+                                format::Activation a) {
+    const ops::ActivationGradientArgs through{z_in, dy_in, dmean_in, 1.0f / static_cast<float>(pixels), dz_out,
+                                              pixels, g.output.c, a, op.act_max};
+    executor.pool().parallel_for(pixels,
+                                 [&](uint32_t b, uint32_t e, uint32_t) { ops::activation_backward(through, b, e); });
+  };
+  float* dz = z;
+  if (action.dz_in_output_gradient) {
+    // In place over dy, after the residual's share (dy itself) is taken.
+    if (residual_gradient) ops::identity_backward(dy, residual_gradient, count);
+    dz = dy;
+    if (reruns && !z) {
+      if (dmean) through_activation(nullptr, dy, dmean, dy, format::Activation::Linear);
+      rerun_op(dy, dy);
+    } else {
+      if (reruns) rerun_op(z, nullptr);
+      if (z || dmean) through_activation(z, dy, dmean, dy, z ? act : format::Activation::Linear);
+    }
+  } else if (seed) {
+    rerun_op(z, nullptr);
     const float* y = executor.tensor(op.outputs[0]);
-    const float z_c = dz[class_index];
-    std::fill_n(dz, count, 0.0f);
+    const float z_c = z[class_index];
+    std::fill_n(z, count, 0.0f);
     if (score == CamScore::Logit) {
       score_value = z_c;
-      dz[class_index] = 1.0f;
+      z[class_index] = 1.0f;
     } else if (act == format::Activation::Softmax) {
       score_value = y[class_index];
-      for (size_t k = 0; k < count; ++k) dz[k] = y[class_index] * ((k == class_index ? 1.0f : 0.0f) - y[k]);
+      for (size_t k = 0; k < count; ++k) z[k] = y[class_index] * ((k == class_index ? 1.0f : 0.0f) - y[k]);
     } else {
       score_value = y[class_index];
-      dz[class_index] = ops::activation_derivative(z_c, act, op.act_max);
+      z[class_index] = ops::activation_derivative(z_c, act, op.act_max);
     }
     if (residual_gradient && score == CamScore::Prob) residual_gradient[class_index] += 1.0f;
   } else {
-    // The output's gradient (plus the squeeze-excite means' share, spread over the pixels) times the activation's
-    // derivative, in place over z (a linear op's buffer holds no z, and the kernel reads none).
-    const uint32_t pixels = g.output.h * g.output.w;
-    const ops::ActivationGradientArgs through{dz, dy, dmean, 1.0f / static_cast<float>(pixels), dz, pixels,
-                                              g.output.c, act, op.act_max};
-    executor.pool().parallel_for(pixels, [&](uint32_t b, uint32_t e, uint32_t) { ops::activation_backward(through, b, e); });
-    if (residual_gradient && dy) ops::identity_backward(dy, residual_gradient, count);
+    // Only the means' share flows (no output gradient): dz in the op's own buffer, over z.
+    if (reruns) rerun_op(z, nullptr);
+    through_activation(z, nullptr, dmean, z, act);
   }
 
   BackwardCall call{model_.file(), op, g, executor.pool(), dz, {}, {}, {}, nullptr, nullptr};

@@ -79,17 +79,22 @@ class Explainer {
     uint32_t op = format::kNone;
     bool backward = false;
     std::vector<uint32_t> clear;               // gradient buffers that first receive a share here: zeroed first
-    uint32_t pre_activation = format::kNone;   // backward: the op's recomputed pre-activation, turned into dz
+    // backward: the op's pre-activation (kNone when a gradient rerun needs none), turned into dz unless
+    // dz_in_output_gradient
+    uint32_t pre_activation = format::kNone;
     uint32_t scratch = format::kNone;          // backward: the op's own backward scratch (BackwardScratch::step_floats)
     uint32_t forward_scratch = format::kNone;  // the scratch of the op's forward call (OpDefinition::scratch_floats)
     uint32_t output = format::kNone, second_output = format::kNone;  // a recomputation's outputs (kNone: unread)
     // backward: pre_activation was left by the op's recomputation (which then wrote it and applied the activation
     // over it), so the step does not rerun the op
     bool pre_activation_recomputed = false;
+    // backward: dz is written over the gradient of the op's output, which dies at this step (no buffer of its own)
+    bool dz_in_output_gradient = false;
   };
 
   // The segmentations tried (segment starts, ascending, the first the target): every path op its own segment, then
-  // greedy families by segment size (bytes made, multiply-adds), cut between blocks.
+  // greedy families by segment size (bytes made, multiply-adds), cut between blocks, and the finest of those with
+  // its first segments merged.
   std::vector<std::vector<uint32_t>> segmentations() const;
   // Builds the schedule of one segmentation (segment starts, ascending, the first the target) into `request`; with
   // keep_pre_activations, an op that splits_activation keeps the pre-activation of its recomputation for its
@@ -98,6 +103,8 @@ class Explainer {
   uint32_t add_buffer(PlanRequest& request, uint64_t floats, uint32_t first, uint32_t last);
   // Whether an op's backward step reruns it for its pre-activation (the seed and every op with an activation).
   bool reruns_for_gradient(uint32_t op) const;
+  // Whether a rerun of the op can write dz itself (OpDefinition::gradient_in_epilogue), needing no pre-activation.
+  bool gradient_in_epilogue(uint32_t op) const;
   // Whether an op's output is its activation applied element-wise to its pre-activation by the kernels' shared
   // epilogue (no residual, no second output), so a recomputation can write both with the same bits.
   bool splits_activation(uint32_t op) const;

@@ -69,6 +69,7 @@ struct ForwardCall {
   const float* bias;                         // the op's bias, nullptr when absent or skipped
   format::Activation activation;             // the activation to apply: Linear when skipped (softmax is the executor's)
   bool skip_activation;                      // a recomputation without the activation (the gate's too)
+  const float* output_gradient;              // a gradient rerun's (Recompute::output_gradient), else nullptr
 
   // A weight vector of the file (fp32), nullptr for kNone.
   const float* weight(uint32_t id) const {
@@ -127,6 +128,9 @@ struct OpDefinition {
   // Without a residual or second output, outputs[0] is the activation applied element-wise to the pre-activation
   // through the kernels' shared epilogue: ops::activate over the pre-activation gives the same bits.
   bool activation_in_epilogue = false;
+  // The forward call honours ForwardCall::output_gradient (the kernels' gradient epilogue): a backward step reruns
+  // the op straight into its pre-activation's gradient, with no buffer for the pre-activation.
+  bool gradient_in_epilogue = false;
   // The activation at outputs[0]: &format::Op::activation, or the squeeze-excite gate's &format::Op::activation2.
   format::Activation format::Op::*output_activation = &format::Op::activation;
 

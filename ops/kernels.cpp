@@ -113,6 +113,7 @@ void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   require(a.cin > 0 && a.cout > 0, "conv2d", "zero channels");
   check_window("conv2d", a.kh, a.kw, a.stride_h, a.stride_w);
   check_activation("conv2d", a.act);
+  require(!(a.output_gradient && a.residual), "conv2d", "a gradient rerun has no residual");
   check_range("conv2d", row_begin, row_end, a.out_h);
   if (a.winograd_weights && a.winograd_scratch && conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
     return kernels().winograd_conv2d(a, row_begin, row_end);
@@ -177,6 +178,8 @@ void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
   require(a.cin > 0 && a.cout > 0 && a.cout % a.cin == 0, "depthwise2d", "cout is not a multiple of cin");
   check_window("depthwise2d", a.kh, a.kw, a.stride_h, a.stride_w);
   check_activation("depthwise2d", a.act);
+  require(!(a.output_gradient && (a.residual || a.channel_sums)), "depthwise2d",
+          "a gradient rerun has no residual or channel sums");
   check_range("depthwise2d", row_begin, row_end, a.out_h);
   kernels().depthwise2d(a, row_begin, row_end);
 }

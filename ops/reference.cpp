@@ -60,6 +60,32 @@ void pool2d(const PoolArgs& a, uint32_t row_begin, uint32_t row_end, Pick pick) 
       }
 }
 
+double derivative(double v, Activation act, float act_max) {
+  switch (act) {
+    case Activation::Linear: return 1;
+    case Activation::Relu: return v > 0 && v < act_max ? 1 : 0;
+    case Activation::Sigmoid: return sigmoid(v) * (1 - sigmoid(v));
+    case Activation::Swish: return sigmoid(v) * (1 + v * (1 - sigmoid(v)));
+    case Activation::HardSigmoid: return v > -3 && v < 3 ? 1.0 / 6 : 0;
+    case Activation::HardSigmoidKeras2: return v > -2.5 && v < 2.5 ? 0.2 : 0;
+    case Activation::HardSwish: return v <= -3 ? 0 : v >= 3 ? 1 : (2 * v + 3) / 6;
+    case Activation::Tanh: return 1 - std::tanh(v) * std::tanh(v);
+    case Activation::Softmax: break;
+  }
+  throw Error("ops: softmax has no elementwise derivative");
+}
+
+// A conv's output element from its sum (bias included): act(sum) + residual, or the gradient rerun's
+// output_gradient * act'(sum) (ConvArgs::output_gradient).
+template <class Args>
+float conv_output(const Args& a, double sum, size_t out) {
+  if (a.output_gradient) {
+    return static_cast<float>(a.output_gradient[out] * derivative(static_cast<float>(sum), a.act, a.act_max));
+  }
+  const float v = activate(static_cast<float>(sum), a.act, a.act_max);
+  return a.residual ? v + a.residual[out] : v;
+}
+
 }  // namespace
 
 float activate(float x, Activation act, float act_max) {
@@ -94,9 +120,8 @@ void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
               sum += in * blocked_at(a.kernel, a.kh, a.kw, a.cin, o, ky, kx, c);
             }
           }
-        size_t out = pixel_offset(oy, ox, a.out_w, a.cout) + o;
-        float v = activate(static_cast<float>(sum), a.act, a.act_max);
-        a.y[out] = a.residual ? v + a.residual[out] : v;
+        const size_t out = pixel_offset(oy, ox, a.out_w, a.cout) + o;
+        a.y[out] = conv_output(a, sum, out);
       }
 }
 
@@ -116,8 +141,7 @@ void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
             sum += static_cast<double>(in) * depthwise_at(a.kernel, a.kw, a.cout, o, ky, kx);
           }
         const size_t out = pixel_offset(oy, ox, a.out_w, a.cout) + o;
-        float v = activate(static_cast<float>(sum), a.act, a.act_max);
-        if (a.residual) v += a.residual[out];
+        const float v = conv_output(a, sum, out);
         a.y[out] = v;
         if (a.channel_sums) a.channel_sums[o] += v;
       }
@@ -222,21 +246,9 @@ void activation_backward(const ActivationGradientArgs& a, uint32_t pixel_begin, 
   const Activation act = a.act;
   const float act_max = a.act_max;
   for (size_t i = size_t{pixel_begin} * a.channels; i < size_t{pixel_end} * a.channels; ++i) {
-    const double v = act == Activation::Linear ? 0.0 : a.z[i];  // z is not read for Linear
-    double derivative = 1;
-    switch (act) {
-      case Activation::Linear: break;
-      case Activation::Relu: derivative = v > 0 && v < act_max ? 1 : 0; break;
-      case Activation::Sigmoid: derivative = sigmoid(v) * (1 - sigmoid(v)); break;
-      case Activation::Swish: derivative = sigmoid(v) * (1 + v * (1 - sigmoid(v))); break;
-      case Activation::HardSigmoid: derivative = v > -3 && v < 3 ? 1.0 / 6 : 0; break;
-      case Activation::HardSigmoidKeras2: derivative = v > -2.5 && v < 2.5 ? 0.2 : 0; break;
-      case Activation::HardSwish: derivative = v <= -3 ? 0 : v >= 3 ? 1 : (2 * v + 3) / 6; break;
-      case Activation::Tanh: derivative = 1 - std::tanh(v) * std::tanh(v); break;
-      case Activation::Softmax: throw Error("ops: softmax has no elementwise derivative");
-    }
+    const double d = act == Activation::Linear ? 1.0 : derivative(a.z[i], act, act_max);  // z unread for Linear
     const double g = (a.dy ? a.dy[i] : 0.0) + (a.dmean ? double{a.dmean[i % a.channels]} * a.mean_scale : 0.0);
-    a.dz[i] = static_cast<float>(g * derivative);
+    a.dz[i] = static_cast<float>(g * d);
   }
 }
 

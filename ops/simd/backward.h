@@ -1,4 +1,4 @@
-// The gradient kernels with SIMD of their own: the activations' derivatives and the fully connected layer's
+// The gradient kernels with SIMD of their own: the activation gradient and the fully connected layer's
 // transpose (the convolutions' gradients run as forward convolutions, ops/backward.cpp).
 // Internal: part of the SIMD kernels, included only through ops/kernels_simd.h (see there).
 #pragma once
@@ -8,40 +8,15 @@
 namespace effcam::ops::detail {
 namespace {
 
-// d act(z) / dz, chosen at compile time (the formulas of ops::activation_derivative).
-template <class A, Activation Act>
-Vec<A> activation_derivative(const Vec<A>& z, float act_max) {
-  const Vec<A> zero(0.0f), one(1.0f);
-  if constexpr (Act == Activation::Relu) {
-    return xsimd::select((z > zero) & (z < Vec<A>(act_max)), one, zero);
-  } else if constexpr (Act == Activation::Sigmoid) {
-    const Vec<A> s = sigmoid<A>(z);
-    return s * (one - s);
-  } else if constexpr (Act == Activation::Swish) {
-    const Vec<A> s = sigmoid<A>(z);
-    return s * multiply_add<A>(z, one - s, one);
-  } else if constexpr (Act == Activation::HardSigmoid) {
-    return xsimd::select((z > Vec<A>(-3.0f)) & (z < Vec<A>(3.0f)), Vec<A>(1.0f / 6.0f), zero);
-  } else if constexpr (Act == Activation::HardSigmoidKeras2) {
-    return xsimd::select((z > Vec<A>(-2.5f)) & (z < Vec<A>(2.5f)), Vec<A>(0.2f), zero);
-  } else if constexpr (Act == Activation::HardSwish) {
-    const Vec<A> inside = multiply_add<A>(z, Vec<A>(2.0f), Vec<A>(3.0f)) / Vec<A>(6.0f);
-    return xsimd::select(z <= Vec<A>(-3.0f), zero, xsimd::select(z >= Vec<A>(3.0f), one, inside));
-  } else if constexpr (Act == Activation::Tanh) {
-    const Vec<A> t = xsimd::tanh(z);
-    return one - t * t;
-  } else {
-    return one;
-  }
-}
-
 template <class A>
 void activation_backward(const ActivationGradientArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
   with_activation(a.act, [&](auto tag) {
-    // dz over [begin, begin + count) from dy and an optional per-channel term `extra`.
+    // dz over [begin, begin + count) from dy and the means' per-channel term `extra` (dy alone without means: its
+    // bits, the gradient epilogue's, ops/simd/common.h).
     constexpr Activation Act = decltype(tag)::value;
     auto run = [&](size_t begin, uint32_t count, const Vec<A>& extra) {
-      const Vec<A> g = a.dy ? load_partial<A>(a.dy + begin, count) + extra : extra;
+      const Vec<A> g = !a.dy ? extra : a.dmean ? load_partial<A>(a.dy + begin, count) + extra
+                                               : load_partial<A>(a.dy + begin, count);
       if constexpr (Act == Activation::Linear) {
         store_partial<A>(a.dz + begin, g, count);  // z is not read
       } else {

@@ -123,6 +123,33 @@ Vec<A> activate(const Vec<A>& x, float act_max) {
   else return x;
 }
 
+// d act(z) / dz, chosen at compile time (the formulas of ops::activation_derivative).
+template <class A, Activation Act>
+Vec<A> activation_derivative(const Vec<A>& z, float act_max) {
+  const Vec<A> zero(0.0f), one(1.0f);
+  if constexpr (Act == Activation::Relu) {
+    return xsimd::select((z > zero) & (z < Vec<A>(act_max)), one, zero);
+  } else if constexpr (Act == Activation::Sigmoid) {
+    const Vec<A> s = sigmoid<A>(z);
+    return s * (one - s);
+  } else if constexpr (Act == Activation::Swish) {
+    const Vec<A> s = sigmoid<A>(z);
+    return s * multiply_add<A>(z, one - s, one);
+  } else if constexpr (Act == Activation::HardSigmoid) {
+    return xsimd::select((z > Vec<A>(-3.0f)) & (z < Vec<A>(3.0f)), Vec<A>(1.0f / 6.0f), zero);
+  } else if constexpr (Act == Activation::HardSigmoidKeras2) {
+    return xsimd::select((z > Vec<A>(-2.5f)) & (z < Vec<A>(2.5f)), Vec<A>(0.2f), zero);
+  } else if constexpr (Act == Activation::HardSwish) {
+    const Vec<A> inside = multiply_add<A>(z, Vec<A>(2.0f), Vec<A>(3.0f)) / Vec<A>(6.0f);
+    return xsimd::select(z <= Vec<A>(-3.0f), zero, xsimd::select(z >= Vec<A>(3.0f), one, inside));
+  } else if constexpr (Act == Activation::Tanh) {
+    const Vec<A> t = xsimd::tanh(z);
+    return one - t * t;
+  } else {
+    return one;
+  }
+}
+
 // Calls f(std::integral_constant<Activation, act>): the switch happens once, outside f's loops.
 // (The public wrappers have rejected Softmax and unknown values.)
 template <class F>
@@ -142,21 +169,34 @@ void with_activation(Activation act, F&& f) {
   f(std::integral_constant<Activation, Linear>{});
 }
 
-// The shared epilogue: y[r * y_stride + i] = act(raw[r * raw_stride + i]) + residual[r * y_stride + i] for
-// r < rows, i < n; residual is optional. raw may be y, and residual may be y (each element is read before written).
+// The epilogue of one output vector v (the sum and its bias) for y's elements [at, at + n) (Full: n = lanes):
+// act(v) + residual, or, when `gradient` is given (a backward pass's rerun), gradient * act'(v): the gradient of the
+// pre-activation, with the bits of activation_backward over the same v. residual and gradient are optional.
+template <class A, Activation Act, bool Full>
+[[gnu::always_inline]] inline Vec<A> epilogue(const Vec<A>& v, float act_max, const float* residual,
+                                              const float* gradient, size_t at, uint32_t n) {
+  auto load = [&](const float* p) { return Full ? Vec<A>::load_unaligned(p + at) : load_partial<A>(p + at, n); };
+  if (gradient) return load(gradient) * activation_derivative<A, Act>(v, act_max);
+  Vec<A> out = activate<A, Act>(v, act_max);
+  if (residual) out += load(residual);
+  return out;
+}
+
+// The shared epilogue over rows: y[r * y_stride + i] = epilogue(raw[r * raw_stride + i]) for r < rows, i < n, with
+// residual and gradient (optional) laid out as y. raw may be y, and so may residual and gradient (each element is
+// read before it is written).
 template <class A>
-void finish_rows(const float* raw, size_t raw_stride, float* y, const float* residual, size_t y_stride,
-                 uint32_t rows, size_t n, Activation act, float act_max) {
+void finish_rows(const float* raw, size_t raw_stride, float* y, const float* residual, const float* gradient,
+                 size_t y_stride, uint32_t rows, size_t n, Activation act, float act_max) {
   with_activation(act, [&](auto tag) {
     for (uint32_t r = 0; r < rows; ++r) {
       const float* in = raw + r * raw_stride;
-      float* out = y + r * y_stride;
-      const float* res = residual ? residual + r * y_stride : nullptr;
+      const size_t row = r * y_stride;
       for (size_t i = 0; i < n; i += kLanes<A>) {
-        uint32_t count = static_cast<uint32_t>(n - i < kLanes<A> ? n - i : kLanes<A>);
-        Vec<A> v = activate<A, decltype(tag)::value>(load_partial<A>(in + i, count), act_max);
-        if (res) v += load_partial<A>(res + i, count);
-        store_partial<A>(out + i, v, count);
+        const uint32_t count = static_cast<uint32_t>(n - i < kLanes<A> ? n - i : kLanes<A>);
+        const Vec<A> v = epilogue<A, decltype(tag)::value, false>(load_partial<A>(in + i, count), act_max, residual,
+                                                                  gradient, row + i, count);
+        store_partial<A>(y + row + i, v, count);
       }
     }
   });

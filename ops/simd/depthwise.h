@@ -14,14 +14,13 @@ struct DepthwiseTaps {
   uint32_t ky0, ky1, kx0, kx1;
 };
 
-// One output vector of a depthwise conv: act(acc + bias) + residual stored (n lanes), and returned for the channel
+// One output vector of a depthwise conv through the shared epilogue, stored (n lanes) and returned for the channel
 // sums. Inlined: as a call, each output waited for its activation's division before the next began (measured 5% of
 // S's forward pass in this function on Zen 3).
 template <class A, Activation Act>
 [[gnu::always_inline]] inline Vec<A> depthwise_output(const DepthwiseArgs& a, const Vec<A>& acc, const Vec<A>& bias,
                                                       float* out, uint32_t n) {
-  Vec<A> v = activate<A, Act>(acc + bias, a.act_max);
-  if (a.residual) v += load_partial<A>(a.residual + (out - a.y), n);
+  const Vec<A> v = epilogue<A, Act, false>(acc + bias, a.act_max, a.residual, a.output_gradient, out - a.y, n);
   store_partial<A>(out, v, n);
   return v;
 }

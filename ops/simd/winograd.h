@@ -159,7 +159,7 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
             }
           }
         }
-        // Output transform A^T m A, bias, activation, residual; rows outside [row_begin, row_end) and columns past
+        // Output transform A^T m A, bias, then the shared epilogue; rows outside [row_begin, row_end) and columns past
         // out_w are not written.
         // (m holds whole blocks, so its loads are whole vectors.) Tiles whose 4x4 outputs are all written, with
         // whole vectors of channels (Fast), store without checks.
@@ -182,14 +182,10 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
               for (uint32_t k = 0; k < R; ++k) {
                 if (!decltype(fast)::value && ox + k >= a.out_w) break;
                 const size_t at = (size_t{oy} * a.out_w + ox + k) * a.cout + o;
-                Vec<A> out = activate<A, decltype(tag)::value>(y[r][k] + bias, a.act_max);
-                if constexpr (decltype(fast)::value) {
-                  if (a.residual) out += Vec<A>::load_unaligned(a.residual + at);
-                  out.store_unaligned(a.y + at);
-                } else {
-                  if (a.residual) out += load_partial<A>(a.residual + at, n);
-                  store_partial<A>(a.y + at, out, n);
-                }
+                const Vec<A> out = epilogue<A, decltype(tag)::value, decltype(fast)::value>(
+                    y[r][k] + bias, a.act_max, a.residual, a.output_gradient, at, n);
+                if constexpr (decltype(fast)::value) out.store_unaligned(a.y + at);
+                else store_partial<A>(a.y + at, out, n);
               }
             }
           };

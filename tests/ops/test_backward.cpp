@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <type_traits>
@@ -229,6 +230,86 @@ TEST_CASE("activation_backward: every activation's derivative on every path, wit
   }
   std::vector<float> dz(n);
   CHECK_THROWS_AS(ops::activation_backward(z.data(), dy.data(), dz.data(), n, A::Softmax, 0.0f), effcam::Error);
+}
+
+// The backward pass reruns a conv straight into its pre-activation's gradient (ConvArgs::output_gradient): the bytes
+// must be those of the two-step form it replaces (the pre-activation stored, then activation_backward over it), in
+// place over dy too, on every kernel path (pointwise GEMM, direct, strided, Winograd, depthwise).
+TEST_CASE("gradient epilogue: convs rerun into dz give activation_backward's bytes and match the reference") {
+  using A = ops::Activation;
+  struct Shape {
+    uint32_t h, w, cin, cout, k, stride;
+    bool depthwise;
+  };
+  const Shape shapes[] = {{7, 9, 24, 40, 1, 1, false}, {9, 10, 8, 20, 3, 1, false}, {9, 7, 5, 16, 3, 2, false},
+                          {7, 6, 19, 19, 3, 1, true},  {8, 9, 21, 21, 5, 2, true}};
+  size_t variant = 0;
+  for (const Shape& s : shapes) {
+    const Same sh(s.h, s.k, s.stride), sw(s.w, s.k, s.stride);
+    const size_t out = size_t{sh.out} * sw.out * s.cout;
+    const std::vector<float> x = random_floats(size_t{s.h} * s.w * s.cin, 2.0f);  // past the activations' kinks
+    const std::vector<float> bias = random_floats(s.cout), dy = random_floats(out);
+    const Weights w(s.depthwise ? format::pack_depthwise_kernel(random_floats(size_t{s.k} * s.k * s.cout), s.k, s.k,
+                                                                 s.cin, 1)
+                                : format::pack_conv_kernel(random_floats(size_t{s.k} * s.k * s.cin * s.cout), s.k, s.k,
+                                                           s.cin, s.cout),
+                    variant % 2 == 1);
+    for (A act : {A::Linear, A::Relu, A::Sigmoid, A::Swish, A::HardSigmoid, A::HardSigmoidKeras2, A::HardSwish,
+                  A::Tanh}) {
+      ++variant;
+      const std::string what = "shape " + std::to_string(&s - shapes) + " activation " +
+                               std::to_string(static_cast<int>(act));
+      ops::ConvArgs c;
+      c.x = x.data(), c.in_h = s.h, c.in_w = s.w, c.cin = s.cin, c.out_h = sh.out, c.out_w = sw.out, c.cout = s.cout;
+      c.kh = c.kw = s.k, c.stride_h = c.stride_w = s.stride, c.pad_top = sh.pad_before, c.pad_left = sw.pad_before;
+      c.kernel = w.view(), c.bias = bias.data(), c.act = act, c.act_max = 6.0f;
+      ops::DepthwiseArgs d;
+      d.x = x.data(), d.in_h = s.h, d.in_w = s.w, d.cin = s.cin, d.out_h = sh.out, d.out_w = sw.out, d.cout = s.cout;
+      d.kh = d.kw = s.k, d.stride_h = d.stride_w = s.stride, d.pad_top = sh.pad_before, d.pad_left = sw.pad_before;
+      d.kernel = w.view(), d.bias = bias.data(), d.act = act, d.act_max = 6.0f;
+      // y = f(activation, output_gradient) through the conv on this path (Winograd where it applies), the pool
+      // splitting it.
+      auto run = [&](float* y, A a, const float* output_gradient, effcam::ThreadPool& pool, bool reference) {
+        if (s.depthwise) {
+          ops::DepthwiseArgs r = d;
+          r.y = y, r.act = a, r.output_gradient = output_gradient;
+          if (reference) return ref::depthwise2d(r, 0, r.out_h);
+          pool.parallel_for(r.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::depthwise2d(r, b, e); });
+        } else {
+          ops::ConvArgs r = c;
+          r.y = y, r.act = a, r.output_gradient = output_gradient;
+          if (reference) return ref::conv2d(r, 0, r.out_h);
+          std::vector<float> scratch(ops::conv2d_pooled_scratch_floats(r, pool.size()));
+          ops::conv2d_pooled(r, scratch.empty() ? nullptr : scratch.data(), pool);
+        }
+      };
+      std::vector<float> want(out);
+      effcam::ThreadPool one(1);
+      run(want.data(), act, dy.data(), one, true);
+      for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+        std::vector<float> z(out), two_step(out), fused(out);
+        run(z.data(), A::Linear, nullptr, pool, false);
+        ops::ActivationGradientArgs through{z.data(), dy.data(), nullptr, 0.0f, two_step.data(), sh.out * sw.out,
+                                            s.cout, act, 6.0f};
+        ops::activation_backward(through, 0, sh.out * sw.out);
+        run(fused.data(), act, dy.data(), pool, false);
+        INFO(what << path);
+        CHECK(std::memcmp(fused.data(), two_step.data(), out * sizeof(float)) == 0);
+        std::vector<float> in_place = dy;
+        run(in_place.data(), act, in_place.data(), pool, false);
+        CHECK(std::memcmp(in_place.data(), two_step.data(), out * sizeof(float)) == 0);
+        check_close(fused, want, what + path, 1e-4f, 1e-4f);
+      });
+    }
+  }
+  // A rerun into dz has no residual (nor channel sums): refused, not silently mixed.
+  const std::vector<float> x = random_floats(16), y(16);
+  const Weights w(format::pack_conv_kernel(random_floats(16), 1, 1, 4, 4), false);
+  ops::ConvArgs c;
+  c.x = x.data(), c.in_h = c.in_w = 2, c.cin = 4, c.out_h = c.out_w = 2, c.cout = 4, c.kernel = w.view();
+  std::vector<float> out(16);
+  c.y = out.data(), c.output_gradient = y.data(), c.residual = y.data();
+  CHECK_THROWS_AS(ops::conv2d(c, 0, 2), effcam::Error);
 }
 
 TEST_CASE("dense_backward_input: matches its reference and is the forward's adjoint") {
