@@ -79,7 +79,7 @@ void store_partial(float* p, const Vec<A>& v, uint32_t count) {
 // std::exp it overflows to +inf past ~88.72 and underflows through the denormals to 0: 2^n is applied as two
 // normal powers of two, which covers n in [-150, 128].
 template <class A>
-Vec<A> exp_fast(const Vec<A>& x) {
+[[gnu::always_inline]] inline Vec<A> exp_fast(const Vec<A>& x) {
   using Int = xsimd::batch<int32_t, A>;
   const Vec<A> clamped = xsimd::min(xsimd::max(x, Vec<A>(-104.0f)), Vec<A>(89.0f));
   const Vec<A> n = xsimd::nearbyint(clamped * Vec<A>(1.44269504088896341f));
@@ -100,7 +100,7 @@ Vec<A> exp_fast(const Vec<A>& x) {
 }
 
 template <class A>
-Vec<A> sigmoid(const Vec<A>& x) {
+[[gnu::always_inline]] inline Vec<A> sigmoid(const Vec<A>& x) {
   return Vec<A>(1.0f) / (Vec<A>(1.0f) + exp_fast<A>(-x));
 }
 
@@ -111,7 +111,7 @@ Vec<A> relu6(const Vec<A>& x) {
 
 // One elementwise activation, chosen at compile time so loops over it are free of branches.
 template <class A, Activation Act>
-Vec<A> activate(const Vec<A>& x, float act_max) {
+[[gnu::always_inline]] inline Vec<A> activate(const Vec<A>& x, float act_max) {
   if constexpr (Act == Activation::Relu) return xsimd::min(xsimd::max(x, Vec<A>(0.0f)), Vec<A>(act_max));
   else if constexpr (Act == Activation::Sigmoid) return sigmoid<A>(x);
   else if constexpr (Act == Activation::Swish) return x / (Vec<A>(1.0f) + exp_fast<A>(-x));
@@ -125,7 +125,7 @@ Vec<A> activate(const Vec<A>& x, float act_max) {
 
 // d act(z) / dz, chosen at compile time (the formulas of ops::activation_derivative).
 template <class A, Activation Act>
-Vec<A> activation_derivative(const Vec<A>& z, float act_max) {
+[[gnu::always_inline]] inline Vec<A> activation_derivative(const Vec<A>& z, float act_max) {
   const Vec<A> zero(0.0f), one(1.0f);
   if constexpr (Act == Activation::Relu) {
     return xsimd::select((z > zero) & (z < Vec<A>(act_max)), one, zero);
