@@ -63,15 +63,6 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
     uint64_t cost, live;
     uint64_t arena = 0;  // placed: 0 until then
   };
-  std::vector<Tried> tried;
-  for (size_t k = 0; k < candidates.size(); ++k) {
-    for (bool keep_pre_activations : {false, true}) {
-      PlanRequest trial = forward_request;
-      schedule(candidates[k], keep_pre_activations, trial);
-      tried.push_back({k, keep_pre_activations, plan_.recomputed_multiply_adds + plan_.rerun_multiply_adds,
-                       plan_lower_bound(ops, graph, trial)});
-    }
-  }
   auto place = [&](Tried& t) {
     if (t.arena == 0) {
       PlanRequest trial = forward_request;
@@ -80,11 +71,39 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
     }
     return t.arena;
   };
-  // The floor: the smallest placed arena among the plans whose liveness bound is within 10% of the smallest.
-  uint64_t least_live = ~uint64_t{0}, floor = ~uint64_t{0};
-  for (const Tried& t : tried) least_live = std::min(least_live, t.live);
-  for (Tried& t : tried) {
-    if (t.live * 10 <= least_live * 11) floor = std::min(floor, place(t));
+  // Every plan in one backward mode, and their floor: the smallest placed arena among the plans whose liveness
+  // bound is within 10% of the smallest.
+  auto search = [&](bool winograd, std::vector<Tried>& tried) {
+    mode_ = {request.threads, winograd};
+    tried.clear();
+    for (size_t k = 0; k < candidates.size(); ++k) {
+      for (bool keep_pre_activations : {false, true}) {
+        PlanRequest trial = forward_request;
+        schedule(candidates[k], keep_pre_activations, trial);
+        tried.push_back({k, keep_pre_activations, plan_.recomputed_multiply_adds + plan_.rerun_multiply_adds,
+                         plan_lower_bound(ops, graph, trial)});
+      }
+    }
+    uint64_t least_live = ~uint64_t{0}, floor = ~uint64_t{0};
+    for (const Tried& t : tried) least_live = std::min(least_live, t.live);
+    for (Tried& t : tried) {
+      if (t.live * 10 <= least_live * 11) floor = std::min(floor, place(t));
+    }
+    return floor;
+  };
+  // Winograd's gradients unless their scratch lifts the floor past twice the forward pass's arena (S's stage 1):
+  // then the direct ones, at this layer under any budget, so that a budget never changes the map's bits.
+  std::vector<Tried> tried, direct;
+  uint64_t floor = search(true, tried);
+  if (floor > 2 * forward_plan.arena_bytes) {
+    const uint64_t winograd_floor = floor;
+    floor = search(false, direct);
+    if (floor < winograd_floor) {
+      tried.swap(direct);
+    } else {
+      floor = winograd_floor;
+      mode_.winograd = true;
+    }
   }
   // Without a budget: within twice the forward pass's arena (or the floor, when that is more).
   const uint64_t limit = budget_bytes > 0 ? budget_bytes : std::max(2 * forward_plan.arena_bytes, floor);
@@ -331,7 +350,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
     first_backward = std::min(first_backward, at);
     const format::Op& op = ops[action.op];
     const OpGeometry& geometry = graph.ops[action.op];
-    const BackwardScratch scratch = op_definition(op.kind).backward_scratch(model_.file(), op, geometry);
+    const BackwardScratch scratch = op_definition(op.kind).backward_scratch(model_.file(), op, geometry, mode_);
     if (action.op == target) {
       // The target's step runs its own recovery (backward_target), not the op's backward; a ScaledInput target
       // goes back through its conv with the op's backward scratch.
@@ -372,15 +391,19 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
     schedule_bound.push_back(gradients_ = add_buffer(request, target_floats, step_of[target], step()));
   }
 
-  // The lower bound: at each backward step, the buffers any schedule holds there plus the step's own.
+  // The lower bound: at each backward step, the buffers any schedule holds there plus what the step needs under any
+  // schedule: its scratch, and a pre-activation or a rerun's forward scratch unless the other way (an op that
+  // splits its activation either keeps its pre-activation or reruns into dz) needs neither.
   for (const Action& action : actions_) {
     if (!action.backward) continue;
     const uint32_t at = step_of[action.op];
+    const bool either_way = action.op != target && splits_activation(action.op);
     uint64_t bytes = 0;
     for (uint32_t b : schedule_bound) {
       if (request.extra[b].first <= at && at <= request.extra[b].last) bytes += request.extra[b].bytes;
     }
-    for (uint32_t b : {action.pre_activation, action.scratch, action.forward_scratch}) {
+    for (uint32_t b : {either_way ? kNone : action.pre_activation, action.scratch,
+                       either_way ? kNone : action.forward_scratch}) {
       if (b != kNone) bytes += request.extra[b].bytes;
     }
     for (uint32_t t : reads(action.op)) bytes += graph.tensors[t].elements() * sizeof(float);
@@ -548,7 +571,7 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
     through_activation(z, nullptr, dmean, z, act);
   }
 
-  BackwardCall call{model_.file(), op, g, executor.pool(), dz, {}, {}, {}, nullptr, nullptr};
+  BackwardCall call{model_.file(), op, g, executor.pool(), dz, {}, {}, {}, nullptr, nullptr, mode_.winograd};
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
     const uint32_t t = op.inputs[slot];
     if (t == kNone) continue;
@@ -627,7 +650,7 @@ void Explainer::backward_target(Executor& executor, const Action& action) const 
       for (size_t i = 0; i < count; ++i) z[i] = dy_total(i) * ops::activation_derivative(z[i], act, op.act_max);
       std::fill_n(da, g.input.elements(), 0.0f);
       const ops::ConvArgs args = conv_args(model_.file(), op, g);
-      ops::conv2d_backward_input(args, z, da, executor.extra(action.scratch), executor.pool());
+      ops::conv2d_backward_input(args, z, da, executor.extra(action.scratch), executor.pool(), mode_.winograd);
       break;
     }
     case TapKind::SecondOutput:

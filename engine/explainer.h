@@ -24,6 +24,7 @@
 #include "engine/executor.h"
 #include "engine/memory_plan.h"
 #include "engine/model.h"
+#include "engine/op_table.h"
 
 namespace effcam::engine {
 
@@ -130,6 +131,7 @@ class Explainer {
   uint32_t activations_ = format::kNone, gradients_ = format::kNone;  // the result
   std::vector<uint64_t> buffer_floats_;    // size of each PlanRequest::extra buffer (those of others: 0)
   ExplainPlan plan_;
+  BackwardMode mode_;  // the backward kernels' mode, one for the layer whatever the budget
 };
 
 }  // namespace effcam::engine

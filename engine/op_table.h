@@ -89,10 +89,17 @@ struct BackwardCall {
   float* input_gradient[format::kMaxOpInputs];        // nullptr when the score does not need it
   float* scratch;                                     // BackwardScratch::step_floats floats, this step only
   float* shared_scratch;                              // BackwardScratch::shared_floats floats (see there)
+  bool winograd;                                      // BackwardMode::winograd of the scratch's sizing
 
   const float* weight(uint32_t id) const {
     return id == format::kNone ? nullptr : static_cast<const float*>(file.weight_data(id));
   }
+};
+
+// How one backward pass runs its kernels (the explainer's choice for its plan; every step the same).
+struct BackwardMode {
+  uint32_t threads = 1;   // per-thread scratch is sized for this many workers
+  bool winograd = false;  // stride-1 3x3 conv gradients through Winograd (more scratch, about twice as fast)
 };
 
 // The buffers an op's backward step needs besides the gradients, in floats.
@@ -106,7 +113,10 @@ inline constexpr uint8_t kNoSlot = 0xFF;
 // The defaults of a row, for kinds without kernels, scratch or backward scratch.
 inline uint64_t no_multiply_adds(const format::Op&, const OpGeometry&) { return 0; }
 inline uint64_t no_scratch(const format::Op&, const OpGeometry&, uint32_t) { return 0; }
-inline BackwardScratch no_backward_scratch(const ModelFile&, const format::Op&, const OpGeometry&) { return {}; }
+inline BackwardScratch no_backward_scratch(const ModelFile&, const format::Op&, const OpGeometry&,
+                                           const BackwardMode&) {
+  return {};
+}
 inline bool reads_every_input(const format::Op&, uint32_t) { return true; }
 
 // A row states its kind, name, shape rule, forward and backward, and only the properties that differ from these
@@ -146,9 +156,9 @@ struct OpDefinition {
   bool view = false;
 
   void (*forward)(const ForwardCall& call);
-  // The backward call's scratch (BackwardScratch).
-  BackwardScratch (*backward_scratch)(const ModelFile& file, const format::Op& op, const OpGeometry& geometry) =
-      no_backward_scratch;
+  // The backward call's scratch (BackwardScratch) in that mode.
+  BackwardScratch (*backward_scratch)(const ModelFile& file, const format::Op& op, const OpGeometry& geometry,
+                                      const BackwardMode& mode) = no_backward_scratch;
   // Whether the backward reads the forward value of inputs[slot] (BackwardCall::input): an input it does not read
   // need not be kept or recomputed for a linear op, whose backward step does not rerun it.
   bool (*backward_reads_input)(const format::Op& op, uint32_t slot) = reads_every_input;

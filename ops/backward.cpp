@@ -226,15 +226,20 @@ ConvArgs phase_conv(const ConvArgs& a, const Phase& p) {
 
 }  // namespace
 
-size_t conv2d_backward_scratch_floats(const ConvArgs& a) {
+size_t conv2d_backward_scratch_floats(const ConvArgs& a, uint32_t threads, bool winograd) {
   size_t floats = phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
   for_each_phase(a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.kh, a.kw, a.in_h, a.in_w, [&](const Phase& p) {
     floats += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
+    // Without stride, the one phase is a whole forward conv, with its own scratch (Winograd's) after the kernel.
+    if (winograd && a.stride_h == 1 && a.stride_w == 1) {
+      floats += conv2d_pooled_scratch_floats(phase_conv(a, p), threads);
+    }
   });
   return floats;
 }
 
-void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float* scratch, ThreadPool& pool) {
+void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float* scratch, ThreadPool& pool,
+                           bool winograd) {
   if (!a.kernel.data || !dz || !dx || !scratch) throw Error("ops::conv2d_backward_input: null tensor");
   float* buffer = scratch;
   float* kernel = scratch + phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
@@ -251,7 +256,7 @@ void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float*
     if (a.stride_h == 1 && a.stride_w == 1) {  // straight into dx (as the residual)
       t.y = dx;
       t.residual = dx;
-      conv2d_pooled(t, nullptr, pool);  // the direct conv (no scratch for Winograd)
+      conv2d_pooled(t, winograd ? kernel : nullptr, pool);
       return;
     }
     run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, dx, buffer, pool,

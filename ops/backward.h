@@ -39,14 +39,16 @@ struct ActivationGradientArgs {
 };
 void activation_backward(const ActivationGradientArgs& args, uint32_t pixel_begin, uint32_t pixel_end);
 
-// Scratch of conv2d_backward_input for `args` (its geometry and kernel type), in floats: the transposed kernels, and
-// for a strided conv one phase's gradient. (Not Winograd's: its transformed kernel and tiles, about twice as fast on
-// stride-1 3x3 gradients, raised S's arena at block1b_add by 1.3 MB and its peak past 64 MiB.)
-size_t conv2d_backward_scratch_floats(const ConvArgs& args);
+// Scratch of conv2d_backward_input for `args` (its geometry and kernel type) and a pool of `threads`, in floats: the
+// transposed kernels, and for a strided conv one phase's gradient, else, with `winograd`, its forward conv's
+// (conv2d_pooled: Winograd's transformed kernel and tiles for a 3x3 one, about twice as fast as the direct conv).
+size_t conv2d_backward_scratch_floats(const ConvArgs& args, uint32_t threads, bool winograd);
 // dx += conv2d^T(dz): the gradient of a dense conv's (scaled) input, geometry and kernel as in `args`
 // (args.x, args.y, bias, residual, input_scale and activation are ignored). dz: out_h x out_w x cout,
-// dx: in_h x in_w x cin; scratch: conv2d_backward_scratch_floats(args) floats. The pool's threads split the work.
-void conv2d_backward_input(const ConvArgs& args, const float* dz, float* dx, float* scratch, ThreadPool& pool);
+// dx: in_h x in_w x cin; scratch: conv2d_backward_scratch_floats(args, pool.size(), winograd) floats. The pool's
+// threads split the work. Winograd's bytes differ from the direct conv's by rounding only.
+void conv2d_backward_input(const ConvArgs& args, const float* dz, float* dx, float* scratch, ThreadPool& pool,
+                           bool winograd);
 
 // The same for a depthwise conv, geometry and kernel as in `args`. A depth multiplier > 1 (no EfficientNet has one)
 // runs plain loops on the calling thread and needs no scratch.

@@ -51,9 +51,11 @@ void forward(const ForwardCall& call) {
   ops::conv2d_pooled(a, call.scratch, call.pool);
 }
 
-BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
-  // The conv's own (transposed kernels, a stride phase's gradient), after d(x * gate) when the input is gated.
-  const uint64_t conv = ops::conv2d_backward_scratch_floats(conv_args(file, op, g));
+BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g,
+                                 const BackwardMode& mode) {
+  // The conv's own (transposed kernels, a stride phase's gradient, Winograd's), after d(x * gate) when the input is
+  // gated.
+  const uint64_t conv = ops::conv2d_backward_scratch_floats(conv_args(file, op, g), mode.threads, mode.winograd);
   return {(op.inputs[2] == kNone ? 0 : g.input.elements()) + conv, 0};
 }
 
@@ -64,13 +66,13 @@ void backward(const BackwardCall& call) {
   const OpGeometry& g = call.geometry;
   const ops::ConvArgs a = conv_args(call.file, call.op, g);
   if (call.op.inputs[2] == kNone) {
-    ops::conv2d_backward_input(a, call.dz, gx, call.scratch, call.pool);
+    ops::conv2d_backward_input(a, call.dz, gx, call.scratch, call.pool, call.winograd);
     return;
   }
   // The gate scales the conv's input: d(x * gate) splits into dx = d * gate and dgate = sum over pixels d * x.
   float* scaled = call.scratch;
   std::fill_n(scaled, g.input.elements(), 0.0f);
-  ops::conv2d_backward_input(a, call.dz, scaled, scaled + g.input.elements(), call.pool);
+  ops::conv2d_backward_input(a, call.dz, scaled, scaled + g.input.elements(), call.pool, call.winograd);
   const ops::ElementwiseArgs gating{call.input[0], call.input[2], nullptr, g.input.h * g.input.w, g.input.c, true,
                                     ops::Activation::Linear, 0};
   ops::multiply_backward(gating, scaled, gx, gate_gradient);

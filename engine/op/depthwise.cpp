@@ -70,7 +70,8 @@ void forward(const ForwardCall& call) {
   for (uint32_t o = 0; o < c; ++o) mean[o] *= inv;
 }
 
-BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g) {
+BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g,
+                                 const BackwardMode&) {
   return {ops::depthwise2d_backward_scratch_floats(depthwise_args(file, op, g)), 0};  // transposed kernels, a phase
 }
 

@@ -48,7 +48,7 @@ void forward(const ForwardCall& call) {
   ops::squeeze_excite(a);
 }
 
-BackwardScratch backward_scratch(const ModelFile&, const format::Op& op, const OpGeometry&) {
+BackwardScratch backward_scratch(const ModelFile&, const format::Op& op, const OpGeometry&, const BackwardMode&) {
   return {0, 2 * uint64_t{op.out_channels}};  // the hidden pre-activation and its gradient
 }
 

@@ -37,15 +37,15 @@ double dot(const std::vector<float>& a, const std::vector<float>& b) {
   return sum;
 }
 
-// Runs the fast and the reference gradient from the same random starting dx; checks they agree and returns what the
-// fast kernel added (dx_after - dx_before).
+// Runs the fast and the reference gradient from the same random starting dx; checks they agree (within 1e-5
+// relative plus `abs`) and returns what the fast kernel added (dx_after - dx_before).
 std::vector<float> gradient(size_t n, const std::function<void(float*)>& fast, const std::function<void(float*)>& plain,
-                            const std::string& what) {
+                            const std::string& what, float abs = 1e-5f) {
   const std::vector<float> start = random_floats(n);
   std::vector<float> got = start, want = start;
   fast(got.data());
   plain(want.data());
-  check_close(got, want, what, 1e-5f, 1e-5f);
+  check_close(got, want, what, 1e-5f, abs);
   std::vector<float> added(n);
   for (size_t i = 0; i < n; ++i) added[i] = got[i] - start[i];
   return added;
@@ -79,7 +79,7 @@ struct Window {
 constexpr Window kWindows[] = {{9, 7, 5, 3, 2, true}, {8, 8, 17, 2, 2, false}, {7, 5, 3, 5, 1, true},
                                {6, 9, 16, 3, 1, false}, {3, 3, 4, 5, 2, true}, {10, 7, 24, 1, 1, false},
                                {8, 7, 6, 1, 2, false},  {11, 9, 7, 3, 3, true},
-                               {9, 61, 20, 3, 1, true}};  // a wide 3x3 stride-1 window
+                               {9, 61, 20, 3, 1, true}};  // 3x3 stride 1: Winograd, 16 tiles a row (two runs)
 
 // Output size and leading padding of one window dimension.
 std::pair<uint32_t, uint32_t> window_out(uint32_t in, const Window& s) {
@@ -88,37 +88,42 @@ std::pair<uint32_t, uint32_t> window_out(uint32_t in, const Window& s) {
   return {same.out, same.pad_before};
 }
 
-// A conv's or depthwise conv's input gradient of dy on every path and pool against its reference twin; returns it.
+// A conv's or depthwise conv's input gradient of dy on every path and pool (a conv's through Winograd too) against
+// its reference twin; returns it (the direct conv's: Winograd's rounding is checked against the reference only).
 template <class Args>
 std::vector<float> check_input_gradient(const Args& a, const std::vector<float>& dy, size_t x_size,
                                         const std::string& what) {
   constexpr bool conv = std::is_same_v<Args, ops::ConvArgs>;
   std::vector<float> scratch;
   std::vector<float> dx;
-  for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
-    if constexpr (conv) {
-      scratch.assign(ops::conv2d_backward_scratch_floats(a), 0.0f);
-    } else {
-      scratch.assign(ops::depthwise2d_backward_scratch_floats(a), 0.0f);
-    }
-    dx = gradient(
-        x_size,
-        [&](float* g) {
-          if constexpr (conv) {
-            ops::conv2d_backward_input(a, dy.data(), g, scratch.data(), pool);
-          } else {
-            ops::depthwise2d_backward_input(a, dy.data(), g, scratch.data(), pool);
-          }
-        },
-        [&](float* g) {
-          if constexpr (conv) {
-            ref::conv2d_backward_input(a, dy.data(), g);
-          } else {
-            ref::depthwise2d_backward_input(a, dy.data(), g);
-          }
-        },
-        what + path);
-  });
+  for (bool winograd : conv ? std::vector<bool>{true, false} : std::vector<bool>{false}) {
+    for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+      if constexpr (conv) {
+        scratch.assign(ops::conv2d_backward_scratch_floats(a, pool.size(), winograd), 0.0f);
+      } else {
+        scratch.assign(ops::depthwise2d_backward_scratch_floats(a), 0.0f);
+      }
+      dx = gradient(
+          x_size,
+          [&](float* g) {
+            if constexpr (conv) {
+              ops::conv2d_backward_input(a, dy.data(), g, scratch.data(), pool, winograd);
+            } else {
+              ops::depthwise2d_backward_input(a, dy.data(), g, scratch.data(), pool);
+            }
+          },
+          [&](float* g) {
+            if constexpr (conv) {
+              ref::conv2d_backward_input(a, dy.data(), g);
+            } else {
+              ref::depthwise2d_backward_input(a, dy.data(), g);
+            }
+          },
+          // Winograd's transforms round at ~1e-5 of the unit-sized terms (cancelling to smaller sums): an absolute
+          // margin of that order.
+          what + path + (winograd ? " winograd" : ""), winograd ? 1e-4f : 1e-5f);
+    });
+  }
   return dx;
 }
 
