@@ -63,22 +63,24 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
     uint64_t cost, live;
     uint64_t arena = 0;  // placed: 0 until then
   };
+  const PlanRequest* base = &forward_request;  // the forward request of the plans searched last
   auto place = [&](Tried& t) {
     if (t.arena == 0) {
-      PlanRequest trial = forward_request;
+      PlanRequest trial = *base;
       schedule(candidates[t.candidate], t.keep_pre_activations, trial);
       t.arena = plan_memory(ops, graph, trial).arena_bytes;
     }
     return t.arena;
   };
-  // Every plan in one backward mode, and their floor: the smallest placed arena among the plans whose liveness
-  // bound is within 10% of the smallest.
-  auto search = [&](bool winograd, std::vector<Tried>& tried) {
-    mode_ = {request.threads, winograd};
+  // Every plan in one backward mode on a forward request, and their floor: the smallest placed arena among the plans
+  // whose liveness bound is within 10% of the smallest.
+  auto search = [&](bool winograd, const PlanRequest& forward, std::vector<Tried>& tried) {
+    mode_ = {forward.threads, winograd};
+    base = &forward;
     tried.clear();
     for (size_t k = 0; k < candidates.size(); ++k) {
       for (bool keep_pre_activations : {false, true}) {
-        PlanRequest trial = forward_request;
+        PlanRequest trial = forward;
         schedule(candidates[k], keep_pre_activations, trial);
         tried.push_back({k, keep_pre_activations, plan_.recomputed_multiply_adds + plan_.rerun_multiply_adds,
                          plan_lower_bound(ops, graph, trial)});
@@ -91,20 +93,20 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
     }
     return floor;
   };
-  // Winograd's gradients unless their scratch lifts the floor past twice the forward pass's arena (S's stage 1):
-  // then the direct ones, at this layer under any budget, so that a budget never changes the map's bits.
-  std::vector<Tried> tried, direct;
-  uint64_t floor = search(true, tried);
-  if (floor > 2 * forward_plan.arena_bytes) {
-    const uint64_t winograd_floor = floor;
-    floor = search(false, direct);
-    if (floor < winograd_floor) {
-      tried.swap(direct);
-    } else {
-      floor = winograd_floor;
-      mode_.winograd = true;
-    }
+  // Winograd's gradients (about twice as fast) unless their scratch lifts the floor by more than 10% (S's and B0's
+  // stage 1: 17% and 22%): then the direct ones. Decided on one thread's plans (per-thread scratch grows with the
+  // threads), so that neither a budget nor the thread count changes the map's bits.
+  PlanRequest one_thread = forward_request;
+  one_thread.threads = 1;
+  std::vector<Tried> tried, winograd;
+  const uint64_t winograd_floor = search(true, one_thread, winograd);
+  uint64_t floor = search(false, one_thread, tried);
+  if (winograd_floor * 10 <= floor * 11) {
+    tried.swap(winograd);
+    floor = winograd_floor;
+    mode_.winograd = true;
   }
+  if (request.threads != 1) floor = search(mode_.winograd, forward_request, tried);
   // Without a budget: within twice the forward pass's arena (or the floor, when that is more).
   const uint64_t limit = budget_bytes > 0 ? budget_bytes : std::max(2 * forward_plan.arena_bytes, floor);
   if (floor > limit) {
