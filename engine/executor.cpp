@@ -89,7 +89,7 @@ void Executor::run_op(uint32_t index, const Recompute& recompute) {
   const OpDefinition& definition = op_definition(op.kind);
   const bool softmax = op.activation == format::Activation::Softmax;
   ForwardCall call{model_.file(), op, g, pool_, {}, {}, {}, nullptr, nullptr, format::Activation::Linear,
-                   recompute.skip_activation, recompute.output_gradient};
+                   recompute.skip_activation, recompute.output_gradient, recompute.pre_activation};
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
     const uint32_t t = op.inputs[slot];
     if (t == kNone) continue;

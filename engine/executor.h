@@ -24,9 +24,11 @@ struct Recompute {
   float* second_output = nullptr;  // with output: outputs[1] here (nullptr: not computed)
   const float* input[format::kMaxOpInputs] = {};  // read an input from here instead of its tensor
   float* scratch = nullptr;      // the op's scratch here instead of its planned one (a rerun while it is not live)
-  // With output, a backward step's rerun (OpDefinition::gradient_in_epilogue; no residual or outputs[1]): output =
+  // With output, a backward step's rerun (OpDefinition::backward_epilogues; no residual or outputs[1]): output =
   // output_gradient * act'(pre-activation), d score / d pre-activation. output may be output_gradient.
   const float* output_gradient = nullptr;
+  // With output, a recomputation (OpDefinition::backward_epilogues; no residual) also writes its pre-activation here.
+  float* pre_activation = nullptr;
 };
 
 class Executor {

@@ -366,7 +366,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
     const bool seed = op.outputs[0] == graph.output;
     action.dz_in_output_gradient = !seed && gradient_[op.outputs[0]] != kNone;
     const bool rerun_needs_z = reruns_for_gradient(action.op) && !action.pre_activation_recomputed &&
-                               !gradient_in_epilogue(action.op);
+                               !backward_epilogues(action.op);
     if (action.pre_activation == kNone && (!action.dz_in_output_gradient || rerun_needs_z)) {
       action.pre_activation = add_buffer(request, geometry.output.elements(), at, at);
     }
@@ -427,9 +427,9 @@ bool Explainer::splits_activation(uint32_t op) const {
          record.outputs[0] != model_.graph().output;
 }
 
-bool Explainer::gradient_in_epilogue(uint32_t op) const {
+bool Explainer::backward_epilogues(uint32_t op) const {
   const format::Op& record = model_.file().ops()[op];
-  return op_definition(record.kind).gradient_in_epilogue && output_activation(record) != format::Activation::Softmax;
+  return op_definition(record.kind).backward_epilogues && output_activation(record) != format::Activation::Softmax;
 }
 
 bool Explainer::reruns_for_gradient(uint32_t op) const {
@@ -460,10 +460,17 @@ void Explainer::recompute_op(Executor& executor, const Action& action) const {
     executor.run_op(action.op, r);
     return;
   }
-  // Kept for the op's backward step: the pre-activation, then the activation over it through the same SIMD
-  // function the fused kernel applies (splits_activation), so y has the same bits.
-  const format::Op& op = model_.file().ops()[action.op];
+  // Kept for the op's backward step: the pre-activation, written by the kernels' epilogue beside y, or else run
+  // alone and then the activation over it through the same SIMD function the fused kernel applies
+  // (splits_activation), so y has the same bits.
   float* z = executor.extra(action.pre_activation);
+  if (backward_epilogues(action.op)) {
+    r.output = y;
+    r.pre_activation = z;
+    executor.run_op(action.op, r);
+    return;
+  }
+  const format::Op& op = model_.file().ops()[action.op];
   r.skip_activation = true;
   r.output = z;
   executor.run_op(action.op, r);

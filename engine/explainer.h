@@ -104,8 +104,9 @@ class Explainer {
   uint32_t add_buffer(PlanRequest& request, uint64_t floats, uint32_t first, uint32_t last);
   // Whether an op's backward step reruns it for its pre-activation (the seed and every op with an activation).
   bool reruns_for_gradient(uint32_t op) const;
-  // Whether a rerun of the op can write dz itself (OpDefinition::gradient_in_epilogue), needing no pre-activation.
-  bool gradient_in_epilogue(uint32_t op) const;
+  // Whether the op's kernels serve the backward pass in their epilogue (OpDefinition::backward_epilogues): a rerun
+  // writes dz itself, needing no pre-activation, and a recomputation keeps its pre-activation in the same pass.
+  bool backward_epilogues(uint32_t op) const;
   // Whether an op's output is its activation applied element-wise to its pre-activation by the kernels' shared
   // epilogue (no residual, no second output), so a recomputation can write both with the same bits.
   bool splits_activation(uint32_t op) const;

@@ -70,6 +70,7 @@ struct ForwardCall {
   format::Activation activation;             // the activation to apply: Linear when skipped (softmax is the executor's)
   bool skip_activation;                      // a recomputation without the activation (the gate's too)
   const float* output_gradient;              // a gradient rerun's (Recompute::output_gradient), else nullptr
+  float* pre_activation;                     // Recompute::pre_activation, else nullptr
 
   // A weight vector of the file (fp32), nullptr for kNone.
   const float* weight(uint32_t id) const {
@@ -138,9 +139,10 @@ struct OpDefinition {
   // Without a residual or second output, outputs[0] is the activation applied element-wise to the pre-activation
   // through the kernels' shared epilogue: ops::activate over the pre-activation gives the same bits.
   bool activation_in_epilogue = false;
-  // The forward call honours ForwardCall::output_gradient (the kernels' gradient epilogue): a backward step reruns
-  // the op straight into its pre-activation's gradient, with no buffer for the pre-activation.
-  bool gradient_in_epilogue = false;
+  // The forward call honours ForwardCall::output_gradient and ::pre_activation (the kernels' epilogues serve the
+  // backward pass): a backward step reruns the op straight into its pre-activation's gradient, and a recomputation
+  // keeps its pre-activation in the same pass as its output.
+  bool backward_epilogues = false;
   // The activation at outputs[0]: &format::Op::activation, or the squeeze-excite gate's &format::Op::activation2.
   format::Activation format::Op::*output_activation = &format::Op::activation;
 

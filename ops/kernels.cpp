@@ -114,6 +114,7 @@ void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   check_window("conv2d", a.kh, a.kw, a.stride_h, a.stride_w);
   check_activation("conv2d", a.act);
   require(!(a.output_gradient && a.residual), "conv2d", "a gradient rerun has no residual");
+  require(!(a.pre_activation && a.residual), "conv2d", "a kept pre-activation has no residual");
   check_range("conv2d", row_begin, row_end, a.out_h);
   if (a.winograd_weights && a.winograd_scratch && conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
     return kernels().winograd_conv2d(a, row_begin, row_end);
@@ -180,6 +181,7 @@ void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
   check_activation("depthwise2d", a.act);
   require(!(a.output_gradient && (a.residual || a.channel_sums)), "depthwise2d",
           "a gradient rerun has no residual or channel sums");
+  require(!(a.pre_activation && a.residual), "depthwise2d", "a kept pre-activation has no residual");
   check_range("depthwise2d", row_begin, row_end, a.out_h);
   kernels().depthwise2d(a, row_begin, row_end);
 }

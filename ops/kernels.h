@@ -37,6 +37,8 @@ struct WeightView {
 // With output_gradient (laid out as y; no residual then), y = output_gradient * act'(conv(x * input_scale) + bias)
 // instead: a backward pass's rerun turns its output's gradient into its pre-activation's, with the bits of
 // activation_backward (ops/backward.h) over the pre-activation, and never stores the pre-activation itself.
+// pre_activation (optional, as y; no residual then) also receives conv(x * input_scale) + bias: a recomputation
+// keeps it for its backward step in the same pass.
 // Aliasing: y == residual and y == output_gradient are allowed (in place); y must not overlap x.
 struct ConvArgs {
   const float* x = nullptr;
@@ -49,6 +51,7 @@ struct ConvArgs {
   const float* input_scale = nullptr;
   const float* residual = nullptr;
   const float* output_gradient = nullptr;
+  float* pre_activation = nullptr;
   Activation act = Activation::Linear;
   float act_max = 0;  // Relu's upper clip
   // Winograd F(4x4, 3x3), for the convs conv2d_winograd() accepts, when both are given: winograd_weights from
@@ -85,7 +88,8 @@ void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool);
 // of the output rows it computes (the engine turns them into the squeeze-excite means; give each piece of rows its
 // own buffer and add the pieces in a fixed order, so the bits do not depend on the threads). residual (optional,
 // out_h x out_w x cout; the gradient kernels accumulate through it) may be y; y must not overlap x.
-// output_gradient (optional, as y; no residual or channel sums then) may be y: as ConvArgs::output_gradient.
+// output_gradient (optional, as y; no residual or channel sums then) may be y, and pre_activation (optional, as y;
+// no residual then): as ConvArgs'.
 struct DepthwiseArgs {
   const float* x = nullptr;
   uint32_t in_h = 0, in_w = 0, cin = 0;
@@ -99,6 +103,7 @@ struct DepthwiseArgs {
   float* channel_sums = nullptr;
   const float* residual = nullptr;
   const float* output_gradient = nullptr;
+  float* pre_activation = nullptr;
 };
 void depthwise2d(const DepthwiseArgs& args, uint32_t row_begin, uint32_t row_end);
 

@@ -76,9 +76,10 @@ double derivative(double v, Activation act, float act_max) {
 }
 
 // A conv's output element from its sum (bias included): act(sum) + residual, or the gradient rerun's
-// output_gradient * act'(sum) (ConvArgs::output_gradient).
+// output_gradient * act'(sum) (ConvArgs::output_gradient); the sum kept in pre_activation too.
 template <class Args>
 float conv_output(const Args& a, double sum, size_t out) {
+  if (a.pre_activation) a.pre_activation[out] = static_cast<float>(sum);
   if (a.output_gradient) {
     return static_cast<float>(a.output_gradient[out] * derivative(static_cast<float>(sum), a.act, a.act_max));
   }

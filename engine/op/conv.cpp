@@ -46,6 +46,7 @@ void forward(const ForwardCall& call) {
   a.input_scale = call.input[2];
   a.residual = call.input[1];
   a.output_gradient = call.output_gradient;
+  a.pre_activation = call.pre_activation;
   a.act = call.activation;
   a.act_max = op.act_max;
   ops::conv2d_pooled(a, call.scratch, call.pool);
@@ -91,7 +92,7 @@ const OpDefinition kConv = {
     .input_scale = true,
     .kernel = true,
     .activation_in_epilogue = true,
-  .gradient_in_epilogue = true,
+  .backward_epilogues = true,
     .multiply_adds = multiply_adds,
     .scratch_floats = scratch_floats,
     .in_place_inputs = {1, kNoSlot},  // the residual add in place; never over the conv's own input

@@ -47,6 +47,7 @@ void forward(const ForwardCall& call) {
   a.act = call.activation;
   a.act_max = op.act_max;
   a.output_gradient = call.output_gradient;
+  a.pre_activation = call.pre_activation;
   float* mean = call.output[1];
   if (!mean) {
     pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::depthwise2d(a, b, e); });
@@ -89,7 +90,7 @@ const OpDefinition kDepthwise = {
     .shape = shape,
     .mean_output = true,
     .kernel = true,
-    .gradient_in_epilogue = true,
+    .backward_epilogues = true,
     .multiply_adds = multiply_adds,
     .scratch_floats = scratch_floats,
     .forward = forward,

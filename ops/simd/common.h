@@ -169,33 +169,45 @@ void with_activation(Activation act, F&& f) {
   f(std::integral_constant<Activation, Linear>{});
 }
 
+// What the shared epilogue reads and writes besides y, laid out as y, each optional: ConvArgs and DepthwiseArgs
+// have these members (ops/kernels.h), and finish_rows' callers give them in this.
+struct EpilogueOperands {
+  const float* residual = nullptr;
+  const float* output_gradient = nullptr;
+  float* pre_activation = nullptr;
+  float act_max = 0;
+};
+
 // The epilogue of one output vector v (the sum and its bias) for y's elements [at, at + n) (Full: n = lanes):
-// act(v) + residual, or, when `gradient` is given (a backward pass's rerun), gradient * act'(v): the gradient of the
-// pre-activation, with the bits of activation_backward over the same v. residual and gradient are optional.
-template <class A, Activation Act, bool Full>
-[[gnu::always_inline]] inline Vec<A> epilogue(const Vec<A>& v, float act_max, const float* residual,
-                                              const float* gradient, size_t at, uint32_t n) {
+// act(v) + residual, or, given output_gradient (a backward pass's rerun), output_gradient * act'(v): the gradient of
+// the pre-activation, with the bits of activation_backward over the same v. v is also stored in pre_activation.
+template <class A, Activation Act, bool Full, class Operands>
+[[gnu::always_inline]] inline Vec<A> epilogue(const Operands& e, const Vec<A>& v, size_t at, uint32_t n) {
   auto load = [&](const float* p) { return Full ? Vec<A>::load_unaligned(p + at) : load_partial<A>(p + at, n); };
-  if (gradient) return load(gradient) * activation_derivative<A, Act>(v, act_max);
-  Vec<A> out = activate<A, Act>(v, act_max);
-  if (residual) out += load(residual);
+  if (e.pre_activation) {
+    if constexpr (Full) v.store_unaligned(e.pre_activation + at);
+    else store_partial<A>(e.pre_activation + at, v, n);
+  }
+  if (e.output_gradient) return load(e.output_gradient) * activation_derivative<A, Act>(v, e.act_max);
+  Vec<A> out = activate<A, Act>(v, e.act_max);
+  if (e.residual) out += load(e.residual);
   return out;
 }
 
-// The shared epilogue over rows: y[r * y_stride + i] = epilogue(raw[r * raw_stride + i]) for r < rows, i < n, with
-// residual and gradient (optional) laid out as y. raw may be y, and so may residual and gradient (each element is
-// read before it is written).
+// The shared epilogue over rows: y[r * y_stride + i] = epilogue(raw[r * raw_stride + i]) for r < rows, i < n, the
+// operands laid out as y. raw may be y, and so may the residual and the output gradient (each element is read
+// before it is written).
 template <class A>
-void finish_rows(const float* raw, size_t raw_stride, float* y, const float* residual, const float* gradient,
-                 size_t y_stride, uint32_t rows, size_t n, Activation act, float act_max) {
+void finish_rows(const float* raw, size_t raw_stride, float* y, const EpilogueOperands& e, size_t y_stride,
+                 uint32_t rows, size_t n, Activation act) {
   with_activation(act, [&](auto tag) {
     for (uint32_t r = 0; r < rows; ++r) {
       const float* in = raw + r * raw_stride;
       const size_t row = r * y_stride;
       for (size_t i = 0; i < n; i += kLanes<A>) {
         const uint32_t count = static_cast<uint32_t>(n - i < kLanes<A> ? n - i : kLanes<A>);
-        const Vec<A> v = epilogue<A, decltype(tag)::value, false>(load_partial<A>(in + i, count), act_max, residual,
-                                                                  gradient, row + i, count);
+        const Vec<A> v =
+            epilogue<A, decltype(tag)::value, false>(e, load_partial<A>(in + i, count), row + i, count);
         store_partial<A>(y + row + i, v, count);
       }
     }

@@ -107,9 +107,7 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
         const Vec<A> bias = a.bias ? Vec<A>::load_unaligned(a.bias + o0 + j * kLanes<A>) : Vec<A>(0.0f);
         for (int p = 0; p < P; ++p) {
           const size_t at = out + size_t(p) * a.cout + j * kLanes<A>;
-          epilogue<A, decltype(tag)::value, true>(acc[p][j] + bias, a.act_max, a.residual, a.output_gradient, at,
-                                                  kLanes<A>)
-              .store_unaligned(a.y + at);
+          epilogue<A, decltype(tag)::value, true>(a, acc[p][j] + bias, at, kLanes<A>).store_unaligned(a.y + at);
         }
       }
     });
@@ -121,8 +119,10 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
     Vec<A> bias = a.bias && o < a.cout ? load_partial<A>(a.bias + o, min_u32(kLanes<A>, a.cout - o)) : Vec<A>(0.0f);
     for (int p = 0; p < P; ++p) (acc[p][j] + bias).store_aligned(&raw[p][j * kLanes<A>]);
   }
-  finish_rows<A>(&raw[0][0], NB * format::kChannelBlock, a.y + out, a.residual ? a.residual + out : nullptr,
-                 a.output_gradient ? a.output_gradient + out : nullptr, a.cout, P, n, a.act, a.act_max);
+  auto from_out = [&](auto* p) { return p ? p + out : nullptr; };
+  const EpilogueOperands operands{from_out(a.residual), from_out(a.output_gradient), from_out(a.pre_activation),
+                                  a.act_max};
+  finish_rows<A>(&raw[0][0], NB * format::kChannelBlock, a.y + out, operands, a.cout, P, n, a.act);
 }
 
 // `count` (1..P) pixels: the tile of exactly that width.

@@ -40,8 +40,8 @@ void dense_typed(const DenseArgs& a, uint32_t unit_begin, uint32_t unit_end) {
     uint32_t last = min_u32(unit_end, (b + 1) * format::kChannelBlock);
     for (uint32_t u = first; u < last; ++u) a.y[u] = result[u - b * format::kChannelBlock];
   }
-  finish_rows<A>(a.y + unit_begin, 0, a.y + unit_begin, nullptr, nullptr, 0, 1, unit_end - unit_begin, a.act,
-                 a.act_max);
+  finish_rows<A>(a.y + unit_begin, 0, a.y + unit_begin, EpilogueOperands{.act_max = a.act_max}, 0, 1,
+                 unit_end - unit_begin, a.act);
 }
 
 template <class A>

@@ -20,7 +20,7 @@ struct DepthwiseTaps {
 template <class A, Activation Act>
 [[gnu::always_inline]] inline Vec<A> depthwise_output(const DepthwiseArgs& a, const Vec<A>& acc, const Vec<A>& bias,
                                                       float* out, uint32_t n) {
-  const Vec<A> v = epilogue<A, Act, false>(acc + bias, a.act_max, a.residual, a.output_gradient, out - a.y, n);
+  const Vec<A> v = epilogue<A, Act, false>(a, acc + bias, out - a.y, n);
   store_partial<A>(out, v, n);
   return v;
 }

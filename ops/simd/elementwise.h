@@ -58,7 +58,7 @@ void multiply(const ElementwiseArgs& a, uint32_t pixel_begin, uint32_t pixel_end
 
 template <class A>
 void activate_range(const float* x, float* y, size_t begin, size_t end, Activation act, float act_max) {
-  finish_rows<A>(x + begin, 0, y + begin, nullptr, nullptr, 0, 1, end - begin, act, act_max);
+  finish_rows<A>(x + begin, 0, y + begin, EpilogueOperands{.act_max = act_max}, 0, 1, end - begin, act);
 }
 
 }  // namespace

@@ -182,8 +182,7 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
               for (uint32_t k = 0; k < R; ++k) {
                 if (!decltype(fast)::value && ox + k >= a.out_w) break;
                 const size_t at = (size_t{oy} * a.out_w + ox + k) * a.cout + o;
-                const Vec<A> out = epilogue<A, decltype(tag)::value, decltype(fast)::value>(
-                    y[r][k] + bias, a.act_max, a.residual, a.output_gradient, at, n);
+                const Vec<A> out = epilogue<A, decltype(tag)::value, decltype(fast)::value>(a, y[r][k] + bias, at, n);
                 if constexpr (decltype(fast)::value) out.store_unaligned(a.y + at);
                 else store_partial<A>(a.y + at, out, n);
               }

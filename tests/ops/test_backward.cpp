@@ -237,10 +237,11 @@ TEST_CASE("activation_backward: every activation's derivative on every path, wit
   CHECK_THROWS_AS(ops::activation_backward(z.data(), dy.data(), dz.data(), n, A::Softmax, 0.0f), effcam::Error);
 }
 
-// The backward pass reruns a conv straight into its pre-activation's gradient (ConvArgs::output_gradient): the bytes
-// must be those of the two-step form it replaces (the pre-activation stored, then activation_backward over it), in
-// place over dy too, on every kernel path (pointwise GEMM, direct, strided, Winograd, depthwise).
-TEST_CASE("gradient epilogue: convs rerun into dz give activation_backward's bytes and match the reference") {
+// The backward pass reruns a conv straight into its pre-activation's gradient (ConvArgs::output_gradient), and a
+// recomputation keeps its pre-activation beside its output (ConvArgs::pre_activation): the bytes must be those of
+// the two-step forms they replace (the pre-activation alone, then activation_backward or the activation over it),
+// in place over dy too, on every kernel path (pointwise GEMM, direct, strided, Winograd, depthwise).
+TEST_CASE("backward epilogues: convs rerun into dz or keeping their pre-activation give the two-step forms' bytes") {
   using A = ops::Activation;
   struct Shape {
     uint32_t h, w, cin, cout, k, stride;
@@ -272,48 +273,61 @@ TEST_CASE("gradient epilogue: convs rerun into dz give activation_backward's byt
       d.x = x.data(), d.in_h = s.h, d.in_w = s.w, d.cin = s.cin, d.out_h = sh.out, d.out_w = sw.out, d.cout = s.cout;
       d.kh = d.kw = s.k, d.stride_h = d.stride_w = s.stride, d.pad_top = sh.pad_before, d.pad_left = sw.pad_before;
       d.kernel = w.view(), d.bias = bias.data(), d.act = act, d.act_max = 6.0f;
-      // y = f(activation, output_gradient) through the conv on this path (Winograd where it applies), the pool
-      // splitting it.
-      auto run = [&](float* y, A a, const float* output_gradient, effcam::ThreadPool& pool, bool reference) {
+      // y (and pre_activation) through the conv with this activation and output gradient, on this path (Winograd
+      // where it applies, the pool splitting it) or the reference's.
+      auto run = [&](float* y, A a, const float* output_gradient, float* pre_activation, effcam::ThreadPool& pool,
+                     bool reference) {
         if (s.depthwise) {
           ops::DepthwiseArgs r = d;
-          r.y = y, r.act = a, r.output_gradient = output_gradient;
+          r.y = y, r.act = a, r.output_gradient = output_gradient, r.pre_activation = pre_activation;
           if (reference) return ref::depthwise2d(r, 0, r.out_h);
           pool.parallel_for(r.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::depthwise2d(r, b, e); });
         } else {
           ops::ConvArgs r = c;
-          r.y = y, r.act = a, r.output_gradient = output_gradient;
+          r.y = y, r.act = a, r.output_gradient = output_gradient, r.pre_activation = pre_activation;
           if (reference) return ref::conv2d(r, 0, r.out_h);
           std::vector<float> scratch(ops::conv2d_pooled_scratch_floats(r, pool.size()));
           ops::conv2d_pooled(r, scratch.empty() ? nullptr : scratch.data(), pool);
         }
       };
-      std::vector<float> want(out);
+      std::vector<float> want(out), want_z(out), want_y(out);
       effcam::ThreadPool one(1);
-      run(want.data(), act, dy.data(), one, true);
+      run(want.data(), act, dy.data(), nullptr, one, true);
+      run(want_y.data(), act, nullptr, want_z.data(), one, true);
       for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+        INFO(what << path);
         std::vector<float> z(out), two_step(out), fused(out);
-        run(z.data(), A::Linear, nullptr, pool, false);
+        run(z.data(), A::Linear, nullptr, nullptr, pool, false);
         ops::ActivationGradientArgs through{z.data(), dy.data(), nullptr, 0.0f, two_step.data(), sh.out * sw.out,
                                             s.cout, act, 6.0f};
         ops::activation_backward(through, 0, sh.out * sw.out);
-        run(fused.data(), act, dy.data(), pool, false);
-        INFO(what << path);
+        run(fused.data(), act, dy.data(), nullptr, pool, false);
         CHECK(std::memcmp(fused.data(), two_step.data(), out * sizeof(float)) == 0);
         std::vector<float> in_place = dy;
-        run(in_place.data(), act, in_place.data(), pool, false);
+        run(in_place.data(), act, in_place.data(), nullptr, pool, false);
         CHECK(std::memcmp(in_place.data(), two_step.data(), out * sizeof(float)) == 0);
         check_close(fused, want, what + path, 1e-4f, 1e-4f);
+        // Keeping the pre-activation: y as the plain forward's, the pre-activation as the linear run's.
+        std::vector<float> y(out), kept(out), plain(out);
+        run(y.data(), act, nullptr, kept.data(), pool, false);
+        run(plain.data(), act, nullptr, nullptr, pool, false);
+        CHECK(std::memcmp(y.data(), plain.data(), out * sizeof(float)) == 0);
+        CHECK(std::memcmp(kept.data(), z.data(), out * sizeof(float)) == 0);
+        check_close(kept, want_z, what + " pre-activation" + path, 1e-4f, 1e-4f);
+        check_close(y, want_y, what + " kept" + path, 1e-4f, 1e-4f);
       });
     }
   }
-  // A rerun into dz has no residual (nor channel sums): refused, not silently mixed.
+  // A rerun into dz, or one keeping its pre-activation, has no residual: refused, not silently mixed.
   const std::vector<float> x = random_floats(16), y(16);
   const Weights w(format::pack_conv_kernel(random_floats(16), 1, 1, 4, 4), false);
   ops::ConvArgs c;
   c.x = x.data(), c.in_h = c.in_w = 2, c.cin = 4, c.out_h = c.out_w = 2, c.cout = 4, c.kernel = w.view();
   std::vector<float> out(16);
   c.y = out.data(), c.output_gradient = y.data(), c.residual = y.data();
+  CHECK_THROWS_AS(ops::conv2d(c, 0, 2), effcam::Error);
+  std::vector<float> kept(16);
+  c.output_gradient = nullptr, c.pre_activation = kept.data();
   CHECK_THROWS_AS(ops::conv2d(c, 0, 2), effcam::Error);
 }
 
