@@ -325,18 +325,17 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
   // A gradient buffer for each downstream tensor that a path op reads: from its first consumer's backward step
   // (cleared there) to its producer's.
   std::vector<uint32_t> schedule_bound;  // buffers every schedule holds: gradients, shared scratch, the result
+  std::vector<uint32_t> first_read(tensor_count, kNone);
+  for (uint32_t op : path_) {
+    for (uint32_t in : ops[op].inputs) {
+      if (in != kNone) first_read[in] = std::min(first_read[in], step_of[op]);
+    }
+  }
   for (uint32_t t = 0; t < tensor_count; ++t) {
     const uint32_t producer = graph.producer[t];
-    if (producer == kNone || step_of[producer] == kNone) continue;
-    uint32_t first = kNone;
-    for (uint32_t op : path_) {
-      for (uint32_t in : ops[op].inputs) {
-        if (in == t) first = std::min(first, step_of[op]);
-      }
-    }
-    if (first == kNone) continue;
-    gradient_[t] = add_buffer(request, graph.tensors[t].elements(), first, step_of[producer]);
-    actions_[first - n].clear.push_back(gradient_[t]);
+    if (producer == kNone || step_of[producer] == kNone || first_read[t] == kNone) continue;
+    gradient_[t] = add_buffer(request, graph.tensors[t].elements(), first_read[t], step_of[producer]);
+    actions_[first_read[t] - n].clear.push_back(gradient_[t]);
     schedule_bound.push_back(gradient_[t]);
   }
   // The target's recovery reruns its op (except for its own output) and needs the pre-activation as room for the
