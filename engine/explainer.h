@@ -5,15 +5,17 @@
 // are cut into segments; the forward pass keeps only the tensors a segment reads from before its start (its
 // checkpoints), and the segment's own tensors are recomputed, with the same kernels in the same order (the same
 // values to the bit), just before its backward steps. Each backward step of an op with an activation reruns it for
-// its pre-activation; the op's gradient comes from its row of the op table (engine/op_table.h; the kernels are in
-// ops/backward.h).
+// its pre-activation (conv and depthwise kernels turn the output's gradient into the pre-activation's in their
+// epilogue, in place, with no pre-activation buffer); the op's gradient comes from its row of the op table
+// (engine/op_table.h; the kernels are in ops/backward.h).
 //
 // The schedule is data (Action, one per timeline step: a recomputation or a backward step, with the buffers it
-// reads and writes). The plan is chosen before anything runs, among those it tries (segmentations: none, and
-// greedy families by segment size in bytes and in multiply-adds, cut between blocks; each with reruns, or keeping
-// the pre-activations that recomputations make): the least work done again (multiply-adds recomputed and rerun)
-// whose arena fits the budget, by default twice the forward pass's arena. Every plan recomputes each op after the
-// target at most once.
+// reads and writes). The plan is chosen before anything runs, among those it tries (segmentations: none, greedy
+// families by segment size in bytes and in multiply-adds, cut between blocks, and the finest of those with its
+// first segments merged; each with reruns, or keeping the pre-activations that recomputations make): the least work
+// done again (multiply-adds recomputed and rerun) whose arena fits the budget, by default twice the forward pass's
+// arena. Every plan recomputes each op after the target at most once. One backward mode holds for the layer
+// (Winograd's gradients unless they lift the floor by more than 10%), whatever the budget and threads.
 #pragma once
 
 #include <cstdint>
