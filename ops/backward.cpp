@@ -340,24 +340,20 @@ void add_backward(const float* dy, float* da, float* db, size_t n) {
   }
 }
 
-void multiply_backward(const ElementwiseArgs& a, const float* dy, float* da, float* db) {
+void multiply_backward(const ElementwiseArgs& a, const float* dy, float* da, float* db, uint32_t channel_begin,
+                       uint32_t channel_end) {
+  if (channel_begin > channel_end || channel_end > a.channels) {
+    throw Error("ops::multiply_backward: channels outside the tensor");
+  }
   const size_t count = size_t{a.pixels} * a.channels;
   // a and b may be the same tensor (x * x), and then da and db are one buffer: each loop reads only a, b and dy.
-  if (!a.b_broadcast) {
-    if (da) {
-      for (size_t i = 0; i < count; ++i) da[i] += dy[i] * a.b[i];
-    }
-    if (db) {
-      for (size_t i = 0; i < count; ++i) db[i] += dy[i] * a.a[i];
-    }
-    return;
-  }
   for (size_t at = 0; at < count; at += a.channels) {
+    const size_t b_at = a.b_broadcast ? 0 : at;
     if (da) {
-      for (uint32_t c = 0; c < a.channels; ++c) da[at + c] += dy[at + c] * a.b[c];
+      for (uint32_t c = channel_begin; c < channel_end; ++c) da[at + c] += dy[at + c] * a.b[b_at + c];
     }
     if (db) {
-      for (uint32_t c = 0; c < a.channels; ++c) db[c] += dy[at + c] * a.a[at + c];
+      for (uint32_t c = channel_begin; c < channel_end; ++c) db[b_at + c] += dy[at + c] * a.a[at + c];
     }
   }
 }

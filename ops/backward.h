@@ -64,8 +64,10 @@ void identity_backward(const float* dy, float* dx, size_t n);
 // y = a + b over n floats: da += dy, db += dy. da and db may alias (a + a).
 void add_backward(const float* dy, float* da, float* db, size_t n);
 // y = a * b over args.pixels x args.channels (b one pixel when args.b_broadcast): da += dy * b, db += dy * a
-// (summed over the pixels when broadcast). Reads args.a and args.b.
-void multiply_backward(const ElementwiseArgs& args, const float* dy, float* da, float* db);
+// (summed over the pixels when broadcast), for channels [channel_begin, channel_end): threads may split the channels
+// (each channel sums its pixels in order, whatever the split). Reads args.a and args.b.
+void multiply_backward(const ElementwiseArgs& args, const float* dy, float* da, float* db, uint32_t channel_begin,
+                       uint32_t channel_end);
 // y = x * scale[c] + ...: dx += dy * scale over args.pixels x args.channels (args.scale nullptr = 1).
 void channel_affine_backward(const ChannelAffineArgs& args, const float* dy, float* dx);
 // y[c] = mean over h x w: dx[., ., c] += dy[c] / (h * w).

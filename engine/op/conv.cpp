@@ -72,11 +72,16 @@ void backward(const BackwardCall& call) {
   }
   // The gate scales the conv's input: d(x * gate) splits into dx = d * gate and dgate = sum over pixels d * x.
   float* scaled = call.scratch;
-  std::fill_n(scaled, g.input.elements(), 0.0f);
+  const uint32_t pixels = g.input.h * g.input.w, channels = g.input.c;
+  call.pool.parallel_for(pixels, [&](uint32_t b, uint32_t e, uint32_t) {
+    std::fill(scaled + size_t{b} * channels, scaled + size_t{e} * channels, 0.0f);
+  });
   ops::conv2d_backward_input(a, call.dz, scaled, scaled + g.input.elements(), call.pool, call.winograd);
-  const ops::ElementwiseArgs gating{call.input[0], call.input[2], nullptr, g.input.h * g.input.w, g.input.c, true,
+  const ops::ElementwiseArgs gating{call.input[0], call.input[2], nullptr, pixels, channels, true,
                                     ops::Activation::Linear, 0};
-  ops::multiply_backward(gating, scaled, gx, gate_gradient);
+  call.pool.parallel_for(channels, [&](uint32_t b, uint32_t e, uint32_t) {
+    ops::multiply_backward(gating, scaled, gx, gate_gradient, b, e);
+  });
 }
 
 // Only a gated conv reads its forward inputs (the input and the gate, for the gate's gradient).

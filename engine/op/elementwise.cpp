@@ -44,7 +44,9 @@ void multiply_backward(const BackwardCall& call) {
   const bool broadcast = call.input_shape[1].elements() != g.output.elements();
   const ops::ElementwiseArgs a{call.input[0], call.input[1], nullptr, output_pixels(g), g.output.c, broadcast,
                                ops::Activation::Linear, 0};
-  ops::multiply_backward(a, call.dz, call.input_gradient[0], call.input_gradient[1]);
+  call.pool.parallel_for(g.output.c, [&](uint32_t b, uint32_t e, uint32_t) {
+    ops::multiply_backward(a, call.dz, call.input_gradient[0], call.input_gradient[1], b, e);
+  });
 }
 
 }  // namespace

@@ -436,13 +436,22 @@ TEST_CASE("element-wise gradients: add (aliased operands), multiply (broadcast),
     m.y = y.data();
     ref::multiply(m, 0, pixels);
     da = gradient(
-        n, [&](float* g) { ops::multiply_backward(m, dy.data(), g, nullptr); },
+        n, [&](float* g) { ops::multiply_backward(m, dy.data(), g, nullptr, 0, channels); },
         [&](float* g) { ref::multiply_backward(m, dy.data(), g, nullptr); }, what + " da");
     check_adjoint(dy, y, da, a, what + " in a");
     const std::vector<float> db = gradient(
-        bv.size(), [&](float* g) { ops::multiply_backward(m, dy.data(), nullptr, g); },
+        bv.size(), [&](float* g) { ops::multiply_backward(m, dy.data(), nullptr, g, 0, channels); },
         [&](float* g) { ref::multiply_backward(m, dy.data(), nullptr, g); }, what + " db");
     check_adjoint(dy, y, db, bv, what + " in b");
+    // Channels split in uneven pieces give the whole call's bytes (each channel sums its pixels in order).
+    std::vector<float> whole_a(n, 0.5f), whole_b(bv.size(), 0.5f), split_a = whole_a, split_b = whole_b;
+    ops::multiply_backward(m, dy.data(), whole_a.data(), whole_b.data(), 0, channels);
+    for (auto [begin, end] : {std::pair<uint32_t, uint32_t>{0, 3}, {3, 3}, {3, channels}}) {
+      ops::multiply_backward(m, dy.data(), split_a.data(), split_b.data(), begin, end);
+    }
+    CHECK(std::memcmp(split_a.data(), whole_a.data(), n * sizeof(float)) == 0);
+    CHECK(std::memcmp(split_b.data(), whole_b.data(), bv.size() * sizeof(float)) == 0);
+    CHECK_THROWS_AS(ops::multiply_backward(m, dy.data(), split_a.data(), nullptr, 2, channels + 1), effcam::Error);
   }
 
   // channel affine without its shift: linear in x, with and without a scale.
