@@ -658,7 +658,8 @@ void Explainer::backward_target(Executor& executor, const Action& action) const 
       for (size_t i = 0; i < count; ++i) z[i] = dy_total(i) * ops::activation_derivative(z[i], act, op.act_max);
       std::fill_n(da, g.input.elements(), 0.0f);
       const ops::ConvArgs args = conv_args(model_.file(), op, g);
-      ops::conv2d_backward_input(args, z, da, executor.extra(action.scratch), executor.pool(), mode_.winograd);
+      // (Its scratch is sized for the gated gradient, which has no Winograd.)
+      ops::conv2d_backward_input(args, z, da, executor.extra(action.scratch), executor.pool(), false);
       break;
     }
     case TapKind::SecondOutput:

@@ -226,12 +226,15 @@ ConvArgs phase_conv(const ConvArgs& a, const Phase& p) {
 
 }  // namespace
 
-size_t conv2d_backward_scratch_floats(const ConvArgs& a, uint32_t threads, bool winograd) {
-  size_t floats = phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
+size_t conv2d_backward_scratch_floats(const ConvArgs& a, uint32_t threads, bool winograd, bool gated) {
+  // A gated conv's first: the gradient of x * gate (the input's size: a strided conv's, or when only the gate's is
+  // wanted), then the pieces of the gate's sums.
+  size_t floats = gated ? size_t{a.in_h} * a.in_w * a.cin + size_t{kGatePieces} * a.cin : 0;
+  floats += phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
   for_each_phase(a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.kh, a.kw, a.in_h, a.in_w, [&](const Phase& p) {
     floats += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
     // Without stride, the one phase is a whole forward conv, with its own scratch (Winograd's) after the kernel.
-    if (winograd && a.stride_h == 1 && a.stride_w == 1) {
+    if (winograd && !gated && a.stride_h == 1 && a.stride_w == 1) {
       floats += conv2d_pooled_scratch_floats(phase_conv(a, p), threads);
     }
   });
@@ -239,8 +242,22 @@ size_t conv2d_backward_scratch_floats(const ConvArgs& a, uint32_t threads, bool 
 }
 
 void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float* scratch, ThreadPool& pool,
-                           bool winograd) {
-  if (!a.kernel.data || !dz || !dx || !scratch) throw Error("ops::conv2d_backward_input: null tensor");
+                           bool winograd, const InputGate& gate) {
+  if (!a.kernel.data || !dz || !scratch || (!dx && !gate.gradient)) {
+    throw Error("ops::conv2d_backward_input: null tensor");
+  }
+  if (gate.gate && !gate.x) throw Error("ops::conv2d_backward_input: a gate without its input");
+  const bool strided = a.stride_h != 1 || a.stride_w != 1;
+  float* gated = nullptr;  // the gradient of x * gate, where the epilogue does not apply the gate
+  float* sums = nullptr;
+  if (gate.gate) {
+    gated = scratch;
+    sums = gated + size_t{a.in_h} * a.in_w * a.cin;
+    scratch = sums + size_t{kGatePieces} * a.cin;
+    if (strided) std::fill(gated, gated + size_t{a.in_h} * a.in_w * a.cin, 0.0f);  // the phases add into it
+    else if (dx) gated = nullptr;
+  }
+  float* const to = gated ? gated : dx;
   float* buffer = scratch;
   float* kernel = scratch + phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
   const uint32_t blocks = format::round_up_to_block(a.cin) / format::kChannelBlock;
@@ -253,14 +270,30 @@ void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float*
     t.x = dz;
     t.kernel = {kernel, a.kernel.fp16};
     kernel += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
-    if (a.stride_h == 1 && a.stride_w == 1) {  // straight into dx (as the residual)
-      t.y = dx;
-      t.residual = dx;
-      conv2d_pooled(t, winograd ? kernel : nullptr, pool);
+    if (!strided) {  // straight into the gradient (as the residual); the gate, if any, in the epilogue
+      t.y = to;
+      t.residual = gated ? nullptr : dx;
+      if (gate.gate) t.gate = gate.gate, t.gate_input = gate.x, t.gate_sums = sums;
+      conv2d_pooled(t, winograd && !gate.gate ? kernel : nullptr, pool);
       return;
     }
-    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, dx, buffer, pool,
+    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, to, buffer, pool,
               [](const ConvArgs& args, uint32_t b, uint32_t e) { conv2d(args, b, e); });
+  });
+  if (!gate.gate) return;
+  if (!strided) {  // the pieces' sums, in order
+    if (!gate.gradient) return;
+    for (uint32_t c = 0; c < a.cin; ++c) {
+      float sum = sums[c];
+      for (uint32_t k = 1; k < kGatePieces; ++k) sum += sums[size_t{k} * a.cin + c];
+      gate.gradient[c] += sum;
+    }
+    return;
+  }
+  // Strided: the gate applied to the phases' sum (dx += d * gate, gradient += sum over pixels d * x).
+  const ElementwiseArgs gating{gate.x, gate.gate, nullptr, a.in_h * a.in_w, a.cin, true, Activation::Linear, 0};
+  pool.parallel_for(a.cin, [&](uint32_t b, uint32_t e, uint32_t) {
+    multiply_backward(gating, gated, dx, gate.gradient, b, e);
   });
 }
 

@@ -39,16 +39,27 @@ struct ActivationGradientArgs {
 };
 void activation_backward(const ActivationGradientArgs& args, uint32_t pixel_begin, uint32_t pixel_end);
 
+// A conv whose input is x * gate (the squeeze-excite gate, one value per input channel, ConvArgs::input_scale):
+// its backward pass also gives the gate's gradient. Without a gate, dx is the gradient of the conv's input itself.
+struct InputGate {
+  const float* gate = nullptr;      // cin floats (nullptr: no gate)
+  const float* x = nullptr;         // in_h x in_w x cin, the input before the gate
+  float* gradient = nullptr;        // cin floats: += the sum over the pixels of d(x * gate) * x (nullptr: not wanted)
+};
+
 // Scratch of conv2d_backward_input for `args` (its geometry and kernel type) and a pool of `threads`, in floats: the
 // transposed kernels, and for a strided conv one phase's gradient, else, with `winograd`, its forward conv's
 // (conv2d_pooled: Winograd's transformed kernel and tiles for a 3x3 one, about twice as fast as the direct conv).
-size_t conv2d_backward_scratch_floats(const ConvArgs& args, uint32_t threads, bool winograd);
-// dx += conv2d^T(dz): the gradient of a dense conv's (scaled) input, geometry and kernel as in `args`
-// (args.x, args.y, bias, residual, input_scale and activation are ignored). dz: out_h x out_w x cout,
-// dx: in_h x in_w x cin; scratch: conv2d_backward_scratch_floats(args, pool.size(), winograd) floats. The pool's
-// threads split the work. Winograd's bytes differ from the direct conv's by rounding only.
+// `gated`: room for a gate's gradient too (then no Winograd).
+size_t conv2d_backward_scratch_floats(const ConvArgs& args, uint32_t threads, bool winograd, bool gated);
+// dx += conv2d^T(dz) (times the gate, per input channel, with one): the gradient of a dense conv's input, geometry
+// and kernel as in `args` (args.x, args.y, bias, residual, input_scale and activation are ignored). dz:
+// out_h x out_w x cout, dx (nullptr when only the gate's gradient is wanted): in_h x in_w x cin; scratch:
+// conv2d_backward_scratch_floats(args, pool.size(), winograd, gate.gate != nullptr) floats. The pool's threads split
+// the work; the bytes do not depend on their number. Winograd's bytes differ from the direct conv's by rounding only.
+// Without stride, the gate is applied in the transposed conv's epilogue, which also sums the gate's gradient.
 void conv2d_backward_input(const ConvArgs& args, const float* dz, float* dx, float* scratch, ThreadPool& pool,
-                           bool winograd);
+                           bool winograd, const InputGate& gate = {});
 
 // The same for a depthwise conv, geometry and kernel as in `args`. A depth multiplier > 1 (no EfficientNet has one)
 // runs plain loops on the calling thread and needs no scratch.

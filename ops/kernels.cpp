@@ -115,6 +115,9 @@ void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
   check_activation("conv2d", a.act);
   require(!(a.output_gradient && a.residual), "conv2d", "a gradient rerun has no residual");
   require(!(a.pre_activation && a.residual), "conv2d", "a kept pre-activation has no residual");
+  require(!a.gate || (a.gate_input && a.gate_sums && a.act == Activation::Linear && !a.bias && !a.output_gradient &&
+                      !a.pre_activation && !a.winograd_weights),
+          "conv2d", "a gated gradient is linear, without bias, kept pre-activation or Winograd, and has its sums");
   check_range("conv2d", row_begin, row_end, a.out_h);
   if (a.winograd_weights && a.winograd_scratch && conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
     return kernels().winograd_conv2d(a, row_begin, row_end);
@@ -157,6 +160,20 @@ void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool) {
       a.in_h == a.out_h && a.in_w == a.out_w) {
     a.in_h = a.out_h = a.out_h * a.out_w;  // one column of pixels
     a.in_w = a.out_w = 1;
+  }
+  if (a.gate) {
+    const uint32_t pieces = std::min(a.out_h, kGatePieces);
+    float* const sums = a.gate_sums;
+    std::fill(sums, sums + size_t{kGatePieces} * a.cout, 0.0f);
+    pool.parallel_for(pieces, [&](uint32_t b, uint32_t e, uint32_t) {
+      for (uint32_t k = b; k < e; ++k) {
+        ConvArgs piece = a;
+        piece.gate_sums = sums + size_t{k} * a.cout;
+        conv2d(piece, static_cast<uint32_t>(uint64_t{a.out_h} * k / pieces),
+               static_cast<uint32_t>(uint64_t{a.out_h} * (k + 1) / pieces));
+      }
+    });
+    return;
   }
   if (!scratch || !conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
     pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { conv2d(a, b, e); });

@@ -52,6 +52,13 @@ struct ConvArgs {
   const float* residual = nullptr;
   const float* output_gradient = nullptr;
   float* pre_activation = nullptr;
+  // The backward pass of a gated conv (its input x * gate) runs its transposed conv with these: a linear conv
+  // without bias, kept pre-activation or Winograd, writing y = conv * gate + residual (gate per output channel: the
+  // gradient of x) and ADDING conv * gate_input (x, laid out as y) over the rows it computes, pixel after pixel, into
+  // gate_sums (cout floats: the gate's gradient, in pieces as DepthwiseArgs::channel_sums).
+  const float* gate = nullptr;
+  const float* gate_input = nullptr;
+  float* gate_sums = nullptr;
   Activation act = Activation::Linear;
   float act_max = 0;  // Relu's upper clip
   // Winograd F(4x4, 3x3), for the convs conv2d_winograd() accepts, when both are given: winograd_weights from
@@ -79,7 +86,9 @@ void winograd_transform_weights(const ConvArgs& args, float* u, uint32_t block_b
 // (threads split pixels, not rows), a Winograd one (conv2d_winograd) after transforming its weights into `scratch`
 // (conv2d_pooled_scratch_floats(args, pool.size()) floats: the transformed weights, then each worker's tiles; none
 // for the other convs), threads splitting rows of tiles; without scratch, the direct conv. The bytes do not depend
-// on the pool's size.
+// on the pool's size. With a gate, fixed pieces of rows (kGatePieces or fewer, as many whatever the pool) sum
+// into their own rows of gate_sums (kGatePieces x cout floats, each row overwritten; rows past the pieces zero).
+inline constexpr uint32_t kGatePieces = 8;
 size_t conv2d_pooled_scratch_floats(const ConvArgs& args, uint32_t threads);
 void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool);
 

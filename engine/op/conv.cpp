@@ -54,34 +54,18 @@ void forward(const ForwardCall& call) {
 
 BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, const OpGeometry& g,
                                  const BackwardMode& mode) {
-  // The conv's own (transposed kernels, a stride phase's gradient, Winograd's), after d(x * gate) when the input is
-  // gated.
-  const uint64_t conv = ops::conv2d_backward_scratch_floats(conv_args(file, op, g), mode.threads, mode.winograd);
-  return {(op.inputs[2] == kNone ? 0 : g.input.elements()) + conv, 0};
+  return {ops::conv2d_backward_scratch_floats(conv_args(file, op, g), mode.threads, mode.winograd,
+                                              op.inputs[2] != kNone),
+          0};
 }
 
 void backward(const BackwardCall& call) {
   float* gx = call.input_gradient[0];
   float* gate_gradient = call.input_gradient[2];
   if (!gx && !gate_gradient) return;
-  const OpGeometry& g = call.geometry;
-  const ops::ConvArgs a = conv_args(call.file, call.op, g);
-  if (call.op.inputs[2] == kNone) {
-    ops::conv2d_backward_input(a, call.dz, gx, call.scratch, call.pool, call.winograd);
-    return;
-  }
-  // The gate scales the conv's input: d(x * gate) splits into dx = d * gate and dgate = sum over pixels d * x.
-  float* scaled = call.scratch;
-  const uint32_t pixels = g.input.h * g.input.w, channels = g.input.c;
-  call.pool.parallel_for(pixels, [&](uint32_t b, uint32_t e, uint32_t) {
-    std::fill(scaled + size_t{b} * channels, scaled + size_t{e} * channels, 0.0f);
-  });
-  ops::conv2d_backward_input(a, call.dz, scaled, scaled + g.input.elements(), call.pool, call.winograd);
-  const ops::ElementwiseArgs gating{call.input[0], call.input[2], nullptr, pixels, channels, true,
-                                    ops::Activation::Linear, 0};
-  call.pool.parallel_for(channels, [&](uint32_t b, uint32_t e, uint32_t) {
-    ops::multiply_backward(gating, scaled, gx, gate_gradient, b, e);
-  });
+  const ops::InputGate gate{call.input[2], call.input[0], gate_gradient};  // no gate: input[2] is nullptr
+  ops::conv2d_backward_input(conv_args(call.file, call.op, call.geometry), call.dz, gx, call.scratch, call.pool,
+                             call.winograd, gate);
 }
 
 // Only a gated conv reads its forward inputs (the input and the gate, for the gate's gradient).

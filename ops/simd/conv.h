@@ -104,7 +104,20 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
   if (n == NB * format::kChannelBlock) {  // whole blocks: the epilogue straight from the accumulators
     with_activation(a.act, [&](auto tag) {
       for (uint32_t j = 0; j < NB * V; ++j) {
-        const Vec<A> bias = a.bias ? Vec<A>::load_unaligned(a.bias + o0 + j * kLanes<A>) : Vec<A>(0.0f);
+        const uint32_t o = o0 + j * kLanes<A>;
+        const Vec<A> bias = a.bias ? Vec<A>::load_unaligned(a.bias + o) : Vec<A>(0.0f);
+        if (a.gate) {  // a gated conv's gradient: the gate's sums in a register over the tile's pixels, in order
+          const Vec<A> gate = Vec<A>::load_unaligned(a.gate + o);
+          Vec<A> sum = Vec<A>::load_unaligned(a.gate_sums + o);
+          for (int p = 0; p < P; ++p) {
+            const size_t at = out + size_t(p) * a.cout + j * kLanes<A>;
+            const Vec<A> v = acc[p][j] + bias;
+            sum += v * Vec<A>::load_unaligned(a.gate_input + at);
+            epilogue<A, decltype(tag)::value, true>(a, v * gate, at, kLanes<A>).store_unaligned(a.y + at);
+          }
+          sum.store_unaligned(a.gate_sums + o);
+          continue;
+        }
         for (int p = 0; p < P; ++p) {
           const size_t at = out + size_t(p) * a.cout + j * kLanes<A>;
           epilogue<A, decltype(tag)::value, true>(a, acc[p][j] + bias, at, kLanes<A>).store_unaligned(a.y + at);
@@ -115,8 +128,21 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
   }
   alignas(64) float raw[P][NB * format::kChannelBlock];
   for (uint32_t j = 0; j < NB * V; ++j) {
-    uint32_t o = o0 + j * kLanes<A>;
-    Vec<A> bias = a.bias && o < a.cout ? load_partial<A>(a.bias + o, min_u32(kLanes<A>, a.cout - o)) : Vec<A>(0.0f);
+    const uint32_t o = o0 + j * kLanes<A>;
+    if (o >= a.cout) break;
+    const uint32_t lanes = min_u32(kLanes<A>, a.cout - o);
+    const Vec<A> bias = a.bias ? load_partial<A>(a.bias + o, lanes) : Vec<A>(0.0f);
+    if (a.gate) {  // as above, through the tile: raw holds the gated sums
+      const Vec<A> gate = load_partial<A>(a.gate + o, lanes);
+      Vec<A> sum = load_partial<A>(a.gate_sums + o, lanes);
+      for (int p = 0; p < P; ++p) {
+        const Vec<A> v = acc[p][j] + bias;
+        sum += v * load_partial<A>(a.gate_input + out + size_t(p) * a.cout + j * kLanes<A>, lanes);
+        (v * gate).store_aligned(&raw[p][j * kLanes<A>]);
+      }
+      store_partial<A>(a.gate_sums + o, sum, lanes);
+      continue;
+    }
     for (int p = 0; p < P; ++p) (acc[p][j] + bias).store_aligned(&raw[p][j * kLanes<A>]);
   }
   auto from_out = [&](auto* p) { return p ? p + out : nullptr; };

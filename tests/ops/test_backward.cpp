@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -99,7 +100,7 @@ std::vector<float> check_input_gradient(const Args& a, const std::vector<float>&
   for (bool winograd : conv ? std::vector<bool>{true, false} : std::vector<bool>{false}) {
     for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
       if constexpr (conv) {
-        scratch.assign(ops::conv2d_backward_scratch_floats(a, pool.size(), winograd), 0.0f);
+        scratch.assign(ops::conv2d_backward_scratch_floats(a, pool.size(), winograd, false), 0.0f);
       } else {
         scratch.assign(ops::depthwise2d_backward_scratch_floats(a), 0.0f);
       }
@@ -329,6 +330,61 @@ TEST_CASE("backward epilogues: convs rerun into dz or keeping their pre-activati
   std::vector<float> kept(16);
   c.output_gradient = nullptr, c.pre_activation = kept.data();
   CHECK_THROWS_AS(ops::conv2d(c, 0, 2), effcam::Error);
+}
+
+TEST_CASE("conv2d_backward_input with a gate: the epilogue's dx is the two-step form's, the gate's gradient its sum") {
+  // The gate applied in the transposed conv's epilogue (stride 1), or after it (strided), against zeroing a buffer,
+  // the gradient of the gated input into it, then multiply_backward: dx to the bit, the gate's gradient (summed in
+  // fixed pieces of rows) close to the reference's and the same bytes on 1 and 3 threads; also without dx.
+  struct Shape {
+    uint32_t h, w, cin, cout, k, stride;
+  };
+  const Shape shapes[] = {{19, 19, 40, 16, 1, 1}, {5, 3, 21, 7, 1, 1}, {9, 10, 8, 20, 3, 1}, {9, 7, 5, 16, 3, 2},
+                          {2, 1, 16, 16, 1, 1}};  // fewer rows than pieces
+  for (const Shape& s : shapes) {
+    const Same sh(s.h, s.k, s.stride), sw(s.w, s.k, s.stride);
+    const size_t in = size_t{s.h} * s.w * s.cin, out = size_t{sh.out} * sw.out * s.cout;
+    const std::vector<float> x = random_floats(in), gate = random_floats(s.cin), dy = random_floats(out);
+    const std::vector<float> dx_start = random_floats(in), dgate_start = random_floats(s.cin);
+    const bool fp16 = (&s - shapes) % 2 == 1;
+    const Weights w(format::pack_conv_kernel(random_floats(size_t{s.k} * s.k * s.cin * s.cout), s.k, s.k, s.cin,
+                                             s.cout),
+                    fp16);
+    ops::ConvArgs a;
+    a.in_h = s.h, a.in_w = s.w, a.cin = s.cin, a.out_h = sh.out, a.out_w = sw.out, a.cout = s.cout;
+    a.kh = a.kw = s.k, a.stride_h = a.stride_w = s.stride, a.pad_top = sh.pad_before, a.pad_left = sw.pad_before;
+    a.kernel = w.view();
+    const std::string what = "shape " + std::to_string(&s - shapes);
+    const ops::ElementwiseArgs gating{x.data(), gate.data(), nullptr, s.h * s.w, s.cin, true, ops::Activation::Linear, 0};
+    std::vector<float> want_dx = dx_start, want_dgate = dgate_start, scaled(in, 0.0f);
+    ref::conv2d_backward_input(a, dy.data(), scaled.data());
+    ref::multiply_backward(gating, scaled.data(), want_dx.data(), want_dgate.data());
+    std::map<std::string, std::vector<float>> first_dgate;  // the first pool's, per dispatch path
+    for_each_path_and_pool([&](const std::string& path, effcam::ThreadPool& pool) {
+      INFO(what << path);
+      for (bool winograd : {false, true}) {  // a gated gradient ignores Winograd
+        std::vector<float> scratch(ops::conv2d_backward_scratch_floats(a, pool.size(), winograd, true));
+        std::vector<float> dx = dx_start, dgate = dgate_start;
+        ops::conv2d_backward_input(a, dy.data(), dx.data(), scratch.data(), pool, winograd,
+                                   {gate.data(), x.data(), dgate.data()});
+        std::vector<float> two_step_dx = dx_start, two_step_dgate = dgate_start, gated(in, 0.0f);
+        std::vector<float> plain(ops::conv2d_backward_scratch_floats(a, pool.size(), false, false));
+        ops::conv2d_backward_input(a, dy.data(), gated.data(), plain.data(), pool, false);
+        ops::multiply_backward(gating, gated.data(), two_step_dx.data(), two_step_dgate.data(), 0, s.cin);
+        CHECK(std::memcmp(dx.data(), two_step_dx.data(), in * sizeof(float)) == 0);
+        check_close(dx, want_dx, what + " dx" + path, 1e-5f, 1e-5f);
+        check_close(dgate, want_dgate, what + " dgate" + path, 1e-5f, 1e-4f);
+        std::vector<float>& first = first_dgate[path.substr(0, path.find(','))];
+        if (first.empty()) first = dgate;
+        else CHECK(std::memcmp(dgate.data(), first.data(), s.cin * sizeof(float)) == 0);
+        // Only the gate's gradient wanted: the same bytes.
+        std::vector<float> alone = dgate_start;
+        ops::conv2d_backward_input(a, dy.data(), nullptr, scratch.data(), pool, winograd,
+                                   {gate.data(), x.data(), alone.data()});
+        CHECK(std::memcmp(alone.data(), dgate.data(), s.cin * sizeof(float)) == 0);
+      }
+    });
+  }
 }
 
 TEST_CASE("dense_backward_input: matches its reference and is the forward's adjoint") {
