@@ -13,6 +13,10 @@ inline constexpr uint32_t kWinogradPositions = 36;
 inline constexpr uint32_t kWinogradTiles = 12;
 inline constexpr uint32_t kWinogradChannels = 64;
 
+// A multiple of every path's register tile width in pixels (avx512 6 or 12, avx2 6, scalar 3): the pointwise convs'
+// pixels are split between threads in runs of it.
+inline constexpr uint32_t kPointwisePieceGrain = 12;
+
 struct KernelTable {
   void (*conv2d)(const ConvArgs&, uint32_t, uint32_t);
   void (*winograd_conv2d)(const ConvArgs&, uint32_t, uint32_t);

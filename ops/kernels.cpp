@@ -156,10 +156,14 @@ size_t conv2d_pooled_scratch_floats(const ConvArgs& a, uint32_t threads) {
 
 void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool) {
   ConvArgs a = args;
+  // Rows go to the threads in runs of `grain`: a pointwise conv's pixels (one column of them) in whole register
+  // tiles, since a piece ending inside a tile leaves a narrow one (1 pixel costs about a quarter of 6).
+  uint32_t grain = 1;
   if (a.kh == 1 && a.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 && a.pad_left == 0 &&
       a.in_h == a.out_h && a.in_w == a.out_w) {
     a.in_h = a.out_h = a.out_h * a.out_w;  // one column of pixels
     a.in_w = a.out_w = 1;
+    grain = detail::kPointwisePieceGrain;
   }
   if (a.gate) {
     const uint32_t pieces = std::min(a.out_h, kGatePieces);
@@ -176,7 +180,9 @@ void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool) {
     return;
   }
   if (!scratch || !conv2d_winograd(a.kh, a.kw, a.stride_h, a.stride_w)) {
-    pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { conv2d(a, b, e); });
+    pool.parallel_for((a.out_h + grain - 1) / grain, [&](uint32_t b, uint32_t e, uint32_t) {
+      conv2d(a, b * grain, std::min(e * grain, a.out_h));
+    });
     return;
   }
   pool.parallel_for(format::round_up_to_block(a.cout) / format::kChannelBlock,
