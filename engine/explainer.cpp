@@ -395,14 +395,19 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
   // The lower bound: at each backward step, the buffers any schedule holds there plus what the step needs under any
   // schedule: its scratch, and a pre-activation or a rerun's forward scratch unless the other way (an op that
   // splits its activation either keeps its pre-activation or reruns into dz) needs neither.
+  // (The held bytes per step by a sweep: +bytes where each buffer starts, -bytes after it ends.)
+  std::vector<int64_t> held(step() + 2, 0);
+  for (uint32_t b : schedule_bound) {
+    const auto& buffer = request.extra[b];
+    held[buffer.first] += static_cast<int64_t>(buffer.bytes);
+    held[buffer.last + 1] -= static_cast<int64_t>(buffer.bytes);
+  }
+  for (size_t k = 1; k < held.size(); ++k) held[k] += held[k - 1];
   for (const Action& action : actions_) {
     if (!action.backward) continue;
     const uint32_t at = step_of[action.op];
     const bool either_way = action.op != target && splits_activation(action.op);
-    uint64_t bytes = 0;
-    for (uint32_t b : schedule_bound) {
-      if (request.extra[b].first <= at && at <= request.extra[b].last) bytes += request.extra[b].bytes;
-    }
+    uint64_t bytes = static_cast<uint64_t>(held[at]);
     for (uint32_t b : {either_way ? kNone : action.pre_activation, action.scratch,
                        either_way ? kNone : action.forward_scratch}) {
       if (b != kNone) bytes += request.extra[b].bytes;
