@@ -227,16 +227,15 @@ ConvArgs phase_conv(const ConvArgs& a, const Phase& p) {
 }  // namespace
 
 size_t conv2d_backward_scratch_floats(const ConvArgs& a, uint32_t threads, bool winograd, bool gated) {
-  // A gated conv's first: the gradient of x * gate (the input's size: a strided conv's, or when only the gate's is
-  // wanted), then the pieces of the gate's sums.
-  size_t floats = gated ? size_t{a.in_h} * a.in_w * a.cin + size_t{kGatePieces} * a.cin : 0;
+  const bool strided = a.stride_h != 1 || a.stride_w != 1;
+  // A gated conv's first: the pieces of the gate's sums, and for a strided one the gradient of x * gate (its phases
+  // add into it; the gate is applied after them).
+  size_t floats = gated ? size_t{kGatePieces} * a.cin + (strided ? size_t{a.in_h} * a.in_w * a.cin : 0) : 0;
   floats += phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
   for_each_phase(a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.kh, a.kw, a.in_h, a.in_w, [&](const Phase& p) {
     floats += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
     // Without stride, the one phase is a whole forward conv, with its own scratch (Winograd's) after the kernel.
-    if (winograd && !gated && a.stride_h == 1 && a.stride_w == 1) {
-      floats += conv2d_pooled_scratch_floats(phase_conv(a, p), threads);
-    }
+    if (winograd && !gated && !strided) floats += conv2d_pooled_scratch_floats(phase_conv(a, p), threads);
   });
   return floats;
 }
@@ -248,16 +247,17 @@ void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float*
   }
   if (gate.gate && !gate.x) throw Error("ops::conv2d_backward_input: a gate without its input");
   const bool strided = a.stride_h != 1 || a.stride_w != 1;
-  float* gated = nullptr;  // the gradient of x * gate, where the epilogue does not apply the gate
   float* sums = nullptr;
+  float* gated = nullptr;  // a strided conv's gradient of x * gate
   if (gate.gate) {
-    gated = scratch;
-    sums = gated + size_t{a.in_h} * a.in_w * a.cin;
-    scratch = sums + size_t{kGatePieces} * a.cin;
-    if (strided) std::fill(gated, gated + size_t{a.in_h} * a.in_w * a.cin, 0.0f);  // the phases add into it
-    else if (dx) gated = nullptr;
+    sums = scratch;
+    scratch += size_t{kGatePieces} * a.cin;
+    if (strided) {
+      gated = scratch;
+      scratch += size_t{a.in_h} * a.in_w * a.cin;
+      std::fill(gated, scratch, 0.0f);
+    }
   }
-  float* const to = gated ? gated : dx;
   float* buffer = scratch;
   float* kernel = scratch + phase_buffer_floats(a.stride_h, a.stride_w, a.in_h, a.in_w, a.cin);
   const uint32_t blocks = format::round_up_to_block(a.cin) / format::kChannelBlock;
@@ -270,14 +270,14 @@ void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float*
     t.x = dz;
     t.kernel = {kernel, a.kernel.fp16};
     kernel += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
-    if (!strided) {  // straight into the gradient (as the residual); the gate, if any, in the epilogue
-      t.y = to;
-      t.residual = gated ? nullptr : dx;
+    if (!strided) {  // straight into dx (as the residual, or none: only the gate's sums); a gate in the epilogue
+      t.y = dx;
+      t.residual = dx;
       if (gate.gate) t.gate = gate.gate, t.gate_input = gate.x, t.gate_sums = sums;
       conv2d_pooled(t, winograd && !gate.gate ? kernel : nullptr, pool);
       return;
     }
-    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, to, buffer, pool,
+    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, gated ? gated : dx, buffer, pool,
               [](const ConvArgs& args, uint32_t b, uint32_t e) { conv2d(args, b, e); });
   });
   if (!gate.gate) return;

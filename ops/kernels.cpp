@@ -109,7 +109,7 @@ void check_range(const char* kernel, size_t begin, size_t end, size_t limit) {
 }  // namespace
 
 void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
-  require(a.x && a.y && a.kernel.data, "conv2d", "null tensor");
+  require(a.x && (a.y || a.gate) && a.kernel.data, "conv2d", "null tensor");
   require(a.cin > 0 && a.cout > 0, "conv2d", "zero channels");
   check_window("conv2d", a.kh, a.kw, a.stride_h, a.stride_w);
   check_activation("conv2d", a.act);

@@ -55,7 +55,8 @@ struct ConvArgs {
   // The backward pass of a gated conv (its input x * gate) runs its transposed conv with these: a linear conv
   // without bias, kept pre-activation or Winograd, writing y = conv * gate + residual (gate per output channel: the
   // gradient of x) and ADDING conv * gate_input (x, laid out as y) over the rows it computes, pixel after pixel, into
-  // gate_sums (cout floats: the gate's gradient, in pieces as DepthwiseArgs::channel_sums).
+  // gate_sums (cout floats: the gate's gradient, in pieces as DepthwiseArgs::channel_sums). y may be nullptr then
+  // (only the sums wanted).
   const float* gate = nullptr;
   const float* gate_input = nullptr;
   float* gate_sums = nullptr;

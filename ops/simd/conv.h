@@ -113,7 +113,7 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
             const size_t at = out + size_t(p) * a.cout + j * kLanes<A>;
             const Vec<A> v = acc[p][j] + bias;
             sum += v * Vec<A>::load_unaligned(a.gate_input + at);
-            epilogue<A, decltype(tag)::value, true>(a, v * gate, at, kLanes<A>).store_unaligned(a.y + at);
+            if (a.y) epilogue<A, decltype(tag)::value, true>(a, v * gate, at, kLanes<A>).store_unaligned(a.y + at);
           }
           sum.store_unaligned(a.gate_sums + o);
           continue;
@@ -145,6 +145,7 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
     }
     for (int p = 0; p < P; ++p) (acc[p][j] + bias).store_aligned(&raw[p][j * kLanes<A>]);
   }
+  if (!a.y) return;  // a gated gradient wanting only the gate's sums
   auto from_out = [&](auto* p) { return p ? p + out : nullptr; };
   const EpilogueOperands operands{from_out(a.residual), from_out(a.output_gradient), from_out(a.pre_activation),
                                   a.act_max};
