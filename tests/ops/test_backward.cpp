@@ -385,6 +385,20 @@ TEST_CASE("conv2d_backward_input with a gate: the epilogue's dx is the two-step 
       }
     });
   }
+  // The gated epilogue serves a linear transposed conv only: an activation, a bias or missing sums are refused.
+  const std::vector<float> x = random_floats(16), gate = random_floats(4);
+  const Weights w(format::pack_conv_kernel(random_floats(16), 1, 1, 4, 4), false);
+  std::vector<float> y(16), sums(4);
+  ops::ConvArgs c;
+  c.x = x.data(), c.y = y.data(), c.in_h = c.in_w = 2, c.cin = 4, c.out_h = c.out_w = 2, c.cout = 4;
+  c.kernel = w.view(), c.gate = gate.data(), c.gate_input = x.data(), c.gate_sums = sums.data();
+  CHECK_NOTHROW(ops::conv2d(c, 0, 2));
+  c.act = ops::Activation::Relu;
+  CHECK_THROWS_AS(ops::conv2d(c, 0, 2), effcam::Error);
+  c.act = ops::Activation::Linear, c.bias = gate.data();
+  CHECK_THROWS_AS(ops::conv2d(c, 0, 2), effcam::Error);
+  c.bias = nullptr, c.gate_sums = nullptr;
+  CHECK_THROWS_AS(ops::conv2d(c, 0, 2), effcam::Error);
 }
 
 TEST_CASE("dense_backward_input: matches its reference and is the forward's adjoint") {
