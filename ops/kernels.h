@@ -87,8 +87,9 @@ void winograd_transform_weights(const ConvArgs& args, float* u, uint32_t block_b
 // (threads split pixels, not rows), a Winograd one (conv2d_winograd) after transforming its weights into `scratch`
 // (conv2d_pooled_scratch_floats(args, pool.size()) floats: the transformed weights, then each worker's tiles; none
 // for the other convs), threads splitting rows of tiles; without scratch, the direct conv. The bytes do not depend
-// on the pool's size. With a gate, fixed pieces of rows (kGatePieces or fewer, as many whatever the pool) sum
-// into their own rows of gate_sums (kGatePieces x cout floats, each row overwritten; rows past the pieces zero).
+// on the pool's size. With a gate, fixed pieces of rows (kGatePieces or fewer, as many whatever the pool; a
+// pointwise conv's in whole register tiles) sum into their own rows of gate_sums (kGatePieces x cout floats, each row
+// overwritten; rows past the pieces zero).
 inline constexpr uint32_t kGatePieces = 8;
 size_t conv2d_pooled_scratch_floats(const ConvArgs& args, uint32_t threads);
 void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool);
