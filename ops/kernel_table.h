@@ -13,8 +13,9 @@ inline constexpr uint32_t kWinogradPositions = 36;
 inline constexpr uint32_t kWinogradTiles = 12;
 inline constexpr uint32_t kWinogradChannels = 64;
 
-// A multiple of every path's register tile width in pixels (avx512 6 or 12, avx2 6, scalar 3): the pointwise convs'
-// pixels are split between threads in runs of it.
+// The pointwise convs' pixels are split between threads in runs of this many: a multiple of the register tile's
+// width in pixels on avx2 (6) and scalar (3), and on avx512 for 1, 2 or 4 channel blocks (12, 12, 6); a group of 3
+// blocks (8 pixels, only when the output's blocks leave 3 over) ends a run with a 4-pixel tile.
 inline constexpr uint32_t kPointwisePieceGrain = 12;
 
 struct KernelTable {
