@@ -169,6 +169,37 @@ void with_activation(Activation act, F&& f) {
   f(std::integral_constant<Activation, Linear>{});
 }
 
+// The activations the fused epilogues of the register tiles (conv, Winograd, depthwise) compile into their loops:
+// EfficientNetV2's Swish and Linear, and Relu, common in user heads. Any other is kAnyActivation there, applied
+// by one out-of-line switch per vector with the same bits: eight inlined copies of every tile took most of the
+// kernels' build time.
+inline constexpr Activation kAnyActivation = static_cast<Activation>(0xff);
+
+template <class F>
+void with_epilogue_activation(Activation act, F&& f) {
+  using enum format::Activation;
+  switch (act) {
+    case Relu: return f(std::integral_constant<Activation, Relu>{});
+    case Swish: return f(std::integral_constant<Activation, Swish>{});
+    case Linear: return f(std::integral_constant<Activation, Linear>{});
+    default: return f(std::integral_constant<Activation, kAnyActivation>{});
+  }
+}
+
+template <class A>
+[[gnu::noinline]] Vec<A> activate_any(Activation act, Vec<A> x, float act_max) {
+  Vec<A> out;
+  with_activation(act, [&](auto tag) { out = activate<A, decltype(tag)::value>(x, act_max); });
+  return out;
+}
+
+template <class A>
+[[gnu::noinline]] Vec<A> activation_derivative_any(Activation act, Vec<A> z, float act_max) {
+  Vec<A> out;
+  with_activation(act, [&](auto tag) { out = activation_derivative<A, decltype(tag)::value>(z, act_max); });
+  return out;
+}
+
 // What the shared epilogue reads and writes besides y, laid out as y, each optional: ConvArgs and DepthwiseArgs
 // have these members (ops/kernels.h), and finish_rows' callers give them in this.
 struct EpilogueOperands {
@@ -176,6 +207,7 @@ struct EpilogueOperands {
   const float* output_gradient = nullptr;
   float* pre_activation = nullptr;
   float act_max = 0;
+  Activation act = Activation::Linear;  // read only by kAnyActivation's epilogue
 };
 
 // The epilogue of one output vector v (the sum and its bias) for y's elements [at, at + n) (Full: n = lanes):
@@ -187,6 +219,12 @@ template <class A, Activation Act, bool Full, class Operands>
   if (e.pre_activation) {
     if constexpr (Full) v.store_unaligned(e.pre_activation + at);
     else store_partial<A>(e.pre_activation + at, v, n);
+  }
+  if constexpr (Act == kAnyActivation) {
+    if (e.output_gradient) return load(e.output_gradient) * activation_derivative_any<A>(e.act, v, e.act_max);
+    Vec<A> out = activate_any<A>(e.act, v, e.act_max);
+    if (e.residual) out += load(e.residual);
+    return out;
   }
   if (e.output_gradient) return load(e.output_gradient) * activation_derivative<A, Act>(v, e.act_max);
   Vec<A> out = activate<A, Act>(v, e.act_max);

@@ -102,7 +102,7 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
   // (Constant trip counts here keep acc[][] in registers: clang spills the whole tile otherwise.)
   size_t out = t.out_offset + o0;
   if (n == NB * format::kChannelBlock) {  // whole blocks: the epilogue straight from the accumulators
-    with_activation(a.act, [&](auto tag) {
+    with_epilogue_activation(a.act, [&](auto tag) {
       for (uint32_t j = 0; j < NB * V; ++j) {
         const uint32_t o = o0 + j * kLanes<A>;
         const Vec<A> bias = a.bias ? Vec<A>::load_unaligned(a.bias + o) : Vec<A>(0.0f);
@@ -153,21 +153,23 @@ void conv_tile(const ConvArgs& a, const ConvTile& t, uint32_t block0) {
 }
 
 // `count` (1..P) pixels: the tile of exactly that width.
-template <class A, bool F16, int P, int NB, bool Clip>
+template <class A, bool F16, int P, int NB>
 void conv_pixels(const ConvArgs& a, const ConvTile& t, uint32_t block0, uint32_t count) {
   if constexpr (P > 1) {
-    if (count < P) return conv_pixels<A, F16, P - 1, NB, Clip>(a, t, block0, count);
+    if (count < P) return conv_pixels<A, F16, P - 1, NB>(a, t, block0, count);
   }
-  conv_tile<A, F16, P, NB, Clip>(a, t, block0);
+  conv_tile<A, F16, P, NB, false>(a, t, block0);
 }
 
-// `blocks` (1..NB) channel blocks from block0, `count` (1..conv_tile_pixels(blocks)) pixels.
+// `blocks` (1..NB) channel blocks from block0, `count` (1..conv_tile_pixels(blocks)) pixels; clipped tiles are
+// single border pixels (count 1), so only those are instantiated (the kernels' build time).
 template <class A, bool F16, int NB, bool Clip>
 void conv_blocks(const ConvArgs& a, const ConvTile& t, uint32_t block0, uint32_t blocks, uint32_t count) {
   if constexpr (NB > 1) {
     if (blocks < NB) return conv_blocks<A, F16, NB - 1, Clip>(a, t, block0, blocks, count);
   }
-  conv_pixels<A, F16, static_cast<int>(conv_tile_pixels<A>(NB)), NB, Clip>(a, t, block0, count);
+  if constexpr (Clip) conv_tile<A, F16, 1, NB, true>(a, t, block0);
+  else conv_pixels<A, F16, static_cast<int>(conv_tile_pixels<A>(NB)), NB>(a, t, block0, count);
 }
 
 template <class A, bool F16>

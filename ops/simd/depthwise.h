@@ -129,7 +129,7 @@ void depthwise2d_typed(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_
 
 template <class A>
 void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
-  with_activation(a.act, [&](auto tag) {
+  with_epilogue_activation(a.act, [&](auto tag) {
     if (a.kernel.fp16) return depthwise2d_typed<A, true, decltype(tag)::value>(a, row_begin, row_end);
     depthwise2d_typed<A, false, decltype(tag)::value>(a, row_begin, row_end);
   });

@@ -164,7 +164,7 @@ void winograd_conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
         // (m holds whole blocks, so its loads are whole vectors.) Tiles whose 4x4 outputs are all written, with
         // whole vectors of channels (Fast), store without checks.
         const bool rows_written = R * ty >= row_begin && R * ty + R <= row_end;
-        with_activation(a.act, [&](auto tag) {
+        with_epilogue_activation(a.act, [&](auto tag) {
           auto output_tile = [&](auto fast, uint32_t t, uint32_t ox, uint32_t ol, uint32_t n) {
             const uint32_t o = g0 * format::kChannelBlock + ol;
             Vec<A> mt[N][N], s[R][N], y[R][R];
