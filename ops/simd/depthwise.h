@@ -79,12 +79,14 @@ void depthwise_spread(const DepthwiseArgs& a, const DepthwiseTaps& t, float* out
   const size_t padded = format::round_up_to_block(a.cout);
   for (uint32_t o = 0; o < a.cout; o += kLanes<A>) {
     uint32_t n = min_u32(kLanes<A>, a.cout - o);
+    uint32_t source[kLanes<A>];  // the input channel of each lane, divided once rather than at every tap
+    for (uint32_t i = 0; i < n; ++i) source[i] = (o + i) / multiplier;
     Vec<A> acc(0.0f);
     for (uint32_t ky = t.ky0; ky < t.ky1; ++ky)
       for (uint32_t kx = t.kx0; kx < t.kx1; ++kx) {
         const float* in = a.x + (t.origin + (int64_t{ky} * a.in_w + kx) * a.cin);
         alignas(64) float spread[kLanes<A>] = {};
-        for (uint32_t i = 0; i < n; ++i) spread[i] = in[(o + i) / multiplier];
+        for (uint32_t i = 0; i < n; ++i) spread[i] = in[source[i]];
         acc = multiply_add<A>(Vec<A>::load_aligned(spread),
                               load_weights<A, F16>(a.kernel.data, (size_t{ky} * a.kw + kx) * padded + o), acc);
       }
