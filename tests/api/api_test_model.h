@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "imaging/image.h"
@@ -21,17 +22,25 @@ inline const std::vector<uint8_t>& small_model_bytes() {
   return bytes;
 }
 
-// The model written once per process to a temporary file.
+// The model written once per process to a temporary file, removed when the process exits.
 inline const std::string& small_model_path() {
-  static const std::string path = [] {
-    const std::filesystem::path file =
-        std::filesystem::temp_directory_path() / ("effcam_api_test_" + std::to_string(::getpid()) + ".effcam");
-    std::ofstream out(file, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(small_model_bytes().data()),
-              static_cast<std::streamsize>(small_model_bytes().size()));
-    return file.string();
-  }();
-  return path;
+  struct TemporaryModelFile {
+    std::string path;
+    TemporaryModelFile()
+        : path((std::filesystem::temp_directory_path() /
+                ("effcam_api_test_" + std::to_string(::getpid()) + ".effcam"))
+                   .string()) {
+      std::ofstream out(path, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(small_model_bytes().data()),
+                static_cast<std::streamsize>(small_model_bytes().size()));
+    }
+    ~TemporaryModelFile() {
+      std::error_code ignored;
+      std::filesystem::remove(path, ignored);
+    }
+  };
+  static const TemporaryModelFile file;
+  return file.path;
 }
 
 // A w x h RGB picture with smooth gradients and a bright square (different for each seed).

@@ -9,9 +9,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "converter/keras_model.h"
@@ -20,14 +22,23 @@
 
 namespace {
 
+// A private directory for the archive, removed when the fuzzer exits.
 const std::string& scratch_dir() {
-  static const std::string dir = [] {
-    char pattern[] = "/tmp/effcam-fuzz-keras-XXXXXX";
-    const char* made = mkdtemp(pattern);
-    if (!made) std::abort();
-    return std::string(made);
-  }();
-  return dir;
+  struct ScratchDir {
+    std::string path;
+    ScratchDir() {
+      char pattern[] = "/tmp/effcam-fuzz-keras-XXXXXX";
+      const char* made = mkdtemp(pattern);
+      if (!made) std::abort();
+      path = made;
+    }
+    ~ScratchDir() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  };
+  static const ScratchDir dir;
+  return dir.path;
 }
 
 // The bytes of an HDF5 file with an empty "layers" group, made once.
