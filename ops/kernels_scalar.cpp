@@ -1,4 +1,4 @@
-// The kernels for SSE2 (the x86-64 baseline; fp16 widened by format/half.h). Compiled without extra -m flags.
+// The kernels for SSE2 (the x86-64 baseline; fp16 widened with integer SSE2). Compiled without extra -m flags.
 #include "ops/kernels_simd.h"
 
 namespace effcam::ops::detail {

@@ -11,7 +11,6 @@
 #include <type_traits>
 #include <xsimd/xsimd.hpp>
 
-#include "format/half.h"
 #include "ops/kernel_table.h"
 #include "format/weight_layout.h"
 
@@ -49,9 +48,18 @@ Vec<A> load_weights(const void* data, size_t index) {
     } else if constexpr (std::is_same_v<A, xsimd::fma3<xsimd::avx2>>) {
       return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(halves)));
     } else {
-      alignas(64) float widened[kLanes<A>];
-      for (uint32_t i = 0; i < kLanes<A>; ++i) widened[i] = format::half_to_float(halves[i]);
-      return Vec<A>::load_aligned(widened);
+      // SSE2, the x86-64 baseline, has no F16C: the bits moved into a float's place, then scaled by 2^112 (15 -> 127
+      // exponent bias; also exact for subnormal halves), the sign put back and infinities / NaNs given the top exponent.
+      static_assert(std::is_same_v<A, xsimd::sse2>);
+      const __m128i h = _mm_unpacklo_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(halves)),
+                                           _mm_setzero_si128());
+      const __m128i magnitude = _mm_and_si128(h, _mm_set1_epi32(0x7fff));
+      const __m128 scaled = _mm_mul_ps(_mm_castsi128_ps(_mm_slli_epi32(magnitude, 13)),
+                                       _mm_castsi128_ps(_mm_set1_epi32((254 - 15) << 23)));
+      const __m128i sign = _mm_slli_epi32(_mm_xor_si128(h, magnitude), 16);
+      const __m128i inf_nan = _mm_and_si128(_mm_cmpgt_epi32(magnitude, _mm_set1_epi32(0x7bff)),
+                                            _mm_set1_epi32(255 << 23));
+      return _mm_or_ps(scaled, _mm_castsi128_ps(_mm_or_si128(sign, inf_nan)));
     }
   }
 }

@@ -175,6 +175,33 @@ TEST_CASE("conv2d: every path vs the reference") {
   }
 }
 
+TEST_CASE("fp16 weights: every path widens every half exactly (subnormals, infinities, NaNs)") {
+  // A 1x1 conv of one pixel of 1.0 into 65536 channels whose weights are every fp16 bit pattern: y = 1 x w + 0.
+  constexpr uint32_t kHalves = 65536;
+  Weights w(std::vector<float>(kHalves), true);
+  for (uint32_t h = 0; h < kHalves; ++h) w.f16[h] = static_cast<uint16_t>(h);  // cin 1: packed index = channel
+  const float one = 1.0f;
+  for (auto path : ops::available_dispatches()) {
+    ops::set_dispatch(path);
+    ops::ConvArgs a;
+    a.x = &one;
+    a.in_h = a.in_w = a.out_h = a.out_w = a.cin = 1, a.cout = kHalves;
+    a.kh = a.kw = a.stride_h = a.stride_w = 1;
+    a.kernel = w.view();
+    a.act = Activation::Linear;
+    std::vector<float> y(kHalves);
+    a.y = y.data();
+    ops::conv2d(a, 0, 1);
+    size_t bad = 0;
+    for (uint32_t h = 0; h < kHalves; ++h) {
+      const float want = format::half_to_float(static_cast<uint16_t>(h));  // -0 comes out +0: equal as numbers
+      if (std::isnan(want) ? !std::isnan(y[h]) : y[h] != want) ++bad;
+    }
+    INFO(path);
+    CHECK(bad == 0);
+  }
+}
+
 TEST_CASE("depthwise2d: every path vs the reference, with channel sums") {
   struct Shape {
     uint32_t h, w, cin, mult, k, stride;
