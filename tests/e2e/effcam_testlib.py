@@ -211,7 +211,7 @@ def _reference(keras_path, images, layers, grads, round_kernels, key):
 def reduced():
     """True under the sanitizers (effcam ~20x slower) and on every kernel path after the first one checked: cases
     then take one image each. The first path the CPU can run (the best, the one it runs natively) gets every image;
-    the others (the scalar one is ~35x slower with fp16 weights) still get every kind of bar."""
+    the others (the scalar one, SSE2, is ~6x slower) still get every kind of bar."""
     return SANITIZED or bool(_checked)
 
 
