@@ -209,13 +209,13 @@ template <class A>
 }
 
 // What the shared epilogue reads and writes besides y, laid out as y, each optional: ConvArgs and DepthwiseArgs
-// have these members (ops/kernels.h), and finish_rows' callers give them in this.
+// have these members (ops/kernels.h), and finish_rows' callers give them in this. (kAnyActivation's epilogue also
+// reads `act`, which the kernels' arguments have: finish_rows dispatches every activation itself.)
 struct EpilogueOperands {
   const float* residual = nullptr;
   const float* output_gradient = nullptr;
   float* pre_activation = nullptr;
   float act_max = 0;
-  Activation act = Activation::Linear;  // read only by kAnyActivation's epilogue
 };
 
 // The epilogue of one output vector v (the sum and its bias) for y's elements [at, at + n) (Full: n = lanes):
