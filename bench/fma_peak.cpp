@@ -27,6 +27,17 @@ constexpr int kChains512 = 16;
 // 12 chains of 256-bit FMAs leave 4 of the 16 ymm registers for the constants.
 constexpr int kChains256 = 12;
 
+// (Not _mm512_reduce_add_ps: GCC 12's trips -Wuninitialized, GCC bug 105593.)
+__attribute__((target("avx512f"))) float sum_chains_avx512(const __m512 (&acc)[kChains512]) {
+  __m512 sum = acc[0];
+  for (int c = 1; c < kChains512; ++c) sum = _mm512_add_ps(sum, acc[c]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, sum);
+  float total = 0;
+  for (float lane : lanes) total += lane;
+  return total;
+}
+
 __attribute__((target("avx512f"))) float fma_loop_avx512(uint64_t iterations) {
   const __m512 decay = _mm512_set1_ps(kDecay);
   const __m512 step = _mm512_set1_ps(kStep);
@@ -36,13 +47,21 @@ __attribute__((target("avx512f"))) float fma_loop_avx512(uint64_t iterations) {
 #pragma GCC unroll 16
     for (int c = 0; c < kChains512; ++c) acc[c] = _mm512_fmadd_ps(acc[c], decay, step);
   }
-  __m512 sum = acc[0];
-  for (int c = 1; c < kChains512; ++c) sum = _mm512_add_ps(sum, acc[c]);
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, sum);
-  float total = 0;
-  for (float lane : lanes) total += lane;
-  return total;
+  return sum_chains_avx512(acc);
+}
+
+// The bf16 dot products' chains add a tiny product (2^-20 x 2^-20, two per lane) each step: a sum that stays normal
+// and far from overflow for any run (FMA's decay has no counterpart here: VDPBF16PS only adds).
+__attribute__((target("avx512f,avx512bf16"))) float dot_loop_avx512_bf16(uint64_t iterations) {
+  const __m512 tiny = _mm512_set1_ps(0x1p-20f);
+  const __m512bh a = _mm512_cvtne2ps_pbh(tiny, tiny);
+  __m512 acc[kChains512];
+  for (int c = 0; c < kChains512; ++c) acc[c] = _mm512_set1_ps(static_cast<float>(c));
+  for (uint64_t i = 0; i < iterations; ++i) {
+#pragma GCC unroll 16
+    for (int c = 0; c < kChains512; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, a);
+  }
+  return sum_chains_avx512(acc);
 }
 
 __attribute__((target("avx2,fma"))) float fma_loop_avx2(uint64_t iterations) {
@@ -67,7 +86,7 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(uint64_t iterations) {
 struct Kernel {
   const char* isa;
   float (*loop)(uint64_t iterations);
-  double flops_per_iteration;  // chains x lanes x 2
+  double flops_per_iteration;  // chains x lanes x multiply-adds per lane x 2
 };
 
 Kernel widest_kernel() {
@@ -75,6 +94,15 @@ Kernel widest_kernel() {
   if (__builtin_cpu_supports("avx512f")) return {"avx512", fma_loop_avx512, kChains512 * 16 * 2.0};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     return {"avx2", fma_loop_avx2, kChains256 * 8 * 2.0};
+  }
+#endif
+  return {"none", nullptr, 0};
+}
+
+Kernel bf16_kernel() {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16")) {
+    return {"avx512_bf16", dot_loop_avx512_bf16, kChains512 * 16 * 2 * 2.0};
   }
 #endif
   return {"none", nullptr, 0};
@@ -134,11 +162,8 @@ class LoopTeam {
   std::atomic<bool> stop_{false};
 };
 
-}  // namespace
-
-FmaPeak measure_fma_peak(uint32_t threads, double seconds) {
+FmaPeak measure_peak(const Kernel& kernel, uint32_t threads, double seconds) {
   threads = std::max(threads, 1u);
-  const Kernel kernel = widest_kernel();
   FmaPeak peak{kernel.isa, threads, 0, 0};
   if (!kernel.loop) return peak;
 
@@ -161,5 +186,11 @@ FmaPeak measure_fma_peak(uint32_t threads, double seconds) {
   peak.gflops_per_core = peak.gflops_total / threads;
   return peak;
 }
+
+}  // namespace
+
+FmaPeak measure_fma_peak(uint32_t threads, double seconds) { return measure_peak(widest_kernel(), threads, seconds); }
+
+FmaPeak measure_bf16_peak(uint32_t threads, double seconds) { return measure_peak(bf16_kernel(), threads, seconds); }
 
 }  // namespace effcam::bench

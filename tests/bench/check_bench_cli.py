@@ -107,6 +107,10 @@ def main():
     peak = json.loads(run([FMA_PEAK, "--threads", "1", "--json"]).stdout)
     check(peak["isa"] in ("avx512", "avx2") and peak["threads"] == 1, f"FMA peak isa {peak['isa']}, one thread")
     check(peak["gflops_per_core"] > 1 and close(peak["gflops_total"], peak["gflops_per_core"]), "FMA peak figures")
+    has_bf16 = "avx512_bf16" in open("/proc/cpuinfo").read().split()
+    check((peak["bf16"] is not None) == has_bf16, f"a BF16 peak exactly where the CPU has avx512_bf16 ({has_bf16})")
+    if peak["bf16"] is not None:
+        check(peak["bf16"]["isa"] == "avx512_bf16" and peak["bf16"]["gflops_per_core"] > 1, "BF16 peak figures")
     bad = run([FMA_PEAK, "--threads", "x"], expect_ok=False)
     check(bad.returncode == 2 and "--threads" in bad.stderr, "effcam-fma-peak refuses a bad thread count")
     finish()

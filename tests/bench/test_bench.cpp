@@ -144,6 +144,18 @@ TEST_CASE("the FMA peak is measured with the widest vectors present") {
   }
 }
 
+TEST_CASE("the BF16 dot-product peak is measured exactly where the CPU has AVX-512 BF16") {
+  const effcam::bench::FmaPeak bf16 = effcam::bench::measure_bf16_peak(1, 0.02);
+#if defined(__x86_64__)
+  const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+#else
+  const bool has = false;
+#endif
+  CHECK(bf16.isa == (has ? "avx512_bf16" : "none"));
+  if (has) CHECK(bf16.gflops_per_core > 1.0);
+  else CHECK(bf16.gflops_total == 0);
+}
+
 TEST_CASE("bench arguments: whole numbers in range or a message naming the option") {
   CHECK(effcam::cli::parse_count("--iters", "12", 1, 100) == 12);
   CHECK(effcam::cli::parse_count("--warmup", "0", 0, 100) == 0);
