@@ -228,14 +228,17 @@ template <class A, Activation Act, bool Full, class Operands>
     if constexpr (Full) v.store_unaligned(e.pre_activation + at);
     else store_partial<A>(e.pre_activation + at, v, n);
   }
-  if constexpr (Act == kAnyActivation) {
-    if (e.output_gradient) return load(e.output_gradient) * activation_derivative_any<A>(e.act, v, e.act_max);
-    Vec<A> out = activate_any<A>(e.act, v, e.act_max);
-    if (e.residual) out += load(e.residual);
-    return out;
-  }
-  if (e.output_gradient) return load(e.output_gradient) * activation_derivative<A, Act>(v, e.act_max);
-  Vec<A> out = activate<A, Act>(v, e.act_max);
+  // kAnyActivation: the out-of-line switch on the kernels' own act (only their arguments reach it).
+  auto derivative = [&] {
+    if constexpr (Act == kAnyActivation) return activation_derivative_any<A>(e.act, v, e.act_max);
+    else return activation_derivative<A, Act>(v, e.act_max);
+  };
+  auto activated = [&] {
+    if constexpr (Act == kAnyActivation) return activate_any<A>(e.act, v, e.act_max);
+    else return activate<A, Act>(v, e.act_max);
+  };
+  if (e.output_gradient) return load(e.output_gradient) * derivative();
+  Vec<A> out = activated();
   if (e.residual) out += load(e.residual);
   return out;
 }
