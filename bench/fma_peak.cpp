@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -27,14 +28,15 @@ constexpr int kChains512 = 16;
 // 12 chains of 256-bit FMAs leave 4 of the 16 ymm registers for the constants.
 constexpr int kChains256 = 12;
 
-// (Not _mm512_reduce_add_ps: GCC 12's trips -Wuninitialized, GCC bug 105593.)
-__attribute__((target("avx512f"))) float sum_chains_avx512(const __m512 (&acc)[kChains512]) {
-  __m512 sum = acc[0];
-  for (int c = 1; c < kChains512; ++c) sum = _mm512_add_ps(sum, acc[c]);
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, sum);
+// Every lane of every chain summed: the loops' result, only so that they cannot be dropped as unused.
+template <class Vector, int kChains>
+float sum_chains(const Vector (&acc)[kChains]) {
   float total = 0;
-  for (float lane : lanes) total += lane;
+  for (const Vector& chain : acc) {
+    float lanes[sizeof(Vector) / sizeof(float)];
+    std::memcpy(lanes, &chain, sizeof(Vector));
+    for (float lane : lanes) total += lane;
+  }
   return total;
 }
 
@@ -47,7 +49,7 @@ __attribute__((target("avx512f"))) float fma_loop_avx512(uint64_t iterations) {
 #pragma GCC unroll 16
     for (int c = 0; c < kChains512; ++c) acc[c] = _mm512_fmadd_ps(acc[c], decay, step);
   }
-  return sum_chains_avx512(acc);
+  return sum_chains(acc);
 }
 
 // The bf16 dot products' chains add a tiny product (2^-20 x 2^-20, two per lane) each step: a sum that stays normal
@@ -61,7 +63,7 @@ __attribute__((target("avx512f,avx512bf16"))) float dot_loop_avx512_bf16(uint64_
 #pragma GCC unroll 16
     for (int c = 0; c < kChains512; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, a);
   }
-  return sum_chains_avx512(acc);
+  return sum_chains(acc);
 }
 
 __attribute__((target("avx2,fma"))) float fma_loop_avx2(uint64_t iterations) {
@@ -73,13 +75,7 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(uint64_t iterations) {
 #pragma GCC unroll 12
     for (int c = 0; c < kChains256; ++c) acc[c] = _mm256_fmadd_ps(acc[c], decay, step);
   }
-  __m256 sum = acc[0];
-  for (int c = 1; c < kChains256; ++c) sum = _mm256_add_ps(sum, acc[c]);
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, sum);
-  float total = 0;
-  for (float lane : lanes) total += lane;
-  return total;
+  return sum_chains(acc);
 }
 #endif
 
