@@ -124,6 +124,8 @@ std::string to_json(const Prediction& p, const JsonOptions& options) {
                           {"recomputed_ops", p.memory.recomputed_ops},
                           {"recomputed_multiply_adds", p.memory.recomputed_multiply_adds},
                           {"rerun_multiply_adds", p.memory.rerun_multiply_adds},
+                          {"pre_activations_kept_by_forward", p.memory.pre_activations_kept_by_forward},
+                          {"pre_activations_kept_by_recomputation", p.memory.pre_activations_kept_by_recomputation},
                           {"forward_multiply_adds", p.memory.forward_multiply_adds}});
     line.object("cam", std::move(object));
   }

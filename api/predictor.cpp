@@ -432,6 +432,8 @@ Prediction Predictor::predict(const ImageSource& source, const PredictOptions& o
     memory.recomputed_ops = plan->recomputed_ops;
     memory.recomputed_multiply_adds = plan->recomputed_multiply_adds;
     memory.rerun_multiply_adds = plan->rerun_multiply_adds;
+    memory.pre_activations_kept_by_forward = plan->pre_activations_kept_by_forward;
+    memory.pre_activations_kept_by_recomputation = plan->pre_activations_kept_by_recomputation;
     memory.forward_multiply_adds = plan->forward_multiply_adds;
   }
   return prediction;

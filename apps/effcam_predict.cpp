@@ -284,14 +284,15 @@ int run(const Arguments& args) {
       std::fprintf(stderr,
                    "stats: CAM plan at %s: arena %llu bytes (%.2fx the forward's), floor %llu bytes, lower bound %llu "
                    "bytes; %u checkpoints, %u ops recomputed (%.1f%% of the forward's multiply-adds; reruns for "
-                   "pre-activations %.1f%%), recomputing %.1f ms of the CAM's %.1f ms\n",
+                   "pre-activations %.1f%%; pre-activations kept by forward steps %u, by recomputations %u), recomputing "
+                   "%.1f ms of the CAM's %.1f ms\n",
                    last_explained->cam->layer.c_str(), static_cast<unsigned long long>(m.arena_bytes),
                    static_cast<double>(m.arena_bytes) / static_cast<double>(m.forward_arena_bytes),
                    static_cast<unsigned long long>(m.arena_floor_bytes),
                    static_cast<unsigned long long>(m.arena_lower_bound_bytes), m.checkpoints, m.recomputed_ops,
                    100.0 * static_cast<double>(m.recomputed_multiply_adds) / static_cast<double>(m.forward_multiply_adds),
                    100.0 * static_cast<double>(m.rerun_multiply_adds) / static_cast<double>(m.forward_multiply_adds),
-                   t.recompute_ms, t.cam_ms);
+                   m.pre_activations_kept_by_forward, m.pre_activations_kept_by_recomputation, t.recompute_ms, t.cam_ms);
     }
   }
   return any_failed ? 1 : 0;

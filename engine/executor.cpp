@@ -31,6 +31,8 @@ Executor::Executor(const Model& model, uint32_t threads) : model_(model), pool_(
 void Executor::allocate(const PlanRequest& request) {
   plan_ = plan_memory(model_.file().ops(), model_.graph(), request);
   arena_.reset(allocate_arena(plan_.arena_bytes));
+  forward_pre_activation_.assign(model_.file().ops().size(), kNone);
+  for (const auto& [op, buffer] : request.forward_pre_activations) forward_pre_activation_[op] = buffer;
   if (model_.has_logits()) logits_.resize(model_.classes());
 }
 
@@ -78,7 +80,9 @@ void Executor::run(double* op_ms) {
   const size_t count = model_.file().ops().size();
   for (uint32_t i = 0; i < count; ++i) {
     const Clock::time_point start = op_ms ? Clock::now() : Clock::time_point{};
-    run_op(i);
+    Recompute keeping;
+    if (forward_pre_activation_[i] != kNone) keeping.pre_activation = extra(forward_pre_activation_[i]);
+    run_op(i, keeping);
     if (op_ms) op_ms[i] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   }
 }
@@ -88,6 +92,19 @@ void Executor::run_op(uint32_t index, const Recompute& recompute) {
   const OpGeometry& g = model_.graph().ops[index];
   const OpDefinition& definition = op_definition(op.kind);
   const bool softmax = op.activation == format::Activation::Softmax;
+  if (recompute.pre_activation && !definition.backward_epilogues) {
+    // The kernels cannot write it beside the output: run into it alone, then the activation over it through the
+    // same SIMD function their epilogue applies (OpDefinition::activation_in_epilogue), so the output has the same
+    // bits.
+    Recompute linear = recompute;
+    linear.pre_activation = nullptr;
+    linear.skip_activation = true;
+    linear.output = recompute.pre_activation;
+    run_op(index, linear);
+    float* y = recompute.output ? recompute.output : tensor(op.outputs[0]);
+    ops::activate(recompute.pre_activation, y, 0, g.output.elements(), output_activation(op), op.act_max);
+    return;
+  }
   ForwardCall call{model_.file(), op, g, pool_, {}, {}, {}, nullptr, nullptr, format::Activation::Linear,
                    recompute.skip_activation, recompute.output_gradient, recompute.pre_activation};
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {

@@ -27,7 +27,8 @@ struct Recompute {
   // With output, a backward step's rerun (OpDefinition::backward_epilogues; no residual or outputs[1]): output =
   // output_gradient * act'(pre-activation), d score / d pre-activation. output may be output_gradient.
   const float* output_gradient = nullptr;
-  // With output, a recomputation (OpDefinition::backward_epilogues; no residual) also writes its pre-activation here.
+  // Also write the pre-activation here (no residual or outputs[1]; OpDefinition::activation_in_epilogue): a forward
+  // step or a recomputation keeping it for the op's backward step. The output has the same bits either way.
   float* pre_activation = nullptr;
 };
 
@@ -49,7 +50,8 @@ class Executor {
   void set_input(std::span<const uint8_t> hwc);
   void set_input_pixels(std::span<const float> hwc);
 
-  // Every op in order; op_ms[i] gets op i's wall time in milliseconds when op_ms is not null.
+  // Every op in order (with the pre-activations the request keeps); op_ms[i] gets op i's wall time in milliseconds
+  // when op_ms is not null.
   void run(double* op_ms);
   void run_op(uint32_t index, const Recompute& recompute = {});
 
@@ -67,6 +69,7 @@ class Executor {
   ThreadPool pool_;
   MemoryPlan plan_;
   std::unique_ptr<float[], void (*)(void*)> arena_;
+  std::vector<uint32_t> forward_pre_activation_;  // per op: the extra buffer its forward step also writes, or kNone
   std::vector<float> logits_;
 };
 

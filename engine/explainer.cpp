@@ -63,11 +63,19 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
     uint64_t cost, live;
     uint64_t arena = 0;  // placed: 0 until then
   };
+  // Each plan's sources: with keep_pre_activations, every op that splits its activation keeps it when recomputed.
+  auto sources = [&](bool keep_pre_activations) {
+    std::vector<PreActivation> where(n, PreActivation::Rerun);
+    for (uint32_t op : path_) {
+      if (keep_pre_activations && op != target && splits_activation(op)) where[op] = PreActivation::Recomputed;
+    }
+    return where;
+  };
   const PlanRequest* base = &forward_request;  // the forward request of the plans searched last
   auto place = [&](Tried& t) {
     if (t.arena == 0) {
       PlanRequest trial = *base;
-      schedule(candidates[t.candidate], t.keep_pre_activations, trial);
+      schedule(candidates[t.candidate], sources(t.keep_pre_activations), trial);
       t.arena = plan_memory(ops, graph, trial).arena_bytes;
     }
     return t.arena;
@@ -81,7 +89,7 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
     for (size_t k = 0; k < candidates.size(); ++k) {
       for (bool keep_pre_activations : {false, true}) {
         PlanRequest trial = forward;
-        schedule(candidates[k], keep_pre_activations, trial);
+        schedule(candidates[k], sources(keep_pre_activations), trial);
         tried.push_back({k, keep_pre_activations, plan_.recomputed_multiply_adds + plan_.rerun_multiply_adds,
                          plan_lower_bound(ops, graph, trial)});
       }
@@ -120,8 +128,53 @@ Explainer::Explainer(const Model& model, const std::string& layer, PlanRequest& 
   });
   size_t best = 0;
   while (tried[best].live > limit || place(tried[best]) > limit) ++best;
-  schedule(candidates[tried[best].candidate], tried[best].keep_pre_activations, request);
-  plan_.arena_bytes = tried[best].arena;
+  // Then more pre-activations kept while the arena fits (of ops that split their activation), each saving its op's
+  // rerun, and kept by the forward step its recomputation too: the most multiply-adds saved per byte first, a later
+  // op (a shorter life) first among equals. The forward step's buffer lives through the rest of the forward pass and
+  // the backward pass down to the op; a recomputation's, from there to the op's backward step.
+  const Tried& chosen = tried[best];
+  std::vector<PreActivation> where = sources(chosen.keep_pre_activations);
+  {
+    PlanRequest trial = *base;
+    schedule(candidates[chosen.candidate], where, trial);
+  }
+  std::vector<bool> recomputed(n, false);
+  for (const Action& action : actions_) recomputed[action.op] = recomputed[action.op] || !action.backward;
+  struct Option {
+    uint32_t op;
+    PreActivation source;
+    double saved_per_byte;
+  };
+  std::vector<Option> options;
+  for (uint32_t op : path_) {
+    const double multiply_adds = static_cast<double>(op_multiply_adds(ops[op], graph.ops[op]));
+    const double bytes = static_cast<double>(graph.ops[op].output.elements() * sizeof(float));
+    if (op == target || multiply_adds == 0) continue;
+    // Kept by the forward step, an op recomputed without keeping it saves twice.
+    const bool twice = recomputed[op] && where[op] == PreActivation::Rerun;
+    if (splits_activation(op)) options.push_back({op, PreActivation::Forward, multiply_adds * (twice ? 2 : 1) / bytes});
+    if (splits_activation(op) && twice) options.push_back({op, PreActivation::Recomputed, multiply_adds / bytes});
+  }
+  std::stable_sort(options.begin(), options.end(), [](const Option& a, const Option& b) {
+    return a.saved_per_byte != b.saved_per_byte ? a.saved_per_byte > b.saved_per_byte : a.op > b.op;
+  });
+  uint64_t arena = chosen.arena;
+  for (const Option& option : options) {
+    if (option.source == PreActivation::Recomputed && where[option.op] != PreActivation::Rerun) continue;
+    const PreActivation before = where[option.op];
+    where[option.op] = option.source;
+    PlanRequest trial = *base;
+    schedule(candidates[chosen.candidate], where, trial);
+    const uint64_t placed = plan_lower_bound(ops, graph, trial) > limit ? limit + 1
+                                                                        : plan_memory(ops, graph, trial).arena_bytes;
+    if (placed <= limit) {
+      arena = placed;
+    } else {
+      where[option.op] = before;
+    }
+  }
+  schedule(candidates[chosen.candidate], where, request);
+  plan_.arena_bytes = arena;
   plan_.floor_bytes = floor;
   plan_.forward_arena_bytes = forward_plan.arena_bytes;
   plan_.lower_bound_bytes = std::max(plan_.lower_bound_bytes, forward_plan.lower_bound_bytes);
@@ -189,7 +242,8 @@ std::vector<std::vector<uint32_t>> Explainer::segmentations() const {
   return candidates;
 }
 
-void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_activations, PlanRequest& request) {
+void Explainer::schedule(const std::vector<uint32_t>& starts, const std::vector<PreActivation>& pre_activations,
+                         PlanRequest& request) {
   const auto ops = model_.file().ops();
   const Graph& graph = model_.graph();
   const uint32_t n = static_cast<uint32_t>(ops.size()), target = tap_->op;
@@ -198,6 +252,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
   buffer_floats_.assign(request.extra.size(), 0);
   gradient_.assign(tensor_count, kNone);
   recomputed_.assign(tensor_count, kNone);
+  pre_activations_ = pre_activations;
   plan_ = {};
   plan_.segments = static_cast<uint32_t>(starts.size());
 
@@ -227,6 +282,15 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
     plan_.checkpoints = 1;
   }
   std::vector<uint32_t> step_of(n, kNone);  // timeline step of each path op's backward
+  // The pre-activation a forward step keeps: from that step to the op's backward step.
+  std::vector<uint32_t> forward_kept(n, kNone);
+  auto forward_pre_activation = [&](uint32_t op) {
+    if (forward_kept[op] == kNone) {
+      forward_kept[op] = add_buffer(request, graph.ops[op].output.elements(), op, op);
+      request.forward_pre_activations.push_back({op, forward_kept[op]});
+    }
+    return forward_kept[op];
+  };
   for (size_t k = starts.size(); k-- > 0;) {
     const uint32_t begin = starts[k], end = k + 1 < starts.size() ? starts[k + 1] : n;
     std::vector<uint32_t> backward_ops;
@@ -247,6 +311,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
       const uint32_t producer = graph.producer[t];
       if (kept[t] || producer == kNone || producer < begin || recompute[producer]) continue;
       recompute[producer] = true;
+      if (pre_activations_[producer] == PreActivation::Forward) continue;  // recomputed from it alone
       for (uint32_t in : ops[producer].inputs) {
         if (in != kNone) pending.push_back(in);
       }
@@ -263,6 +328,19 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
     std::vector<uint32_t> recomputed_at(n, kNone);  // the step of an op recomputed keeping its pre-activation
     for (uint32_t op = begin; op < end; ++op) {
       if (!recompute[op]) continue;
+      if (pre_activations_[op] == PreActivation::Forward) {
+        // The activation over the pre-activation the forward pass kept: no multiply-adds.
+        for (uint32_t t : ops[op].outputs) {
+          if (t != kNone) made_at[t] = step();
+        }
+        Action action;
+        action.op = op;
+        action.pre_activation = forward_pre_activation(op);
+        action.activation_only = true;
+        actions_.push_back(std::move(action));
+        ++plan_.recomputed_ops;
+        continue;
+      }
       for (uint32_t in : ops[op].inputs) {
         if (in != kNone) read(in, step());
       }
@@ -270,7 +348,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
         if (t != kNone) made_at[t] = step();
       }
       const bool backward_here = std::find(backward_ops.begin(), backward_ops.end(), op) != backward_ops.end();
-      if (keep_pre_activations && backward_here && op != target && splits_activation(op)) recomputed_at[op] = step();
+      if (pre_activations_[op] == PreActivation::Recomputed && backward_here) recomputed_at[op] = step();
       Action action;
       action.op = op;
       action.forward_scratch = forward_scratch(op, request);
@@ -286,10 +364,16 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
       Action action;
       action.op = op;
       action.backward = true;
-      if (recomputed_at[op] != kNone) {
+      if (pre_activations_[op] == PreActivation::Forward) {
+        action.pre_activation = forward_pre_activation(op);
+        request.extra[action.pre_activation].last = step();
+        action.pre_activation_kept = true;
+        ++plan_.pre_activations_kept_by_forward;
+      } else if (recomputed_at[op] != kNone) {
         // The pre-activation its recomputation left: from there to here.
         action.pre_activation = add_buffer(request, graph.ops[op].output.elements(), recomputed_at[op], step());
-        action.pre_activation_recomputed = true;
+        action.pre_activation_kept = true;
+        ++plan_.pre_activations_kept_by_recomputation;
         actions_[recomputed_at[op] - n].pre_activation = action.pre_activation;
       } else if (op == target || reruns_for_gradient(op)) {
         action.forward_scratch = forward_scratch(op, request);
@@ -364,7 +448,7 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
     // gradient, and the pre-activation of a rerun whose kernels cannot turn it into dz in their epilogue.
     const bool seed = op.outputs[0] == graph.output;
     action.dz_in_output_gradient = !seed && gradient_[op.outputs[0]] != kNone;
-    const bool rerun_needs_z = reruns_for_gradient(action.op) && !action.pre_activation_recomputed &&
+    const bool rerun_needs_z = reruns_for_gradient(action.op) && !action.pre_activation_kept &&
                                !backward_epilogues(action.op);
     if (action.pre_activation == kNone && (!action.dz_in_output_gradient || rerun_needs_z)) {
       action.pre_activation = add_buffer(request, geometry.output.elements(), at, at);
@@ -420,7 +504,8 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, bool keep_pre_acti
 bool Explainer::backward_reads(uint32_t op, uint32_t slot) const {
   const format::Op& record = model_.file().ops()[op];
   if (op == tap_->op) return tap_->kind != TapKind::Output;  // the recovery reruns the op, except for its output
-  return reruns_for_gradient(op) || op_definition(record.kind).backward_reads_input(record, slot);
+  const bool reruns = reruns_for_gradient(op) && pre_activations_[op] != PreActivation::Forward;
+  return reruns || op_definition(record.kind).backward_reads_input(record, slot);
 }
 
 bool Explainer::splits_activation(uint32_t op) const {
@@ -456,29 +541,20 @@ Recompute Explainer::rerun(const Executor& executor, const Action& action) const
 }
 
 void Explainer::recompute_op(Executor& executor, const Action& action) const {
-  Recompute r = rerun(executor, action);
   float* y = executor.extra(action.output);
-  if (action.pre_activation == kNone) {
-    r.output = y;
-    if (action.second_output != kNone) r.second_output = executor.extra(action.second_output);
-    executor.run_op(action.op, r);
+  if (action.activation_only) {
+    // The same SIMD function as the forward kernel's epilogue (splits_activation): y has the forward's bits.
+    const format::Op& op = model_.file().ops()[action.op];
+    ops::activate(executor.extra(action.pre_activation), y, 0, model_.graph().ops[action.op].output.elements(),
+                  output_activation(op), op.act_max);
     return;
   }
-  // Kept for the op's backward step: the pre-activation, written by the kernels' epilogue beside y, or else run
-  // alone and then the activation over it through the same SIMD function the fused kernel applies
-  // (splits_activation), so y has the same bits.
-  float* z = executor.extra(action.pre_activation);
-  if (backward_epilogues(action.op)) {
-    r.output = y;
-    r.pre_activation = z;
-    executor.run_op(action.op, r);
-    return;
-  }
-  const format::Op& op = model_.file().ops()[action.op];
-  r.skip_activation = true;
-  r.output = z;
+  Recompute r = rerun(executor, action);
+  r.output = y;
+  if (action.second_output != kNone) r.second_output = executor.extra(action.second_output);
+  // Kept for the op's backward step (splits_activation): written beside y, with the same bits.
+  if (action.pre_activation != kNone) r.pre_activation = executor.extra(action.pre_activation);
   executor.run_op(action.op, r);
-  ops::activate(z, y, 0, model_.graph().ops[action.op].output.elements(), output_activation(op), op.act_max);
 }
 
 float* Explainer::gradient(const Executor& executor, uint32_t tensor) const {
@@ -531,7 +607,7 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
   const uint32_t pixels = g.output.h * g.output.w;
   float* residual_gradient = definition.residual_input ? gradient(executor, op.inputs[1]) : nullptr;
   float* z = action.pre_activation != kNone ? executor.extra(action.pre_activation) : nullptr;
-  const bool reruns = reruns_for_gradient(action.op) && !action.pre_activation_recomputed;
+  const bool reruns = reruns_for_gradient(action.op) && !action.pre_activation_kept;
   // The op rerun without its residual: into z, or (no z) straight into dz through the kernels' gradient epilogue.
   auto rerun_op = [&](float* output, const float* output_gradient) {
     Recompute pre_activation = rerun(executor, action);

@@ -14,7 +14,9 @@
 // families by segment size in bytes and in multiply-adds, cut between blocks, and the finest of those with its
 // first segments merged; each with reruns, or keeping the pre-activations that recomputations make): the least work
 // done again (multiply-adds recomputed and rerun) whose arena fits the budget, by default twice the forward pass's
-// arena. Every plan recomputes each op after the target at most once. One backward mode holds for the layer
+// arena. Then, while the arena still fits, more pre-activations are kept, most work saved per byte first: by the
+// forward step (the executor writes them beside its outputs; the op then needs no rerun, and its recomputation is
+// the activation alone) or by a recomputation. Every plan recomputes each op after the target at most once. One backward mode holds for the layer
 // (Winograd's gradients unless they lift the floor by more than 10%), whatever the budget and threads.
 #pragma once
 
@@ -57,6 +59,8 @@ struct ExplainPlan {
   uint32_t recomputed_ops = 0;
   uint64_t recomputed_multiply_adds = 0;
   uint64_t rerun_multiply_adds = 0;     // backward steps rerunning their op for its pre-activation
+  // Backward steps reading their op's pre-activation kept instead: by the op's forward step, by its recomputation.
+  uint32_t pre_activations_kept_by_forward = 0, pre_activations_kept_by_recomputation = 0;
   uint64_t forward_multiply_adds = 0;   // of the whole forward pass, for scale
 };
 
@@ -88,29 +92,36 @@ class Explainer {
     uint32_t scratch = format::kNone;          // backward: the op's own backward scratch (BackwardScratch::step_floats)
     uint32_t forward_scratch = format::kNone;  // the scratch of the op's forward call (OpDefinition::scratch_floats)
     uint32_t output = format::kNone, second_output = format::kNone;  // a recomputation's outputs (kNone: unread)
-    // backward: pre_activation was left by the op's recomputation (which then wrote it and applied the activation
-    // over it), so the step does not rerun the op
-    bool pre_activation_recomputed = false;
+    // backward: pre_activation was kept by the op's forward step or its recomputation (written beside the output),
+    // so the step does not rerun the op
+    bool pre_activation_kept = false;
+    // a recomputation: the activation over the pre-activation its forward step kept (no rerun)
+    bool activation_only = false;
     // backward: dz is written over the gradient of the op's output, which dies at this step (no buffer of its own)
     bool dz_in_output_gradient = false;
   };
+
+  // Where a backward step finds its op's pre-activation: by rerunning the op there, or kept by the op's recomputation
+  // or by its forward step (which then spares the recomputation too: the activation over it gives the output).
+  enum class PreActivation : uint8_t { Rerun, Recomputed, Forward };
 
   // The segmentations tried (segment starts, ascending, the first the target): every path op its own segment, then
   // greedy families by segment size (bytes made, multiply-adds), cut between blocks, and the finest of those with
   // its first segments merged.
   std::vector<std::vector<uint32_t>> segmentations() const;
-  // Builds the schedule of one segmentation (segment starts, ascending, the first the target) into `request`; with
-  // keep_pre_activations, an op that splits_activation keeps the pre-activation of its recomputation for its
-  // backward step instead of rerunning there.
-  void schedule(const std::vector<uint32_t>& starts, bool keep_pre_activations, PlanRequest& request);
+  // Builds the schedule of one segmentation (segment starts, ascending, the first the target) into `request`, each
+  // op's pre-activation from where `pre_activations` says (per op; Recomputed holds only if the op is recomputed,
+  // Forward and Recomputed only for ops that splits_activation).
+  void schedule(const std::vector<uint32_t>& starts, const std::vector<PreActivation>& pre_activations,
+                PlanRequest& request);
   uint32_t add_buffer(PlanRequest& request, uint64_t floats, uint32_t first, uint32_t last);
   // Whether an op's backward step reruns it for its pre-activation (the seed and every op with an activation).
   bool reruns_for_gradient(uint32_t op) const;
   // Whether the op's kernels serve the backward pass in their epilogue (OpDefinition::backward_epilogues): a rerun
-  // writes dz itself, needing no pre-activation, and a recomputation keeps its pre-activation in the same pass.
+  // writes dz itself, needing no pre-activation.
   bool backward_epilogues(uint32_t op) const;
   // Whether an op's output is its activation applied element-wise to its pre-activation by the kernels' shared
-  // epilogue (no residual, no second output), so a recomputation can write both with the same bits.
+  // epilogue (no residual, no second output), so a forward step or a recomputation can write both with the same bits.
   bool splits_activation(uint32_t op) const;
   // Whether an op's backward step reads the forward value of inputs[slot] (its rerun's, or its backward's).
   bool backward_reads(uint32_t op, uint32_t slot) const;
@@ -130,6 +141,7 @@ class Explainer {
   std::vector<Action> actions_;            // timeline order; action k runs at step ops + k
   std::vector<uint32_t> gradient_;         // per tensor: the buffer of d score / d tensor, or kNone
   std::vector<uint32_t> recomputed_;       // per tensor: its recomputed buffer, or kNone (read from the forward pass)
+  std::vector<PreActivation> pre_activations_;  // per op: where its backward step finds it (schedule's)
   uint32_t shared_scratch_ = format::kNone;  // BackwardScratch::shared_floats of the widest op, all steps long
   uint32_t activations_ = format::kNone, gradients_ = format::kNone;  // the result
   std::vector<uint64_t> buffer_floats_;    // size of each PlanRequest::extra buffer (those of others: 0)

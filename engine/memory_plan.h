@@ -31,6 +31,8 @@ struct PlanRequest {
   std::vector<std::pair<uint32_t, uint32_t>> extend;  // (tensor, step): alive at least through that step
   std::vector<std::pair<uint32_t, uint32_t>> extend_scratch;  // (op, step): its scratch too (the op is rerun)
   std::vector<ExtraBuffer> extra;
+  // (op, extra buffer): the forward pass also writes the op's pre-activation there (kept for a backward step).
+  std::vector<std::pair<uint32_t, uint32_t>> forward_pre_activations;
 };
 
 struct MemoryPlan {

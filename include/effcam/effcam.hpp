@@ -275,10 +275,13 @@ struct MemoryFigures {
   uint64_t arena_lower_bound_bytes = 0;
   // With a CAM: the smallest arena of the plans tried (what memory_budget_bytes can reach), the forward tensors
   // kept for the backward pass, the ops recomputed and their multiply-adds, those of the backward steps that rerun
-  // their op for its pre-activation, and the forward pass's.
+  // their op for its pre-activation, the backward steps that read it kept instead (by the op's forward step, by its
+  // recomputation), and the forward pass's multiply-adds.
   uint64_t arena_floor_bytes = 0;
   uint32_t checkpoints = 0, recomputed_ops = 0;
-  uint64_t recomputed_multiply_adds = 0, rerun_multiply_adds = 0, forward_multiply_adds = 0;
+  uint64_t recomputed_multiply_adds = 0, rerun_multiply_adds = 0;
+  uint32_t pre_activations_kept_by_forward = 0, pre_activations_kept_by_recomputation = 0;
+  uint64_t forward_multiply_adds = 0;
 };
 
 struct Prediction {
@@ -346,7 +349,8 @@ class EFFCAM_API Predictor {
 // {decode, preprocess, forward, cam, recompute, total}, dispatch, peak_rss_bytes, rss_bytes, arena_bytes,
 // forward_arena_bytes, arena_lower_bound_bytes, cam {method, layer, class_index, label, score, score_kind, height,
 // width, values, raw, cam_empty, files, plan {arena_floor_bytes, checkpoints, recomputed_ops,
-// recomputed_multiply_adds, rerun_multiply_adds, forward_multiply_adds}} (when explained), layers {name: {shape,
+// recomputed_multiply_adds, rerun_multiply_adds, pre_activations_kept_by_forward, pre_activations_kept_by_recomputation,
+// forward_multiply_adds}} (when explained), layers {name: {shape,
 // values}} (when dumped).
 struct JsonOptions {
   std::string model;            // when not empty: a "model" field with this name (the service's)

@@ -478,6 +478,8 @@ PYBIND11_MODULE(_effcam, m) {
           memory["recomputed_ops"] = f.recomputed_ops;
           memory["recomputed_multiply_adds"] = f.recomputed_multiply_adds;
           memory["rerun_multiply_adds"] = f.rerun_multiply_adds;
+          memory["pre_activations_kept_by_forward"] = f.pre_activations_kept_by_forward;
+          memory["pre_activations_kept_by_recomputation"] = f.pre_activations_kept_by_recomputation;
           memory["forward_multiply_adds"] = f.forward_multiply_adds;
         }
         return memory;

@@ -319,6 +319,8 @@ TEST_CASE("a memory budget: recomputation explains bit for bit as keeping does, 
       CHECK(plan.floor_bytes <= plan.arena_bytes);
       CHECK(plan.recomputed_multiply_adds <= plan.forward_multiply_adds);
       CHECK(plan.lower_bound_bytes <= plan.floor_bytes);
+      // Inside 2x, forward steps keep some pre-activations (their ops rerun nothing in the backward pass).
+      CHECK(plan.pre_activations_kept_by_forward > 0);
 #ifdef EFFCAM_TEST_SANITIZED
       if (threads == 2) continue;  // about 20x slower there: two threads' default plan only, the budgets on one
 #endif
@@ -326,6 +328,8 @@ TEST_CASE("a memory budget: recomputation explains bit for bit as keeping does, 
       // the bit.
       const auto [keeping, kept_values] = explained(layer, uint64_t{1} << 30, threads);
       CHECK(keeping->explain_plan()->recomputed_ops == 0);
+      CHECK(keeping->explain_plan()->pre_activations_kept_by_forward >= plan.pre_activations_kept_by_forward);
+      CHECK(keeping->explain_plan()->rerun_multiply_adds <= plan.rerun_multiply_adds);
       CHECK(keeping->plan().arena_bytes > plan.floor_bytes);
       CHECK(kept_values == reference);
       // Exactly the floor fits, and recomputes; so does a budget in between.
