@@ -16,8 +16,9 @@
 // done again (multiply-adds recomputed and rerun) whose arena fits the budget, by default twice the forward pass's
 // arena. Then, while the arena still fits, more pre-activations are kept, most work saved per byte first: by the
 // forward step (the executor writes them beside its outputs; the op then needs no rerun, and its recomputation is
-// the activation alone) or by a recomputation. Every plan recomputes each op after the target at most once. One backward mode holds for the layer
-// (Winograd's gradients unless they lift the floor by more than 10%), whatever the budget and threads.
+// the activation alone) or by a recomputation. Every plan recomputes each op after the target at most once. One
+// backward mode holds for the layer (Winograd's gradients unless they lift the floor by more than 10%), whatever the
+// budget and threads.
 #pragma once
 
 #include <cstdint>
