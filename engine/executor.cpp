@@ -92,6 +92,9 @@ void Executor::run_op(uint32_t index, const Recompute& recompute) {
   const OpGeometry& g = model_.graph().ops[index];
   const OpDefinition& definition = op_definition(op.kind);
   const bool softmax = op.activation == format::Activation::Softmax;
+  if (recompute.output_mean_gradient && !(definition.mean_output && recompute.output_gradient)) {
+    throw Error("op " + std::to_string(index) + ": a means' gradient needs an op with means and an output gradient");
+  }
   if (recompute.pre_activation && !definition.backward_epilogues) {
     // The kernels cannot write it beside the output: run into it alone, then the activation over it through the
     // same SIMD function their epilogue applies (OpDefinition::activation_in_epilogue), so the output has the same
@@ -106,7 +109,8 @@ void Executor::run_op(uint32_t index, const Recompute& recompute) {
     return;
   }
   ForwardCall call{model_.file(), op, g, pool_, {}, {}, {}, nullptr, nullptr, format::Activation::Linear,
-                   recompute.skip_activation, recompute.output_gradient, recompute.pre_activation};
+                   recompute.skip_activation, recompute.output_gradient, recompute.pre_activation,
+                   recompute.output_mean_gradient};
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
     const uint32_t t = op.inputs[slot];
     if (t == kNone) continue;

@@ -27,6 +27,9 @@ struct Recompute {
   // With output, a backward step's rerun (OpDefinition::backward_epilogues; no residual or outputs[1]): output =
   // output_gradient * act'(pre-activation), d score / d pre-activation. output may be output_gradient.
   const float* output_gradient = nullptr;
+  // With output_gradient, of an op with OpDefinition::mean_output: d score / d outputs[1] (the per-channel means),
+  // whose share of each pixel is added to output_gradient's in the same pass.
+  const float* output_mean_gradient = nullptr;
   // Also write the pre-activation here (no residual or outputs[1]; OpDefinition::activation_in_epilogue): a forward
   // step or a recomputation keeping it for the op's backward step. The output has the same bits either way.
   float* pre_activation = nullptr;

@@ -608,13 +608,15 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
   float* residual_gradient = definition.residual_input ? gradient(executor, op.inputs[1]) : nullptr;
   float* z = action.pre_activation != kNone ? executor.extra(action.pre_activation) : nullptr;
   const bool reruns = reruns_for_gradient(action.op) && !action.pre_activation_kept;
-  // The op rerun without its residual: into z, or (no z) straight into dz through the kernels' gradient epilogue.
-  auto rerun_op = [&](float* output, const float* output_gradient) {
+  // The op rerun without its residual: into z, or (no z) straight into dz through the kernels' gradient epilogue,
+  // which also adds the squeeze-excite means' share of the gradient.
+  auto rerun_op = [&](float* output, const float* output_gradient, const float* output_mean_gradient) {
     Recompute pre_activation = rerun(executor, action);
     pre_activation.skip_activation = output_gradient == nullptr;
     pre_activation.skip_residual = true;
     pre_activation.output = output;
     pre_activation.output_gradient = output_gradient;
+    pre_activation.output_mean_gradient = output_mean_gradient;
     executor.run_op(action.op, pre_activation);
   };
   // dz = (the output's gradient + the squeeze-excite means' share, spread over the pixels) x act'(z), each over its
@@ -632,14 +634,13 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
     if (residual_gradient) ops::identity_backward(dy, residual_gradient, count);
     dz = dy;
     if (reruns && !z) {
-      if (dmean) through_activation(nullptr, dy, dmean, dy, format::Activation::Linear);
-      rerun_op(dy, dy);
+      rerun_op(dy, dy, dmean);
     } else {
-      if (reruns) rerun_op(z, nullptr);
+      if (reruns) rerun_op(z, nullptr, nullptr);
       if (z || dmean) through_activation(z, dy, dmean, dy, z ? act : format::Activation::Linear);
     }
   } else if (seed) {
-    rerun_op(z, nullptr);
+    rerun_op(z, nullptr, nullptr);
     const float* y = executor.tensor(op.outputs[0]);
     const float z_c = z[class_index];
     std::fill_n(z, count, 0.0f);
@@ -656,7 +657,7 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
     if (residual_gradient && score == CamScore::Prob) residual_gradient[class_index] += 1.0f;
   } else {
     // Only the means' share flows (no output gradient): dz in the op's own buffer, over z.
-    if (reruns) rerun_op(z, nullptr);
+    if (reruns) rerun_op(z, nullptr, nullptr);
     through_activation(z, nullptr, dmean, z, act);
   }
 

@@ -71,6 +71,7 @@ struct ForwardCall {
   bool skip_activation;                      // a recomputation without the activation (the gate's too)
   const float* output_gradient;              // a gradient rerun's (Recompute::output_gradient), else nullptr
   float* pre_activation;                     // Recompute::pre_activation, else nullptr
+  const float* output_mean_gradient;         // Recompute::output_mean_gradient, else nullptr
 
   // A weight vector of the file (fp32), nullptr for kNone.
   const float* weight(uint32_t id) const {
@@ -141,7 +142,7 @@ struct OpDefinition {
   bool activation_in_epilogue = false;
   // The forward call honours ForwardCall::output_gradient and ::pre_activation (the kernels' epilogues serve the
   // backward pass): a backward step reruns the op straight into its pre-activation's gradient, and a recomputation
-  // keeps its pre-activation in the same pass as its output.
+  // keeps its pre-activation in the same pass as its output. With mean_output, ::output_mean_gradient too.
   bool backward_epilogues = false;
   // The activation at outputs[0]: &format::Op::activation, or the squeeze-excite gate's &format::Op::activation2.
   format::Activation format::Op::*output_activation = &format::Op::activation;

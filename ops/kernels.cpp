@@ -208,6 +208,7 @@ void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
   require(!(a.output_gradient && (a.residual || a.channel_sums)), "depthwise2d",
           "a gradient rerun has no residual or channel sums");
   require(!(a.pre_activation && a.residual), "depthwise2d", "a kept pre-activation has no residual");
+  require(!a.output_gradient_means || a.output_gradient, "depthwise2d", "the means' gradient comes with the output's");
   check_range("depthwise2d", row_begin, row_end, a.out_h);
   kernels().depthwise2d(a, row_begin, row_end);
 }

@@ -100,7 +100,9 @@ void conv2d_pooled(const ConvArgs& args, float* scratch, ThreadPool& pool);
 // own buffer and add the pieces in a fixed order, so the bits do not depend on the threads). residual (optional,
 // out_h x out_w x cout; the gradient kernels accumulate through it) may be y; y must not overlap x.
 // output_gradient (optional, as y; no residual or channel sums then) may be y, and pre_activation (optional, as y;
-// no residual then): as ConvArgs'.
+// no residual then): as ConvArgs'. With output_gradient, output_gradient_means (optional, cout floats) is the
+// gradient of y's per-channel spatial means (the squeeze-excite "squeeze"): its share, times mean_scale (1 / the
+// pixels), is added to each pixel's output gradient first, with the bits of activation_backward given both.
 struct DepthwiseArgs {
   const float* x = nullptr;
   uint32_t in_h = 0, in_w = 0, cin = 0;
@@ -115,6 +117,8 @@ struct DepthwiseArgs {
   const float* residual = nullptr;
   const float* output_gradient = nullptr;
   float* pre_activation = nullptr;
+  const float* output_gradient_means = nullptr;
+  float mean_scale = 0;
 };
 void depthwise2d(const DepthwiseArgs& args, uint32_t row_begin, uint32_t row_end);
 

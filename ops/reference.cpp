@@ -75,13 +75,18 @@ double derivative(double v, Activation act, float act_max) {
   throw Error("ops: softmax has no elementwise derivative");
 }
 
-// A conv's output element from its sum (bias included): act(sum) + residual, or the gradient rerun's
-// output_gradient * act'(sum) (ConvArgs::output_gradient); the sum kept in pre_activation too.
+// A conv's output element (channel o) from its sum (bias included): act(sum) + residual, or the gradient rerun's
+// output_gradient * act'(sum) (ConvArgs::output_gradient; for DepthwiseArgs with the means' share added to it); the
+// sum kept in pre_activation too.
 template <class Args>
-float conv_output(const Args& a, double sum, size_t out) {
+float conv_output(const Args& a, double sum, size_t out, uint32_t o) {
   if (a.pre_activation) a.pre_activation[out] = static_cast<float>(sum);
   if (a.output_gradient) {
-    return static_cast<float>(a.output_gradient[out] * derivative(static_cast<float>(sum), a.act, a.act_max));
+    double gradient = a.output_gradient[out];
+    if constexpr (requires { a.output_gradient_means; }) {
+      if (a.output_gradient_means) gradient += double{a.output_gradient_means[o]} * a.mean_scale;
+    }
+    return static_cast<float>(gradient * derivative(static_cast<float>(sum), a.act, a.act_max));
   }
   const float v = activate(static_cast<float>(sum), a.act, a.act_max);
   return a.residual ? v + a.residual[out] : v;
@@ -122,7 +127,7 @@ void conv2d(const ConvArgs& a, uint32_t row_begin, uint32_t row_end) {
             }
           }
         const size_t out = pixel_offset(oy, ox, a.out_w, a.cout) + o;
-        a.y[out] = conv_output(a, sum, out);
+        a.y[out] = conv_output(a, sum, out, o);
       }
 }
 
@@ -142,7 +147,7 @@ void depthwise2d(const DepthwiseArgs& a, uint32_t row_begin, uint32_t row_end) {
             sum += static_cast<double>(in) * depthwise_at(a.kernel, a.kw, a.cout, o, ky, kx);
           }
         const size_t out = pixel_offset(oy, ox, a.out_w, a.cout) + o;
-        const float v = conv_output(a, sum, out);
+        const float v = conv_output(a, sum, out, o);
         a.y[out] = v;
         if (a.channel_sums) a.channel_sums[o] += v;
       }

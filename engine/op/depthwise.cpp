@@ -48,6 +48,8 @@ void forward(const ForwardCall& call) {
   a.act_max = op.act_max;
   a.output_gradient = call.output_gradient;
   a.pre_activation = call.pre_activation;
+  a.output_gradient_means = call.output_mean_gradient;
+  a.mean_scale = 1.0f / static_cast<float>(output_pixels(call.geometry));
   float* mean = call.output[1];
   if (!mean) {
     pool.parallel_for(a.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::depthwise2d(a, b, e); });

@@ -11,12 +11,15 @@ namespace {
 template <class A>
 void activation_backward(const ActivationGradientArgs& a, uint32_t pixel_begin, uint32_t pixel_end) {
   with_activation(a.act, [&](auto tag) {
-    // dz over [begin, begin + count) from dy and the means' per-channel term `extra` (dy alone without means: its
-    // bits, the gradient epilogue's, ops/simd/common.h).
+    // dz over [begin, begin + count) from dy and the means' gradient `means` of those channels: the bits of the
+    // gradient epilogue's (ops/simd/common.h), whose one fused multiply-add the compiler cannot split or contract
+    // differently.
     constexpr Activation Act = decltype(tag)::value;
-    auto run = [&](size_t begin, uint32_t count, const Vec<A>& extra) {
-      const Vec<A> g = !a.dy ? extra : a.dmean ? load_partial<A>(a.dy + begin, count) + extra
-                                               : load_partial<A>(a.dy + begin, count);
+    auto run = [&](size_t begin, uint32_t count, const Vec<A>& means) {
+      const Vec<A> scale(a.mean_scale);
+      const Vec<A> g = !a.dy ? means * scale
+                       : a.dmean ? multiply_add<A>(means, scale, load_partial<A>(a.dy + begin, count))
+                                 : load_partial<A>(a.dy + begin, count);
       if constexpr (Act == Activation::Linear) {
         store_partial<A>(a.dz + begin, g, count);  // z is not read
       } else {
@@ -34,7 +37,7 @@ void activation_backward(const ActivationGradientArgs& a, uint32_t pixel_begin, 
     for (uint32_t p = pixel_begin; p < pixel_end; ++p)
       for (uint32_t c = 0; c < a.channels; c += kLanes<A>) {
         const uint32_t count = min_u32(kLanes<A>, a.channels - c);
-        run(size_t{p} * a.channels + c, count, load_partial<A>(a.dmean + c, count) * Vec<A>(a.mean_scale));
+        run(size_t{p} * a.channels + c, count, load_partial<A>(a.dmean + c, count));
       }
   });
 }

@@ -221,8 +221,11 @@ struct EpilogueOperands {
 // The epilogue of one output vector v (the sum and its bias) for y's elements [at, at + n) (Full: n = lanes):
 // act(v) + residual, or, given output_gradient (a backward pass's rerun), output_gradient * act'(v): the gradient of
 // the pre-activation, with the bits of activation_backward over the same v. v is also stored in pre_activation.
+// Operands with output_gradient_means (DepthwiseArgs) add the means' share of channels [channel, channel + n) to
+// output_gradient first, as activation_backward does.
 template <class A, Activation Act, bool Full, class Operands>
-[[gnu::always_inline]] inline Vec<A> epilogue(const Operands& e, const Vec<A>& v, size_t at, uint32_t n) {
+[[gnu::always_inline]] inline Vec<A> epilogue(const Operands& e, const Vec<A>& v, size_t at, uint32_t n,
+                                              uint32_t channel = 0) {
   auto load = [&](const float* p) { return Full ? Vec<A>::load_unaligned(p + at) : load_partial<A>(p + at, n); };
   if (e.pre_activation) {
     if constexpr (Full) v.store_unaligned(e.pre_activation + at);
@@ -237,7 +240,15 @@ template <class A, Activation Act, bool Full, class Operands>
     if constexpr (Act == kAnyActivation) return activate_any<A>(e.act, v, e.act_max);
     else return activate<A, Act>(v, e.act_max);
   };
-  if (e.output_gradient) return load(e.output_gradient) * derivative();
+  if (e.output_gradient) {
+    if constexpr (requires { e.output_gradient_means; }) {
+      if (e.output_gradient_means) {
+        const Vec<A> means = load_partial<A>(e.output_gradient_means + channel, n);
+        return multiply_add<A>(means, Vec<A>(e.mean_scale), load(e.output_gradient)) * derivative();
+      }
+    }
+    return load(e.output_gradient) * derivative();
+  }
   Vec<A> out = activated();
   if (e.residual) out += load(e.residual);
   return out;

@@ -19,8 +19,8 @@ struct DepthwiseTaps {
 // S's forward pass in this function on Zen 3).
 template <class A, Activation Act>
 [[gnu::always_inline]] inline Vec<A> depthwise_output(const DepthwiseArgs& a, const Vec<A>& acc, const Vec<A>& bias,
-                                                      float* out, uint32_t n) {
-  const Vec<A> v = epilogue<A, Act, false>(a, acc + bias, out - a.y, n);
+                                                      float* out, uint32_t channel, uint32_t n) {
+  const Vec<A> v = epilogue<A, Act, false>(a, acc + bias, out - a.y, n, channel);
   store_partial<A>(out, v, n);
   return v;
 }
@@ -52,7 +52,7 @@ void depthwise_tile(const DepthwiseArgs& a, const DepthwiseTaps& t, float* out, 
     const Vec<A> bias = a.bias ? load_partial<A>(a.bias + c, n) : Vec<A>(0.0f);
     Vec<A> sum = a.channel_sums ? load_partial<A>(a.channel_sums + c, n) : Vec<A>(0.0f);
     for (uint32_t q = 0; q < Q; ++q)
-      sum += depthwise_output<A, Act>(a, acc[k][q], bias, out + q * size_t{a.cout} + c, n);
+      sum += depthwise_output<A, Act>(a, acc[k][q], bias, out + q * size_t{a.cout} + c, c, n);
     if (a.channel_sums) store_partial<A>(a.channel_sums + c, sum, n);
   }
 }
@@ -91,7 +91,7 @@ void depthwise_spread(const DepthwiseArgs& a, const DepthwiseTaps& t, float* out
                               load_weights<A, F16>(a.kernel.data, (size_t{ky} * a.kw + kx) * padded + o), acc);
       }
     const Vec<A> bias = a.bias ? load_partial<A>(a.bias + o, n) : Vec<A>(0.0f);
-    const Vec<A> v = depthwise_output<A, Act>(a, acc, bias, out + o, n);
+    const Vec<A> v = depthwise_output<A, Act>(a, acc, bias, out + o, o, n);
     if (a.channel_sums) store_partial<A>(a.channel_sums + o, load_partial<A>(a.channel_sums + o, n) + v, n);
   }
 }

@@ -255,7 +255,7 @@ TEST_CASE("backward epilogues: convs rerun into dz or keeping their pre-activati
     const Same sh(s.h, s.k, s.stride), sw(s.w, s.k, s.stride);
     const size_t out = size_t{sh.out} * sw.out * s.cout;
     const std::vector<float> x = random_floats(size_t{s.h} * s.w * s.cin, 2.0f);  // past the activations' kinks
-    const std::vector<float> bias = random_floats(s.cout), dy = random_floats(out);
+    const std::vector<float> bias = random_floats(s.cout), dy = random_floats(out), dmean = random_floats(s.cout);
     const Weights w(s.depthwise ? format::pack_depthwise_kernel(random_floats(size_t{s.k} * s.k * s.cout), s.k, s.k,
                                                                  s.cin, 1)
                                 : format::pack_conv_kernel(random_floats(size_t{s.k} * s.k * s.cin * s.cout), s.k, s.k,
@@ -308,6 +308,22 @@ TEST_CASE("backward epilogues: convs rerun into dz or keeping their pre-activati
         run(in_place.data(), act, in_place.data(), nullptr, pool, false);
         CHECK(std::memcmp(in_place.data(), two_step.data(), out * sizeof(float)) == 0);
         check_close(fused, want, what + path, 1e-4f, 1e-4f);
+        if (s.depthwise) {
+          // With the squeeze-excite means' gradient, its share added to each pixel's in the same epilogue.
+          const float mean_scale = 1.0f / static_cast<float>(sh.out * sw.out);
+          ops::ActivationGradientArgs with_means = through;
+          with_means.dmean = dmean.data(), with_means.mean_scale = mean_scale;
+          ops::activation_backward(with_means, 0, sh.out * sw.out);
+          ops::DepthwiseArgs r = d;
+          r.y = fused.data(), r.act = act, r.output_gradient = dy.data();
+          r.output_gradient_means = dmean.data(), r.mean_scale = mean_scale;
+          pool.parallel_for(r.out_h, [&](uint32_t b, uint32_t e, uint32_t) { ops::depthwise2d(r, b, e); });
+          CHECK(std::memcmp(fused.data(), two_step.data(), out * sizeof(float)) == 0);
+          std::vector<float> reference(out);
+          r.y = reference.data();
+          ref::depthwise2d(r, 0, r.out_h);
+          check_close(fused, reference, what + " with means" + path, 1e-4f, 1e-4f);
+        }
         // Keeping the pre-activation: y as the plain forward's, the pre-activation as the linear run's.
         std::vector<float> y(out), kept(out), plain(out);
         run(y.data(), act, nullptr, kept.data(), pool, false);
