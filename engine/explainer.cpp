@@ -557,6 +557,19 @@ void Explainer::recompute_op(Executor& executor, const Action& action) const {
   executor.run_op(action.op, r);
 }
 
+void Explainer::clear(Executor& executor, uint32_t buffer) const {
+  // Split over the pool like the passes around it: on one thread, the 60 MB of S block3c_add's clears took 2 to 5
+  // ms of a 2-thread explanation, against 1.2 ms on 1 thread.
+  constexpr uint32_t kPieceFloats = 16384;
+  float* const data = executor.extra(buffer);
+  const uint64_t floats = buffer_floats_[buffer];
+  executor.pool().parallel_for(static_cast<uint32_t>((floats + kPieceFloats - 1) / kPieceFloats),
+                               [&](uint32_t b, uint32_t e, uint32_t) {
+                                 std::fill(data + uint64_t{b} * kPieceFloats,
+                                           data + std::min(floats, uint64_t{e} * kPieceFloats), 0.0f);
+                               });
+}
+
 float* Explainer::gradient(const Executor& executor, uint32_t tensor) const {
   return tensor == kNone || gradient_[tensor] == kNone ? nullptr : executor.extra(gradient_[tensor]);
 }
@@ -571,7 +584,7 @@ Explanation Explainer::explain(Executor& executor, uint32_t class_index, CamScor
   Clock::duration recomputing{};
   float score_value = 0;
   for (const Action& action : actions_) {
-    for (uint32_t buffer : action.clear) std::fill_n(executor.extra(buffer), buffer_floats_[buffer], 0.0f);
+    for (uint32_t buffer : action.clear) clear(executor, buffer);
     if (!action.backward) {
       const Clock::time_point begin = Clock::now();
       recompute_op(executor, action);

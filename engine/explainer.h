@@ -130,6 +130,8 @@ class Explainer {
   const float* value(const Executor& executor, uint32_t tensor) const;
   Recompute rerun(const Executor& executor, const Action& action) const;
   float* gradient(const Executor& executor, uint32_t tensor) const;
+  // Zeroes a gradient buffer before its first share (Action::clear).
+  void clear(Executor& executor, uint32_t buffer) const;
   void recompute_op(Executor& executor, const Action& action) const;
   void backward_op(Executor& executor, const Action& action, uint32_t class_index, CamScore score,
                    float& score_value) const;
