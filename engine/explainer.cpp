@@ -406,8 +406,8 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, const std::vector<
   }
   request.final_step = step();  // the caller reads the result after the last step
 
-  // A gradient buffer for each downstream tensor that a path op reads: from its first consumer's backward step
-  // (cleared there) to its producer's.
+  // A gradient buffer for each downstream tensor that a path op reads: from its first consumer's backward step to its
+  // producer's.
   std::vector<uint32_t> schedule_bound;  // buffers every schedule holds: gradients, shared scratch, the result
   std::vector<uint32_t> first_read(tensor_count, kNone);
   for (uint32_t op : path_) {
@@ -419,8 +419,24 @@ void Explainer::schedule(const std::vector<uint32_t>& starts, const std::vector<
     const uint32_t producer = graph.producer[t];
     if (producer == kNone || step_of[producer] == kNone || first_read[t] == kNone) continue;
     gradient_[t] = add_buffer(request, graph.tensors[t].elements(), first_read[t], step_of[producer]);
-    actions_[first_read[t] - n].clear.push_back(gradient_[t]);
     schedule_bound.push_back(gradient_[t]);
+  }
+  // The first share, at the first consumer's step, is written over the buffer where that step can (the residual's,
+  // copied; a kernel's that overwrites, for inputs[0] alone; in backward_op's case of an op whose output has a
+  // gradient); else the buffer is cleared first. Clearing S block3c_add's took 1.2 ms, at 1 and at 2 threads.
+  for (uint32_t t = 0; t < tensor_count; ++t) {
+    if (gradient_[t] == kNone) continue;
+    Action& first = actions_[first_read[t] - n];
+    const format::Op& op = ops[first.op];
+    const OpDefinition& definition = op_definition(op.kind);
+    const bool flows = first.op != target && op.outputs[0] != graph.output && gradient_[op.outputs[0]] != kNone;
+    if (flows && definition.residual_input && op.inputs[1] == t) {
+      first.copy_residual_gradient = true;
+    } else if (flows && definition.backward_overwrites && op.inputs[0] == t && op.inputs[2] != t) {
+      first.overwrite_input_gradient = true;
+    } else {
+      first.clear.push_back(gradient_[t]);
+    }
   }
   // The target's recovery reruns its op (except for its own output) and needs the pre-activation as room for the
   // conv's raw output (BeforeAffine) or its own gradient (ScaledInput).
@@ -557,19 +573,6 @@ void Explainer::recompute_op(Executor& executor, const Action& action) const {
   executor.run_op(action.op, r);
 }
 
-void Explainer::clear(Executor& executor, uint32_t buffer) const {
-  // Split over the pool like the passes around it: on one thread, the 60 MB of S block3c_add's clears took 2 to 5
-  // ms of a 2-thread explanation, against 1.2 ms on 1 thread.
-  constexpr uint32_t kPieceFloats = 16384;
-  float* const data = executor.extra(buffer);
-  const uint64_t floats = buffer_floats_[buffer];
-  executor.pool().parallel_for(static_cast<uint32_t>((floats + kPieceFloats - 1) / kPieceFloats),
-                               [&](uint32_t b, uint32_t e, uint32_t) {
-                                 std::fill(data + uint64_t{b} * kPieceFloats,
-                                           data + std::min(floats, uint64_t{e} * kPieceFloats), 0.0f);
-                               });
-}
-
 float* Explainer::gradient(const Executor& executor, uint32_t tensor) const {
   return tensor == kNone || gradient_[tensor] == kNone ? nullptr : executor.extra(gradient_[tensor]);
 }
@@ -584,7 +587,7 @@ Explanation Explainer::explain(Executor& executor, uint32_t class_index, CamScor
   Clock::duration recomputing{};
   float score_value = 0;
   for (const Action& action : actions_) {
-    for (uint32_t buffer : action.clear) clear(executor, buffer);
+    for (uint32_t buffer : action.clear) std::fill_n(executor.extra(buffer), buffer_floats_[buffer], 0.0f);
     if (!action.backward) {
       const Clock::time_point begin = Clock::now();
       recompute_op(executor, action);
@@ -644,7 +647,8 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
   float* dz = z;
   if (action.dz_in_output_gradient) {
     // In place over dy, after the residual's share (dy itself) is taken.
-    if (residual_gradient) ops::identity_backward(dy, residual_gradient, count);
+    if (residual_gradient && action.copy_residual_gradient) std::copy_n(dy, count, residual_gradient);
+    else if (residual_gradient) ops::identity_backward(dy, residual_gradient, count);
     dz = dy;
     if (reruns && !z) {
       rerun_op(dy, dy, dmean);
@@ -674,7 +678,8 @@ void Explainer::backward_op(Executor& executor, const Action& action, uint32_t c
     through_activation(z, nullptr, dmean, z, act);
   }
 
-  BackwardCall call{model_.file(), op, g, executor.pool(), dz, {}, {}, {}, nullptr, nullptr, mode_.winograd};
+  BackwardCall call{model_.file(), op, g, executor.pool(), dz, {}, {}, {}, nullptr, nullptr, mode_.winograd,
+                    action.overwrite_input_gradient};
   for (uint32_t slot = 0; slot < format::kMaxOpInputs; ++slot) {
     const uint32_t t = op.inputs[slot];
     if (t == kNone) continue;

@@ -87,6 +87,9 @@ class Explainer {
     uint32_t op = format::kNone;
     bool backward = false;
     std::vector<uint32_t> clear;               // gradient buffers that first receive a share here: zeroed first
+    // backward: the first share of inputs[0]'s gradient, written over its buffer by the op's kernels
+    // (OpDefinition::backward_overwrites), and of the residual's (inputs[1]) copied into it: neither buffer cleared
+    bool overwrite_input_gradient = false, copy_residual_gradient = false;
     // backward: the op's pre-activation (kNone when a gradient rerun needs none), turned into dz unless
     // dz_in_output_gradient
     uint32_t pre_activation = format::kNone;
@@ -130,8 +133,6 @@ class Explainer {
   const float* value(const Executor& executor, uint32_t tensor) const;
   Recompute rerun(const Executor& executor, const Action& action) const;
   float* gradient(const Executor& executor, uint32_t tensor) const;
-  // Zeroes a gradient buffer before its first share (Action::clear).
-  void clear(Executor& executor, uint32_t buffer) const;
   void recompute_op(Executor& executor, const Action& action) const;
   void backward_op(Executor& executor, const Action& action, uint32_t class_index, CamScore score,
                    float& score_value) const;

@@ -92,6 +92,8 @@ struct BackwardCall {
   float* scratch;                                     // BackwardScratch::step_floats floats, this step only
   float* shared_scratch;                              // BackwardScratch::shared_floats floats (see there)
   bool winograd;                                      // BackwardMode::winograd of the scratch's sizing
+  // The first share of inputs[0]'s gradient: written over its buffer, not added (OpDefinition::backward_overwrites).
+  bool overwrite_input_gradient;
 
   const float* weight(uint32_t id) const {
     return id == format::kNone ? nullptr : static_cast<const float*>(file.weight_data(id));
@@ -167,6 +169,8 @@ struct OpDefinition {
   bool (*backward_reads_input)(const format::Op& op, uint32_t slot) = reads_every_input;
   // Accumulates the gradients of the op's inputs from dz (the residual's share is the explainer's).
   void (*backward)(const BackwardCall& call);
+  // The backward call honours BackwardCall::overwrite_input_gradient: a first share needs no cleared buffer.
+  bool backward_overwrites = false;
 };
 
 // The row of a kind; nullptr for a kind the engine does not know.

@@ -196,14 +196,23 @@ size_t phase_buffer_floats(uint32_t stride_h, uint32_t stride_w, uint32_t in_h, 
   return size_t{(in_h + stride_h - 1) / stride_h} * ((in_w + stride_w - 1) / stride_w) * channels;
 }
 
+// Zeroes dx (floats) over the pool: before the phases of a strided gradient that overwrites it add up into it.
+void clear_gradient(float* dx, size_t floats, ThreadPool& pool) {
+  constexpr uint32_t kPieceFloats = 16384;
+  const uint32_t pieces = static_cast<uint32_t>((floats + kPieceFloats - 1) / kPieceFloats);
+  pool.parallel_for(pieces, [&](uint32_t b, uint32_t e, uint32_t) {
+    std::fill(dx + size_t{b} * kPieceFloats, dx + std::min(floats, size_t{e} * kPieceFloats), 0.0f);
+  });
+}
+
 // Runs a phase's forward op (`run(args, row_begin, row_end)` on rows of its output) over the pool: straight into dx
-// (as the residual) without stride, else into `buffer` and added to dx row by row.
+// (as the residual, or over it) without stride, else into `buffer` and added to dx row by row.
 template <class Args, class Run>
 void run_phase(Args args, const Phase& p, uint32_t stride_h, uint32_t stride_w, uint32_t in_w, uint32_t channels,
-               float* dx, float* buffer, ThreadPool& pool, Run run) {
+               float* dx, GradientWrite write, float* buffer, ThreadPool& pool, Run run) {
   if (stride_h == 1 && stride_w == 1) {
     args.y = dx;
-    args.residual = dx;
+    args.residual = write == GradientWrite::Overwrite ? nullptr : dx;
     pool.parallel_for(args.out_h, [&](uint32_t b, uint32_t e, uint32_t) { run(args, b, e); });
     return;
   }
@@ -241,12 +250,16 @@ size_t conv2d_backward_scratch_floats(const ConvArgs& a, uint32_t threads, bool 
 }
 
 void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float* scratch, ThreadPool& pool,
-                           bool winograd, const InputGate& gate) {
+                           bool winograd, const InputGate& gate, GradientWrite write) {
   if (!a.kernel.data || !dz || !scratch || (!dx && !gate.gradient)) {
     throw Error("ops::conv2d_backward_input: null tensor");
   }
   if (gate.gate && !gate.x) throw Error("ops::conv2d_backward_input: a gate without its input");
   const bool strided = a.stride_h != 1 || a.stride_w != 1;
+  if (strided && dx && write == GradientWrite::Overwrite) {
+    clear_gradient(dx, size_t{a.in_h} * a.in_w * a.cin, pool);
+    write = GradientWrite::Accumulate;
+  }
   float* sums = nullptr;
   float* gated = nullptr;  // a strided conv's gradient of x * gate
   if (gate.gate) {
@@ -272,13 +285,13 @@ void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float*
     kernel += weight_floats(conv_phase_kernel_elements(a, p), a.kernel.fp16);
     if (!strided) {  // straight into dx (as the residual, or none: only the gate's sums); a gate in the epilogue
       t.y = dx;
-      t.residual = dx;
+      t.residual = write == GradientWrite::Overwrite ? nullptr : dx;
       if (gate.gate) t.gate = gate.gate, t.gate_input = gate.x, t.gate_sums = sums;
       conv2d_pooled(t, winograd && !gate.gate ? kernel : nullptr, pool);
       return;
     }
-    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, gated ? gated : dx, buffer, pool,
-              [](const ConvArgs& args, uint32_t b, uint32_t e) { conv2d(args, b, e); });
+    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, gated ? gated : dx, GradientWrite::Accumulate, buffer,
+              pool, [](const ConvArgs& args, uint32_t b, uint32_t e) { conv2d(args, b, e); });
   });
   if (!gate.gate) return;
   if (!strided) {  // the pieces' sums, in order
@@ -335,8 +348,12 @@ size_t depthwise2d_backward_scratch_floats(const DepthwiseArgs& a) {
 }
 
 void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* dx, float* scratch,
-                                ThreadPool& pool) {
+                                ThreadPool& pool, GradientWrite write) {
   if (!a.kernel.data || !dz || !dx) throw Error("ops::depthwise2d_backward_input: null tensor");
+  if (write == GradientWrite::Overwrite && (a.stride_h != 1 || a.stride_w != 1 || a.cout != a.cin)) {
+    clear_gradient(dx, size_t{a.in_h} * a.in_w * a.cin, pool);
+    write = GradientWrite::Accumulate;
+  }
   if (a.cout != a.cin) return depthwise2d_backward_spread(a, dz, dx);
   if (!scratch) throw Error("ops::depthwise2d_backward_input: null scratch");
   float* buffer = scratch;
@@ -351,7 +368,7 @@ void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* 
     t.out_h = p.rows.out, t.out_w = p.cols.out;
     t.kh = p.rows.taps, t.kw = p.cols.taps, t.pad_top = p.rows.pad, t.pad_left = p.cols.pad;
     t.kernel = {kernel, a.kernel.fp16};
-    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, dx, buffer, pool,
+    run_phase(t, p, a.stride_h, a.stride_w, a.in_w, a.cin, dx, write, buffer, pool,
               [](const DepthwiseArgs& args, uint32_t b, uint32_t e) { depthwise2d(args, b, e); });
     kernel += weight_floats(depthwise_phase_kernel_elements(a, p), a.kernel.fp16);
   });

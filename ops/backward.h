@@ -47,6 +47,11 @@ struct InputGate {
   float* gradient = nullptr;        // cin floats: += the sum over the pixels of d(x * gate) * x (nullptr: not wanted)
 };
 
+// How a conv's gradient kernel writes its share of dx: added to it (several consumers' shares), or written over it
+// (the first share: dx needs no clearing before, nor reading in the epilogue; a strided conv, whose phases add up,
+// clears dx itself).
+enum class GradientWrite { Accumulate, Overwrite };
+
 // Scratch of conv2d_backward_input for `args` (its geometry and kernel type) and a pool of `threads`, in floats: the
 // transposed kernels, and for a strided conv one phase's gradient, else, with `winograd`, its forward conv's
 // (conv2d_pooled: Winograd's transformed kernel and tiles for a 3x3 one, about twice as fast as the direct conv).
@@ -58,14 +63,16 @@ size_t conv2d_backward_scratch_floats(const ConvArgs& args, uint32_t threads, bo
 // conv2d_backward_scratch_floats(args, pool.size(), winograd, gate.gate != nullptr) floats. The pool's threads split
 // the work; the bytes do not depend on their number. Winograd's bytes differ from the direct conv's by rounding only.
 // Without stride, the gate is applied in the transposed conv's epilogue, which also sums the gate's gradient.
+// With GradientWrite::Overwrite, dx = instead of dx += (the gate's gradient still accumulates).
 void conv2d_backward_input(const ConvArgs& args, const float* dz, float* dx, float* scratch, ThreadPool& pool,
-                           bool winograd, const InputGate& gate = {});
+                           bool winograd, const InputGate& gate = {},
+                           GradientWrite write = GradientWrite::Accumulate);
 
 // The same for a depthwise conv, geometry and kernel as in `args`. A depth multiplier > 1 (no EfficientNet has one)
 // runs plain loops on the calling thread and needs no scratch.
 size_t depthwise2d_backward_scratch_floats(const DepthwiseArgs& args);
 void depthwise2d_backward_input(const DepthwiseArgs& args, const float* dz, float* dx, float* scratch,
-                                ThreadPool& pool);
+                                ThreadPool& pool, GradientWrite write = GradientWrite::Accumulate);
 
 // dx[i] += sum_u W[u][i] dz[u], kernel as in `args` (BlockedOHWI {units, 1, 1, inputs}).
 void dense_backward_input(const DenseArgs& args, const float* dz, float* dx);

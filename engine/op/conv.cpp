@@ -64,8 +64,10 @@ void backward(const BackwardCall& call) {
   float* gate_gradient = call.input_gradient[2];
   if (!gx && !gate_gradient) return;
   const ops::InputGate gate{call.input[2], call.input[0], gate_gradient};  // no gate: input[2] is nullptr
+  const ops::GradientWrite write =
+      call.overwrite_input_gradient ? ops::GradientWrite::Overwrite : ops::GradientWrite::Accumulate;
   ops::conv2d_backward_input(conv_args(call.file, call.op, call.geometry), call.dz, gx, call.scratch, call.pool,
-                             call.winograd, gate);
+                             call.winograd, gate, write);
 }
 
 // Only a gated conv reads its forward inputs (the input and the gate, for the gate's gradient).
@@ -89,6 +91,7 @@ const OpDefinition kConv = {
     .backward_scratch = backward_scratch,
     .backward_reads_input = backward_reads_input,
     .backward = backward,
+    .backward_overwrites = true,
 };
 
 }  // namespace effcam::engine::op

@@ -81,7 +81,9 @@ BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, co
 void backward(const BackwardCall& call) {
   if (!call.input_gradient[0]) return;
   const ops::DepthwiseArgs a = depthwise_args(call.file, call.op, call.geometry);
-  ops::depthwise2d_backward_input(a, call.dz, call.input_gradient[0], call.scratch, call.pool);
+  const ops::GradientWrite write =
+      call.overwrite_input_gradient ? ops::GradientWrite::Overwrite : ops::GradientWrite::Accumulate;
+  ops::depthwise2d_backward_input(a, call.dz, call.input_gradient[0], call.scratch, call.pool, write);
 }
 
 }  // namespace
@@ -98,6 +100,7 @@ const OpDefinition kDepthwise = {
     .forward = forward,
     .backward_scratch = backward_scratch,
     .backward = backward,
+    .backward_overwrites = true,
 };
 
 }  // namespace effcam::engine::op

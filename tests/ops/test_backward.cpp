@@ -104,15 +104,15 @@ std::vector<float> check_input_gradient(const Args& a, const std::vector<float>&
       } else {
         scratch.assign(ops::depthwise2d_backward_scratch_floats(a), 0.0f);
       }
+      auto fast = [&](float* g, ops::GradientWrite write) {
+        if constexpr (conv) {
+          ops::conv2d_backward_input(a, dy.data(), g, scratch.data(), pool, winograd, {}, write);
+        } else {
+          ops::depthwise2d_backward_input(a, dy.data(), g, scratch.data(), pool, write);
+        }
+      };
       dx = gradient(
-          x_size,
-          [&](float* g) {
-            if constexpr (conv) {
-              ops::conv2d_backward_input(a, dy.data(), g, scratch.data(), pool, winograd);
-            } else {
-              ops::depthwise2d_backward_input(a, dy.data(), g, scratch.data(), pool);
-            }
-          },
+          x_size, [&](float* g) { fast(g, ops::GradientWrite::Accumulate); },
           [&](float* g) {
             if constexpr (conv) {
               ref::conv2d_backward_input(a, dy.data(), g);
@@ -123,6 +123,14 @@ std::vector<float> check_input_gradient(const Args& a, const std::vector<float>&
           // Winograd's transforms round at ~1e-5 of the unit-sized terms (cancelling to smaller sums): an absolute
           // margin of that order.
           what + path + (winograd ? " winograd" : ""), winograd ? 1e-4f : 1e-5f);
+      // Written over a buffer of NaNs (a first share): the values of adding to zeros (-0 and +0 compare equal).
+      std::vector<float> over(x_size, std::nanf("")), added(x_size, 0.0f);
+      fast(over.data(), ops::GradientWrite::Overwrite);
+      fast(added.data(), ops::GradientWrite::Accumulate);
+      size_t differ = 0;
+      for (size_t i = 0; i < x_size; ++i) differ += over[i] == added[i] ? 0 : 1;
+      INFO(what << path << (winograd ? " winograd" : "") << " overwriting");
+      CHECK(differ == 0);
     });
   }
   return dx;
@@ -398,6 +406,14 @@ TEST_CASE("conv2d_backward_input with a gate: the epilogue's dx is the two-step 
         ops::conv2d_backward_input(a, dy.data(), nullptr, scratch.data(), pool, winograd,
                                    {gate.data(), x.data(), alone.data()});
         CHECK(std::memcmp(alone.data(), dgate.data(), s.cin * sizeof(float)) == 0);
+        // dx written over a buffer of NaNs (its first share): the values of adding to zeros, the same gate sums.
+        std::vector<float> over(in, std::nanf("")), added(in, 0.0f), over_dgate = dgate_start;
+        ops::conv2d_backward_input(a, dy.data(), over.data(), scratch.data(), pool, winograd,
+                                   {gate.data(), x.data(), over_dgate.data()}, ops::GradientWrite::Overwrite);
+        ops::conv2d_backward_input(a, dy.data(), added.data(), scratch.data(), pool, winograd,
+                                   {gate.data(), x.data(), alone.data()});
+        CHECK(over == added);  // float ==: -0 equals +0, a NaN left behind equals nothing
+        CHECK(std::memcmp(over_dgate.data(), dgate.data(), s.cin * sizeof(float)) == 0);
       }
     });
   }
