@@ -87,6 +87,14 @@ void Executor::run(double* op_ms) {
   }
 }
 
+void Executor::activate(const float* z, float* y, size_t count, format::Activation act, float act_max) {
+  constexpr size_t kPieceFloats = 16384;
+  pool_.parallel_for(static_cast<uint32_t>((count + kPieceFloats - 1) / kPieceFloats),
+                     [&](uint32_t b, uint32_t e, uint32_t) {
+                       ops::activate(z, y, b * kPieceFloats, std::min(count, e * kPieceFloats), act, act_max);
+                     });
+}
+
 void Executor::run_op(uint32_t index, const Recompute& recompute) {
   const format::Op& op = model_.file().ops()[index];
   const OpGeometry& g = model_.graph().ops[index];
@@ -105,7 +113,7 @@ void Executor::run_op(uint32_t index, const Recompute& recompute) {
     linear.output = recompute.pre_activation;
     run_op(index, linear);
     float* y = recompute.output ? recompute.output : tensor(op.outputs[0]);
-    ops::activate(recompute.pre_activation, y, 0, g.output.elements(), output_activation(op), op.act_max);
+    activate(recompute.pre_activation, y, g.output.elements(), output_activation(op), op.act_max);
     return;
   }
   ForwardCall call{model_.file(), op, g, pool_, {}, {}, {}, nullptr, nullptr, format::Activation::Linear,

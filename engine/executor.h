@@ -57,6 +57,9 @@ class Executor {
   // when op_ms is not null.
   void run(double* op_ms);
   void run_op(uint32_t index, const Recompute& recompute = {});
+  // y = act(z) over `count` floats, split over the pool: an output from its kept pre-activation, with the bits of the
+  // kernels' epilogue (OpDefinition::activation_in_epilogue).
+  void activate(const float* z, float* y, size_t count, format::Activation act, float act_max);
 
   // Arena views: a tensor, a PlanRequest::extra buffer; a weight vector of the file (nullptr for kNone).
   float* tensor(uint32_t id) const;

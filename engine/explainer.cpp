@@ -561,8 +561,8 @@ void Explainer::recompute_op(Executor& executor, const Action& action) const {
   if (action.activation_only) {
     // The same SIMD function as the forward kernel's epilogue (splits_activation): y has the forward's bits.
     const format::Op& op = model_.file().ops()[action.op];
-    ops::activate(executor.extra(action.pre_activation), y, 0, model_.graph().ops[action.op].output.elements(),
-                  output_activation(op), op.act_max);
+    executor.activate(executor.extra(action.pre_activation), y, model_.graph().ops[action.op].output.elements(),
+                      output_activation(op), op.act_max);
     return;
   }
   Recompute r = rerun(executor, action);
