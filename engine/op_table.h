@@ -79,7 +79,8 @@ struct ForwardCall {
   }
 };
 
-// One backward step of an op: d score / d its pre-activation in, d score / d its inputs accumulated (+=).
+// One backward step of an op: d score / d its pre-activation in, d score / d its inputs accumulated (+=; or, for
+// inputs[0] with overwrite_input_gradient, written over).
 struct BackwardCall {
   const ModelFile& file;
   const format::Op& op;

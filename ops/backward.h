@@ -2,8 +2,9 @@
 // inputs, for every op kind. No weight gradients are ever computed. Same layouts and argument structs as the forward
 // kernels (ops/kernels.h; a kernel reads only the fields it names, the forward tensors x / a / b where the gradient
 // needs them); every kernel ACCUMULATES into its gradient outputs (+=), so several consumers of one tensor can add
-// their shares, and a gradient output that is nullptr is not wanted. No allocation; the cost is the same order as
-// the forward op's and only the layers between the target and the output are ever differentiated. The convolutions
+// their shares (the convolutions can also write the first share over dx: GradientWrite), and a gradient output
+// that is nullptr is not wanted. No allocation; the cost is the same order as the forward op's and only the layers
+// between the target and the output are ever differentiated. The convolutions
 // run as forward convolutions over dz (through the SIMD dispatch of ops/kernels.h, split over a thread pool) with
 // the kernel flipped and transposed into caller scratch: one per stride phase, i.e. per offset (ry, rx) of the
 // input pixels (ry + stride_h * j, rx + stride_w * i), whose gradients gather dz through the taps of that phase
