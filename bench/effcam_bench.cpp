@@ -43,7 +43,8 @@ constexpr const char* kUsage =
     "               its buffer of iters x ops times counts in the peak RSS\n"
     "  --cam        time the forward pass plus Grad-CAM (the backward pass for the top-1 class's logit and the\n"
     "               map) at the default layer (the last Conv2D / DepthwiseConv2D: top_conv for EfficientNetV2);\n"
-    "               (GFLOP/s still counts the forward's multiply-adds, --profile times the forward's ops)\n"
+    "               (GFLOP/s still counts the forward's multiply-adds; --profile times the forward's ops, then\n"
+    "               the explanation's steps: recomputations and backward steps per op kind)\n"
     "  --cam-layer L\n"
     "               Grad-CAM at Keras layer L instead (implies --cam; effcam-predict --list-layers lists them)\n"
     "  --memory-budget BYTES\n"
@@ -141,6 +142,25 @@ std::string rate_text(uint64_t multiply_adds, double ms) {
   return text;
 }
 
+Json cam_profile_json(const effcam::bench::CamProfile& profile) {
+  Json groups = Json::array();
+  for (const auto& group : profile.groups) {
+    groups.push_back({{"step", group.backward ? "backward" : "recompute"}, {"kind", group.kind},
+                      {"count", group.count}, {"ms", group.ms}, {"share", group.share}});
+  }
+  return {{"groups", groups}, {"total_ms", profile.total_ms}};
+}
+
+void print_cam_profile(const effcam::bench::CamProfile& profile) {
+  std::printf("\nper explanation step kind (sum of the steps' median ms over the iterations), slowest first:\n");
+  std::printf("%-10s  %-13s  %5s  %9s  %6s\n", "step", "kind", "steps", "ms", "share");
+  for (const auto& group : profile.groups) {
+    std::printf("%-10s  %-13s  %5u  %9.4f  %5.1f%%\n", group.backward ? "backward" : "recompute", group.kind.c_str(),
+                group.count, group.ms, 100 * group.share);
+  }
+  std::printf("%-10s  %-13s  %5s  %9.4f\n", "total", "", "", profile.total_ms);
+}
+
 void print_profile(const effcam::bench::Profile& profile) {
   using effcam::bench::op_kind_name;
   std::printf("\nper op (median ms over the iterations), slowest first:\n");
@@ -179,7 +199,7 @@ int run(const Arguments& args) {
 
   // One timed unit: the forward pass and, with --cam, Grad-CAM for the top-1 class's logit as effcam-predict does
   // it (backward pass and map; no image output).
-  auto iteration = [&](std::span<double> profile_op_ms) {
+  auto iteration = [&](std::span<double> profile_op_ms, std::span<double> profile_step_ms) {
     if (profile_op_ms.empty()) {
       session.run();
     } else {
@@ -189,21 +209,29 @@ int run(const Arguments& args) {
     const std::span<const float> probabilities = session.probabilities();
     const auto top1 =
         static_cast<uint32_t>(std::max_element(probabilities.begin(), probabilities.end()) - probabilities.begin());
-    const effcam::engine::Explanation explanation = session.explain(top1, effcam::engine::CamScore::Logit);
+    const effcam::engine::Explanation explanation =
+        session.explain(top1, effcam::engine::CamScore::Logit, profile_step_ms);
     effcam::imaging::compute_cam(effcam::imaging::CamMethod::GradCam, explanation.activations, explanation.gradients,
                         explanation.shape.h, explanation.shape.w, explanation.shape.c);
   };
   for (uint32_t i = 0; i < args.warmup; ++i) {
     session.set_input_pixels(pixels);
-    iteration({});
+    iteration({}, {});
   }
   using Clock = std::chrono::steady_clock;
   std::vector<double> latency_ms(args.iters);
   std::vector<double> op_ms(args.profile ? size_t{args.iters} * op_count : 0);
+  const std::vector<effcam::engine::ExplainStep> steps = session.explain_steps();
+  std::vector<double> step_ms(args.profile ? size_t{args.iters} * steps.size() : 0);
   for (uint32_t i = 0; i < args.iters; ++i) {
     session.set_input_pixels(pixels);
     const Clock::time_point start = Clock::now();
-    iteration(args.profile ? std::span<double>(op_ms).subspan(size_t{i} * op_count, op_count) : std::span<double>());
+    if (args.profile) {
+      iteration(std::span<double>(op_ms).subspan(size_t{i} * op_count, op_count),
+                std::span<double>(step_ms).subspan(size_t{i} * steps.size(), steps.size()));
+    } else {
+      iteration({}, {});
+    }
     latency_ms[i] = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   }
   const uint64_t peak_rss = effcam::peak_rss_bytes();
@@ -231,6 +259,9 @@ int run(const Arguments& args) {
                 {"fma_peak_gflops", peak.gflops_total},
                 {"fma_isa", peak.isa}};
     if (args.profile) out["profile"] = profile_json(effcam::bench::summarize_profile(model, op_ms, args.iters));
+    if (args.profile && !steps.empty()) {
+      out["cam_profile"] = cam_profile_json(effcam::bench::summarize_cam_profile(model, steps, step_ms, args.iters));
+    }
     std::printf("%s\n", out.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
     return 0;
   }
@@ -253,6 +284,9 @@ int run(const Arguments& args) {
     std::printf("compute     %.1f GFLOP/s (no FMA peak: the CPU has neither AVX-512 nor AVX2)\n", achieved);
   }
   if (args.profile) print_profile(effcam::bench::summarize_profile(model, op_ms, args.iters));
+  if (args.profile && !steps.empty()) {
+    print_cam_profile(effcam::bench::summarize_cam_profile(model, steps, step_ms, args.iters));
+  }
   return 0;
 }
 

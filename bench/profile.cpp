@@ -54,4 +54,33 @@ Profile summarize_profile(const engine::Model& model, std::span<const double> op
   return profile;
 }
 
+CamProfile summarize_cam_profile(const engine::Model& model, std::span<const engine::ExplainStep> steps,
+                                 std::span<const double> step_ms, size_t runs) {
+  if (runs == 0 || step_ms.size() != runs * steps.size()) {
+    throw Error("a CAM profile needs " + std::to_string(steps.size()) + " step times per run, got " +
+                std::to_string(step_ms.size()) + " values for " + std::to_string(runs) + " runs");
+  }
+  const std::span<const format::Op> ops = model.file().ops();
+  CamProfile profile;
+  std::vector<double> samples(runs);
+  for (size_t k = 0; k < steps.size(); ++k) {
+    for (size_t r = 0; r < runs; ++r) samples[r] = step_ms[r * steps.size() + k];
+    const double ms = median(samples);
+    const format::Op& op = ops[steps[k].op];
+    std::string kind = op_kind_name(op.kind);
+    if (op.kind == OpKind::Conv) kind += op.kernel_h == 1 && op.kernel_w == 1 ? " 1x1" : " KxK";
+    auto group = std::find_if(profile.groups.begin(), profile.groups.end(), [&](const CamStepProfile& g) {
+      return g.backward == steps[k].backward && g.kind == kind;
+    });
+    if (group == profile.groups.end()) group = profile.groups.insert(group, CamStepProfile{steps[k].backward, kind});
+    group->count += 1;
+    group->ms += ms;
+    profile.total_ms += ms;
+  }
+  for (CamStepProfile& group : profile.groups) group.share = profile.total_ms > 0 ? group.ms / profile.total_ms : 0;
+  std::stable_sort(profile.groups.begin(), profile.groups.end(),
+                   [](const CamStepProfile& a, const CamStepProfile& b) { return a.ms > b.ms; });
+  return profile;
+}
+
 }  // namespace effcam::bench

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "format/format.h"
+#include "engine/explainer.h"
 #include "engine/graph.h"
 #include "engine/model.h"
 
@@ -39,6 +40,26 @@ struct Profile {
 // `op_ms` holds `runs` rows of one time per op, as Session::run_profiled writes them, run after run.
 // Throws effcam::Error when its size is not runs x the model's op count or runs is 0.
 Profile summarize_profile(const engine::Model& model, std::span<const double> op_ms, size_t runs);
+
+// Where an explanation's time goes: its steps grouped by what they do (a recomputation or a backward step) and by
+// their op's kind, a conv's 1x1 and larger kernels apart.
+struct CamStepProfile {
+  bool backward = false;
+  std::string kind;    // "Conv 1x1", "Conv KxK", "Depthwise", ...
+  uint32_t count = 0;  // steps of the group in one explanation
+  double ms = 0;       // sum of its steps' medians
+  double share = 0;    // of the sum over all steps
+};
+
+struct CamProfile {
+  std::vector<CamStepProfile> groups;  // slowest first
+  double total_ms = 0;                 // sum of the steps' medians
+};
+
+// `step_ms` holds `runs` rows of one time per step of `steps`, as Session::explain writes them, run after run.
+// Throws effcam::Error when its size is not runs x the steps or runs is 0.
+CamProfile summarize_cam_profile(const engine::Model& model, std::span<const engine::ExplainStep> steps,
+                                 std::span<const double> step_ms, size_t runs);
 
 // "Conv", "Depthwise", ... as in format::OpKind (the op table's names); "unknown" for others.
 const char* op_kind_name(format::OpKind kind);

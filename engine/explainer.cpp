@@ -577,19 +577,31 @@ float* Explainer::gradient(const Executor& executor, uint32_t tensor) const {
   return tensor == kNone || gradient_[tensor] == kNone ? nullptr : executor.extra(gradient_[tensor]);
 }
 
-Explanation Explainer::explain(Executor& executor, uint32_t class_index, CamScore score) const {
+std::vector<ExplainStep> Explainer::steps() const {
+  std::vector<ExplainStep> steps;
+  for (const Action& action : actions_) steps.push_back({action.op, action.backward});
+  return steps;
+}
+
+Explanation Explainer::explain(Executor& executor, uint32_t class_index, CamScore score,
+                               std::span<double> step_ms) const {
   if (class_index >= model_.classes()) {
     throw Error("class " + std::to_string(class_index) + " is out of range: the model has " +
                 std::to_string(model_.classes()) + " classes");
+  }
+  if (!step_ms.empty() && step_ms.size() != actions_.size()) {
+    throw Error("a profiled explanation needs one time slot per step (" + std::to_string(actions_.size()) +
+                "), got " + std::to_string(step_ms.size()));
   }
   using Clock = std::chrono::steady_clock;
   const Clock::time_point start = Clock::now();
   Clock::duration recomputing{};
   float score_value = 0;
-  for (const Action& action : actions_) {
+  for (size_t k = 0; k < actions_.size(); ++k) {
+    const Action& action = actions_[k];
+    const Clock::time_point begin = Clock::now();
     for (uint32_t buffer : action.clear) std::fill_n(executor.extra(buffer), buffer_floats_[buffer], 0.0f);
     if (!action.backward) {
-      const Clock::time_point begin = Clock::now();
       recompute_op(executor, action);
       recomputing += Clock::now() - begin;
     } else if (action.op == tap_->op) {
@@ -597,6 +609,7 @@ Explanation Explainer::explain(Executor& executor, uint32_t class_index, CamScor
     } else {
       backward_op(executor, action, class_index, score, score_value);
     }
+    if (!step_ms.empty()) step_ms[k] = std::chrono::duration<double, std::milli>(Clock::now() - begin).count();
   }
   const Shape shape = model_.tap_shape(*tap_);
   const float* activations = activations_ != kNone ? executor.extra(activations_)

@@ -65,6 +65,12 @@ struct ExplainPlan {
   uint64_t forward_multiply_adds = 0;   // of the whole forward pass, for scale
 };
 
+// One step of an explanation's timeline after the forward pass: an op's recomputation or its backward step.
+struct ExplainStep {
+  uint32_t op = 0;
+  bool backward = false;
+};
+
 class Explainer {
  public:
   // Finds `layer`'s tap and schedules the backward pass inside `budget_bytes` of arena (0: twice the forward pass's,
@@ -75,10 +81,13 @@ class Explainer {
   Explainer(const Model& model, const std::string& layer, PlanRequest& request, uint64_t budget_bytes);
 
   // After the executor's forward run (its arena allocated from that request): the backward pass from the score of
-  // `class_index`. Throws effcam::Error when the class is out of range.
-  Explanation explain(Executor& executor, uint32_t class_index, CamScore score) const;
+  // `class_index`; step_ms[k], when given, gets the wall time in milliseconds of steps()[k] (benchmarks). Throws
+  // effcam::Error when the class is out of range or step_ms is neither empty nor one slot per step.
+  Explanation explain(Executor& executor, uint32_t class_index, CamScore score, std::span<double> step_ms = {}) const;
 
   const ExplainPlan& plan() const { return plan_; }
+  // The timeline's steps in order.
+  std::vector<ExplainStep> steps() const;
 
  private:
   // One timeline step after the forward pass: an op's forward recomputed into its segment's buffers, or its

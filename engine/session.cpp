@@ -73,9 +73,13 @@ void Session::run_profiled(std::span<double> op_ms) {
   for (Probe& probe : probes_) compute_probe(probe);
 }
 
-Explanation Session::explain(uint32_t class_index, CamScore score) {
+Explanation Session::explain(uint32_t class_index, CamScore score, std::span<double> step_ms) {
   if (!explainer_) throw Error("this session was made without a Grad-CAM layer");
-  return explainer_->explain(executor_, class_index, score);
+  return explainer_->explain(executor_, class_index, score, step_ms);
+}
+
+std::vector<ExplainStep> Session::explain_steps() const {
+  return explainer_ ? explainer_->steps() : std::vector<ExplainStep>{};
 }
 
 void Session::compute_probe(Probe& probe) {

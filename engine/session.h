@@ -61,7 +61,10 @@ class Session {
 
   // After run(): backward from the score of `class_index` through only the ops between the CAM layer and the output
   // (no weight gradients). Throws effcam::Error when the session has no cam_layer or the class is out of range.
-  Explanation explain(uint32_t class_index, CamScore score);
+  // step_ms, when given, gets each of explain_steps()' wall time in milliseconds (benchmarks).
+  Explanation explain(uint32_t class_index, CamScore score, std::span<double> step_ms = {});
+  // The explanation's timeline: its recomputations and backward steps in order; empty without a cam_layer.
+  std::vector<ExplainStep> explain_steps() const;
   // The arena the forward pass alone needs (plan().arena_bytes includes the explanation's buffers).
   uint64_t forward_arena_bytes() const { return forward_arena_bytes_; }
   // The explanation's plan (segments, checkpoints, recomputation, floor); nullptr without a cam_layer.

@@ -1,8 +1,10 @@
-// The benchmark's building blocks: multiply-add counts, the profiling run, profile and latency summaries, the
-// FMA peak measurement and argument parsing.
+// The benchmark's building blocks: multiply-add counts, the profiling runs (forward and explanation), profile and
+// latency summaries, the FMA peak measurement and argument parsing.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "apps/cli.h"
@@ -114,6 +116,68 @@ TEST_CASE("a profile takes each op's median over the runs and sorts ops and kind
   CHECK_THROWS_AS(effcam::bench::summarize_profile(small.model, op_ms, 0), effcam::Error);
   CHECK(effcam::bench::gflops(500'000'000, 1000.0) == doctest::Approx(1.0));  // 1 GFLOP in 1 s
   CHECK(effcam::bench::op_kind_name(OpKind::SqueezeExcite) == std::string("SqueezeExcite"));
+}
+
+TEST_CASE("an explanation's profile times every step and groups the steps by what they do and their op's kind") {
+  using effcam::engine::CamScore;
+  const LoadedSmallModel small;
+  effcam::engine::SessionOptions options;
+  options.cam_layer = "stem_conv";
+  effcam::engine::Session session(small.model, options);
+  const std::vector<effcam::engine::ExplainStep> steps = session.explain_steps();
+  REQUIRE(steps.size() >= 4);  // dense, pool, depthwise backward; the target's recovery
+
+  session.set_input_pixels(pixels(small.model));
+  session.run();
+  const effcam::engine::Explanation plain = session.explain(1, CamScore::Logit);
+  const std::vector<float> expected(plain.gradients.begin(), plain.gradients.end());
+  session.set_input_pixels(pixels(small.model));
+  session.run();
+  std::vector<double> step_ms(steps.size(), -1.0);
+  const effcam::engine::Explanation timed = session.explain(1, CamScore::Logit, step_ms);
+  CHECK(std::vector<float>(timed.gradients.begin(), timed.gradients.end()) == expected);
+  for (double ms : step_ms) CHECK(ms >= 0.0);
+  std::vector<double> wrong(steps.size() + 1);
+  CHECK_THROWS_AS(session.explain(1, CamScore::Logit, wrong), effcam::Error);
+
+  // Three runs: step k takes (k + 1) x (run + 1) ms, so its median is 2 (k + 1).
+  std::vector<double> synthetic(3 * steps.size());
+  double total = 0;
+  for (size_t r = 0; r < 3; ++r)
+    for (size_t k = 0; k < steps.size(); ++k) synthetic[r * steps.size() + k] = double(k + 1) * double(r + 1);
+  for (size_t k = 0; k < steps.size(); ++k) total += 2.0 * double(k + 1);
+  const effcam::bench::CamProfile profile =
+      effcam::bench::summarize_cam_profile(small.model, steps, synthetic, 3);
+  CHECK(profile.total_ms == doctest::Approx(total));
+  uint32_t counted = 0;
+  double shares = 0;
+  for (size_t g = 0; g < profile.groups.size(); ++g) {
+    const effcam::bench::CamStepProfile& group = profile.groups[g];
+    double want = 0;
+    uint32_t count = 0;
+    for (size_t k = 0; k < steps.size(); ++k) {
+      const effcam::format::Op& op = small.model.file().ops()[steps[k].op];
+      std::string kind = effcam::bench::op_kind_name(op.kind);
+      if (op.kind == OpKind::Conv) kind += op.kernel_h == 1 ? " 1x1" : " KxK";
+      if (steps[k].backward == group.backward && kind == group.kind) want += 2.0 * double(k + 1), ++count;
+    }
+    CHECK(group.count == count);
+    CHECK(group.ms == doctest::Approx(want));
+    if (g > 0) CHECK(group.ms <= profile.groups[g - 1].ms);
+    counted += group.count;
+    shares += group.share;
+  }
+  CHECK(counted == steps.size());
+  CHECK(shares == doctest::Approx(1.0));
+  const bool target_step = std::any_of(profile.groups.begin(), profile.groups.end(), [](const auto& group) {
+    return group.backward && group.kind == "Conv KxK";  // the 3x3 stem's recovery
+  });
+  CHECK(target_step);
+  CHECK_THROWS_AS(effcam::bench::summarize_cam_profile(small.model, steps, synthetic, 2), effcam::Error);
+  CHECK_THROWS_AS(effcam::bench::summarize_cam_profile(small.model, steps, synthetic, 0), effcam::Error);
+
+  effcam::engine::SessionOptions no_cam;
+  CHECK(effcam::engine::Session(small.model, no_cam).explain_steps().empty());
 }
 
 TEST_CASE("latency statistics: minimum, median and nearest-rank 90th percentile") {
