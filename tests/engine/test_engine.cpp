@@ -16,6 +16,7 @@
 #include "converter/keras_model.h"
 #include "converter/lowering.h"
 #include "effcam/error.hpp"
+#include "engine/executor.h"
 #include "engine/graph.h"
 #include "engine/memory_plan.h"
 #include "engine/model.h"
@@ -189,6 +190,27 @@ std::string graph_error(Edit edit) {
     return e.what();
   }
   return "";
+}
+
+TEST_CASE("the executor takes a means' gradient only with an output gradient, for an op with means") {
+  effcam::test::SmallModel small(effcam::format::DType::F32);
+  const std::vector<uint8_t> bytes = small.builder.serialize();
+  const effcam::engine::Model model(effcam::ModelFile::from_bytes(bytes));
+  effcam::engine::Executor executor(model, 1);
+  executor.allocate({});
+  const effcam::Graph& graph = model.graph();  // op 0: the stem conv; op 1: the depthwise conv with its means
+  REQUIRE(model.file().ops()[1].outputs[1] != effcam::format::kNone);
+  std::vector<float> dy(graph.ops[1].output.elements()), means(graph.ops[1].output.c), out(dy.size());
+  effcam::engine::Recompute depthwise;
+  depthwise.output = out.data();
+  depthwise.output_mean_gradient = means.data();
+  CHECK_THROWS_AS(executor.run_op(1, depthwise), effcam::Error);
+  depthwise.output_gradient = dy.data();
+  CHECK_NOTHROW(executor.run_op(1, depthwise));
+  std::vector<float> conv_dy(graph.ops[0].output.elements()), conv_out(conv_dy.size());
+  effcam::engine::Recompute conv = depthwise;
+  conv.output = conv_out.data(), conv.output_gradient = conv_dy.data();
+  CHECK_THROWS_AS(executor.run_op(0, conv), effcam::Error);
 }
 
 TEST_CASE("the graph runs each op's shape rule from its row and names the op that breaks one") {

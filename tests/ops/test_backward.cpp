@@ -354,6 +354,15 @@ TEST_CASE("backward epilogues: convs rerun into dz or keeping their pre-activati
   std::vector<float> kept(16);
   c.output_gradient = nullptr, c.pre_activation = kept.data();
   CHECK_THROWS_AS(ops::conv2d(c, 0, 2), effcam::Error);
+  // A depthwise conv's means' gradient comes with its output's gradient, never alone.
+  const Weights dw(format::pack_depthwise_kernel(random_floats(4), 1, 1, 4, 1), false);
+  const std::vector<float> means = random_floats(4);
+  ops::DepthwiseArgs d;
+  d.x = x.data(), d.in_h = d.in_w = 2, d.cin = 4, d.out_h = d.out_w = 2, d.cout = 4, d.kernel = dw.view();
+  d.y = out.data(), d.output_gradient_means = means.data(), d.mean_scale = 0.25f;
+  CHECK_THROWS_AS(ops::depthwise2d(d, 0, 2), effcam::Error);
+  d.output_gradient = y.data();
+  CHECK_NOTHROW(ops::depthwise2d(d, 0, 2));
 }
 
 TEST_CASE("conv2d_backward_input with a gate: the epilogue's dx is the two-step form's, the gate's gradient its sum") {
