@@ -87,12 +87,13 @@ void Executor::run(double* op_ms) {
   }
 }
 
-void Executor::activate(const float* z, float* y, size_t count, format::Activation act, float act_max) {
-  constexpr size_t kPieceFloats = 16384;
-  pool_.parallel_for(static_cast<uint32_t>((count + kPieceFloats - 1) / kPieceFloats),
-                     [&](uint32_t b, uint32_t e, uint32_t) {
-                       ops::activate(z, y, b * kPieceFloats, std::min(count, e * kPieceFloats), act, act_max);
-                     });
+void Executor::activate(uint32_t index, const float* z, float* y) {
+  const format::Op& op = model_.file().ops()[index];
+  const Shape& shape = model_.graph().ops[index].output;
+  const size_t row = size_t{shape.w} * shape.c;
+  pool_.parallel_for(shape.h, [&](uint32_t b, uint32_t e, uint32_t) {
+    ops::activate(z, y, b * row, e * row, output_activation(op), op.act_max);
+  });
 }
 
 void Executor::run_op(uint32_t index, const Recompute& recompute) {
@@ -113,7 +114,7 @@ void Executor::run_op(uint32_t index, const Recompute& recompute) {
     linear.output = recompute.pre_activation;
     run_op(index, linear);
     float* y = recompute.output ? recompute.output : tensor(op.outputs[0]);
-    activate(recompute.pre_activation, y, g.output.elements(), output_activation(op), op.act_max);
+    activate(index, recompute.pre_activation, y);
     return;
   }
   ForwardCall call{model_.file(), op, g, pool_, {}, {}, {}, nullptr, nullptr, format::Activation::Linear,

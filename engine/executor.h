@@ -57,9 +57,10 @@ class Executor {
   // when op_ms is not null.
   void run(double* op_ms);
   void run_op(uint32_t index, const Recompute& recompute = {});
-  // y = act(z) over `count` floats, split over the pool: an output from its kept pre-activation, with the bits of the
-  // kernels' epilogue (OpDefinition::activation_in_epilogue).
-  void activate(const float* z, float* y, size_t count, format::Activation act, float act_max);
+  // y = op `index`'s activation over its pre-activation z (both its output's shape), split over the pool by rows like
+  // its kernels: an output from its kept pre-activation, with the bits of their epilogue
+  // (OpDefinition::activation_in_epilogue).
+  void activate(uint32_t index, const float* z, float* y);
 
   // Arena views: a tensor, a PlanRequest::extra buffer; a weight vector of the file (nullptr for kNone).
   float* tensor(uint32_t id) const;

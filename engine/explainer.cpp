@@ -560,9 +560,7 @@ void Explainer::recompute_op(Executor& executor, const Action& action) const {
   float* y = executor.extra(action.output);
   if (action.activation_only) {
     // The same SIMD function as the forward kernel's epilogue (splits_activation): y has the forward's bits.
-    const format::Op& op = model_.file().ops()[action.op];
-    executor.activate(executor.extra(action.pre_activation), y, model_.graph().ops[action.op].output.elements(),
-                      output_activation(op), op.act_max);
+    executor.activate(action.op, executor.extra(action.pre_activation), y);
     return;
   }
   Recompute r = rerun(executor, action);

@@ -196,12 +196,11 @@ size_t phase_buffer_floats(uint32_t stride_h, uint32_t stride_w, uint32_t in_h, 
   return size_t{(in_h + stride_h - 1) / stride_h} * ((in_w + stride_w - 1) / stride_w) * channels;
 }
 
-// Zeroes dx (floats) over the pool: before the phases of a strided gradient that overwrites it add up into it.
-void clear_gradient(float* dx, size_t floats, ThreadPool& pool) {
-  constexpr uint32_t kPieceFloats = 16384;
-  const uint32_t pieces = static_cast<uint32_t>((floats + kPieceFloats - 1) / kPieceFloats);
-  pool.parallel_for(pieces, [&](uint32_t b, uint32_t e, uint32_t) {
-    std::fill(dx + size_t{b} * kPieceFloats, dx + std::min(floats, size_t{e} * kPieceFloats), 0.0f);
+// Zeroes dx (rows of row_floats) over the pool, split by rows like the kernels: before the phases of a strided
+// gradient that overwrites it add up into it.
+void clear_gradient(float* dx, uint32_t rows, size_t row_floats, ThreadPool& pool) {
+  pool.parallel_for(rows, [&](uint32_t b, uint32_t e, uint32_t) {
+    std::fill(dx + b * row_floats, dx + e * row_floats, 0.0f);
   });
 }
 
@@ -257,7 +256,7 @@ void conv2d_backward_input(const ConvArgs& a, const float* dz, float* dx, float*
   if (gate.gate && !gate.x) throw Error("ops::conv2d_backward_input: a gate without its input");
   const bool strided = a.stride_h != 1 || a.stride_w != 1;
   if (strided && dx && write == GradientWrite::Overwrite) {
-    clear_gradient(dx, size_t{a.in_h} * a.in_w * a.cin, pool);
+    clear_gradient(dx, a.in_h, size_t{a.in_w} * a.cin, pool);
     write = GradientWrite::Accumulate;
   }
   float* sums = nullptr;
@@ -351,7 +350,7 @@ void depthwise2d_backward_input(const DepthwiseArgs& a, const float* dz, float* 
                                 ThreadPool& pool, GradientWrite write) {
   if (!a.kernel.data || !dz || !dx) throw Error("ops::depthwise2d_backward_input: null tensor");
   if (write == GradientWrite::Overwrite && (a.stride_h != 1 || a.stride_w != 1 || a.cout != a.cin)) {
-    clear_gradient(dx, size_t{a.in_h} * a.in_w * a.cin, pool);
+    clear_gradient(dx, a.in_h, size_t{a.in_w} * a.cin, pool);
     write = GradientWrite::Accumulate;
   }
   if (a.cout != a.cin) return depthwise2d_backward_spread(a, dz, dx);
