@@ -53,4 +53,8 @@ ops::PoolArgs pool_args(const format::Op& op, const OpGeometry& geometry) {
   return a;
 }
 
+ops::GradientWrite input_gradient_write(const BackwardCall& call) {
+  return call.overwrite_input_gradient ? ops::GradientWrite::Overwrite : ops::GradientWrite::Accumulate;
+}
+
 }  // namespace effcam::engine

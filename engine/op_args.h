@@ -6,7 +6,9 @@
 
 #include "format/format.h"
 #include "format/graph.h"
+#include "engine/op_table.h"
 #include "format/model_file.h"
+#include "ops/backward.h"
 #include "ops/kernels.h"
 
 namespace effcam::engine {
@@ -21,5 +23,7 @@ ops::ConvArgs conv_shape_args(const format::Op& op, const OpGeometry& geometry);
 ops::DepthwiseArgs depthwise_args(const ModelFile& file, const format::Op& op, const OpGeometry& geometry);
 // Shapes, window and padding of a MaxPool / AvgPool op; tensors are the caller's.
 ops::PoolArgs pool_args(const format::Op& op, const OpGeometry& geometry);
+// How a backward call's kernels write inputs[0]'s gradient (BackwardCall::overwrite_input_gradient).
+ops::GradientWrite input_gradient_write(const BackwardCall& call);
 
 }  // namespace effcam::engine

@@ -64,10 +64,8 @@ void backward(const BackwardCall& call) {
   float* gate_gradient = call.input_gradient[2];
   if (!gx && !gate_gradient) return;
   const ops::InputGate gate{call.input[2], call.input[0], gate_gradient};  // no gate: input[2] is nullptr
-  const ops::GradientWrite write =
-      call.overwrite_input_gradient ? ops::GradientWrite::Overwrite : ops::GradientWrite::Accumulate;
   ops::conv2d_backward_input(conv_args(call.file, call.op, call.geometry), call.dz, gx, call.scratch, call.pool,
-                             call.winograd, gate, write);
+                             call.winograd, gate, input_gradient_write(call));
 }
 
 // Only a gated conv reads its forward inputs (the input and the gate, for the gate's gradient).

@@ -81,9 +81,8 @@ BackwardScratch backward_scratch(const ModelFile& file, const format::Op& op, co
 void backward(const BackwardCall& call) {
   if (!call.input_gradient[0]) return;
   const ops::DepthwiseArgs a = depthwise_args(call.file, call.op, call.geometry);
-  const ops::GradientWrite write =
-      call.overwrite_input_gradient ? ops::GradientWrite::Overwrite : ops::GradientWrite::Accumulate;
-  ops::depthwise2d_backward_input(a, call.dz, call.input_gradient[0], call.scratch, call.pool, write);
+  ops::depthwise2d_backward_input(a, call.dz, call.input_gradient[0], call.scratch, call.pool,
+                                  input_gradient_write(call));
 }
 
 }  // namespace
